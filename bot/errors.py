@@ -1,14 +1,14 @@
 """The one exception root of musher, branched by what the caller should do.
 
-    MusherError
-    ├── TransientError(retry_after)   try again later (rate limits, 5xx, busy store)
-    ├── PermanentError                 give up and tell the room
-    │   └── StoreError                 a write to the database failed (never swallowed)
-    ├── VerificationError              a signature or token did not check out
-    ├── TransitionError                the pipeline refused an event (pipeline.transitions)
-    ├── UsageError                     a command's arguments are wrong; carries the usage line
-    ├── AccessDenied                   the sender may not do this
-    └── ConfigError                    bot.toml or the environment is invalid; carries every problem
+MusherError
+├── TransientError(retry_after)   try again later (rate limits, 5xx, busy store)
+├── PermanentError                 give up and tell the room
+│   └── StoreError                 a write to the database failed (never swallowed)
+├── VerificationError              a signature or token did not check out
+├── TransitionError                the pipeline refused an event (pipeline.transitions)
+├── UsageError                     a command's arguments are wrong; carries the usage line
+├── AccessDenied                   the sender may not do this
+└── ConfigError                    bot.toml or the environment is invalid; carries every problem
 """
 
 from __future__ import annotations

@@ -1,0 +1,37 @@
+"""Who may talk to the bot and who is an admin, per transport (I3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """``allowed`` empty means everyone in the transport's configured rooms.
+
+    ``admins`` None means "nobody" except where ``everyone_admin`` (the web console, whose
+    senders are the local operator unless ``admins`` is set).
+    """
+
+    allowed: frozenset[str] = frozenset()
+    admins: frozenset[str] | None = None
+    everyone_admin: bool = False
+
+    @classmethod
+    def build(
+        cls, allowed: Iterable[str], admins: Iterable[str] | None, everyone_admin: bool = False
+    ) -> AccessPolicy:
+        return cls(
+            frozenset(allowed),
+            None if admins is None else frozenset(admins),
+            everyone_admin and admins is None,
+        )
+
+    def allows(self, sender: str) -> bool:
+        return not self.allowed or sender in self.allowed or self.is_admin(sender)
+
+    def is_admin(self, sender: str) -> bool:
+        if self.everyone_admin:
+            return True
+        return self.admins is not None and sender in self.admins

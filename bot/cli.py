@@ -1,0 +1,101 @@
+"""``musher`` command line: ``run``, ``check``, ``say``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.errors import ConfigError
+from config import Settings, config_path, load_settings, render_effective
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.handler(args)
+        return result
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musher", description="Chat-first assistant daemon.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", help="bot.toml to read (default: $MUSHER_CONFIG, ./bot.toml)")
+    run.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    run.set_defaults(handler=_run)
+
+    check = sub.add_parser("check", help="validate the configuration and print it")
+    check.add_argument("--config")
+    check.set_defaults(handler=_check)
+
+    say = sub.add_parser("say", help="post to the running daemon and print the replies")
+    say.add_argument("--config")
+    say.add_argument("--data-dir", help="where the running daemon keeps daemon.json")
+    say.add_argument("--room", default="lobby")
+    say.add_argument("--sender", default=os.environ.get("USER") or "you")
+    say.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    say.add_argument("text", nargs="+")
+    say.set_defaults(handler=_say)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    path = config_path(args.config, os.environ)
+    return load_settings(path), path
+
+
+def _data_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else settings.daemon.data_dir
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bot.daemon import Daemon
+
+    settings, _ = _settings(args)
+    logging.basicConfig(
+        level=settings.daemon.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    asyncio.run(Daemon(settings, _data_dir(args, settings)).run())
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings, path = _settings(args)
+    print(f"# configuration: {path if path else 'built-in defaults'}")
+    print(render_effective(settings), end="")
+    return 0
+
+
+def _say(args: argparse.Namespace) -> int:
+    from bot.say import say
+
+    settings, _ = _settings(args)
+    token = settings.http.token.get_secret_value() if settings.http.token else None
+    return asyncio.run(
+        say(
+            _data_dir(args, settings),
+            args.room,
+            args.sender,
+            " ".join(args.text),
+            token,
+            args.timeout,
+        )
+    )

@@ -1,0 +1,81 @@
+"""The commands of the daemon itself (C5): ``help``, ``stop``, ``reset``, ``ambient``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from bot.commands.args import Args, NoArgs
+from bot.commands.registry import CommandContext, Permission, Registry
+from bot.messages import Reply
+
+
+class HelpArgs(Args):
+    command: Annotated[str | None, Field(description="a command to explain")] = None
+
+
+class AmbientArgs(Args):
+    mode: Annotated[Literal["on", "off"], Field(description="answer without a mention?")]
+
+
+def register_core(registry: Registry) -> None:
+    """Add the daemon's own commands to ``registry``."""
+
+    @registry.command(
+        "help", summary="List commands, or explain one", usage="help [cmd]", args=HelpArgs
+    )
+    async def help_(ctx: CommandContext, args: HelpArgs) -> Reply:
+        return Reply(render_help(registry, args.command, ctx.admin))
+
+    @registry.command(
+        "stop",
+        summary="Cancel the room's running answer and drop queued messages",
+        usage="stop",
+        args=NoArgs,
+    )
+    async def stop(ctx: CommandContext, args: NoArgs) -> Reply:
+        await ctx.services.dispatcher.stop(ctx.session)
+        return Reply("Stopped.")
+
+    @registry.command(
+        "reset", summary="Forget this room's LLM conversation", usage="reset", args=NoArgs
+    )
+    async def reset(ctx: CommandContext, args: NoArgs) -> Reply:
+        await ctx.services.provider.reset(ctx.session)
+        return Reply("Conversation reset: the next message starts a new one.")
+
+    @registry.command(
+        "ambient",
+        summary="Answer every message in this room (on) or only mentions (off)",
+        usage="ambient on|off",
+        args=AmbientArgs,
+    )
+    async def ambient(ctx: CommandContext, args: AmbientArgs) -> Reply:
+        on = args.mode == "on"
+        await ctx.services.journal.set_ambient(ctx.session, on)
+        if on:
+            ctx.services.ambient.add(ctx.session)
+            return Reply("Ambient mode on: I'll read every message in this room.")
+        ctx.services.ambient.discard(ctx.session)
+        return Reply("Ambient mode off: mention me to get my attention.")
+
+
+def render_help(registry: Registry, name: str | None, admin: bool) -> str:
+    """The command list, or one command's usage and summary."""
+    if name:
+        command = registry.get(name)
+        if command is None:
+            return f"No command {name!r}. Try `help` for the list."
+        lines = [f"Usage: {command.usage}", command.summary]
+        if command.aliases:
+            lines.append("Aliases: " + ", ".join(command.aliases))
+        if command.permission is Permission.ADMIN:
+            lines.append("Admins only.")
+        return "\n".join(lines)
+    lines = ["Commands:"]
+    for command in registry.commands():
+        marker = " (admin)" if command.permission is Permission.ADMIN else ""
+        lines.append(f"  {command.usage} — {command.summary}{marker}")
+    lines.append("Anything else is sent to the LLM.")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""The one command registry (C1): chat text, slash commands, the web API, MCP and LLM tools.
+
+A :class:`Command` has a name (one or two words: ``move``, ``new project``), aliases, a
+one-line summary, a usage line, an argument model, a permission level and an async handler
+returning a :class:`~bot.messages.Reply`. :meth:`Registry.invoke` is the only way a command
+runs: it checks permission, validates arguments and turns every failure into a reply, so a
+bad call never crashes and never half-applies (C4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from bot.commands.args import Args, parse_args, split_words
+from bot.errors import AccessDenied, MusherError, UsageError
+from bot.messages import Reply
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger("musher.commands")
+
+
+class Permission(IntEnum):
+    USER = 0
+    ADMIN = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Who runs a command, where, and the daemon services it may use."""
+
+    session: str
+    sender: str
+    admin: bool
+    services: Services
+    via: str = "chat"  # "chat" | "api" | "tool"
+
+    @property
+    def transport(self) -> str:
+        return self.session.partition(":")[0]
+
+    @property
+    def room(self) -> str:
+        return self.session.partition(":")[2]
+
+
+Handler = Callable[[CommandContext, Any], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    args: type[Args]
+    aliases: tuple[str, ...] = ()
+    permission: Permission = Permission.USER
+    destructive: bool = False  # an LLM may call it only on an admin's behalf (L4)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A message recognised as a command: which one and the words after its name."""
+
+    command: Command
+    words: list[str]
+
+
+class Registry:
+    """Commands by name and alias; two-word names win over one-word ones."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Command] = {}
+        self._commands: list[Command] = []
+
+    def add(self, command: Command) -> None:
+        for key in (command.name, *command.aliases):
+            key = key.lower()
+            if key in self._by_name:
+                raise ValueError(f"command name {key!r} is registered twice")
+            self._by_name[key] = command
+        self._commands.append(command)
+
+    def command(
+        self,
+        name: str,
+        *,
+        summary: str,
+        usage: str,
+        args: type[Args],
+        aliases: Iterable[str] = (),
+        permission: Permission = Permission.USER,
+        destructive: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Decorator registering ``handler`` as the command ``name``."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(
+                Command(
+                    name, summary, usage, handler, args, tuple(aliases), permission, destructive
+                )
+            )
+            return handler
+
+        return register
+
+    def commands(self) -> list[Command]:
+        return list(self._commands)
+
+    def get(self, name: str) -> Command | None:
+        return self._by_name.get(name.lower())
+
+    def match(self, text: str) -> Invocation | None:
+        """The command ``text`` starts with (after an optional ``!`` or ``/``), if any."""
+        words = split_words(text.strip())
+        if not words:
+            return None
+        first = words[0]
+        if first[:1] in "!/":
+            first = first[1:]
+        words = [first, *words[1:]]
+        if len(words) >= 2:
+            command = self.get(f"{words[0]} {words[1]}")
+            if command is not None:
+                return Invocation(command, words[2:])
+        command = self.get(words[0])
+        return None if command is None else Invocation(command, words[1:])
+
+    async def run(self, invocation: Invocation, ctx: CommandContext) -> Reply:
+        """Parse chat words and run; every failure comes back as a reply."""
+        command = invocation.command
+        try:
+            args = parse_args(command.args, invocation.words, command.usage)
+        except UsageError as err:
+            return Reply(str(err))
+        return await self._call(command, args, ctx)
+
+    async def invoke(self, name: str, arguments: Mapping[str, Any], ctx: CommandContext) -> Reply:
+        """Run by name with JSON arguments (API, MCP, LLM tools)."""
+        command = self.get(name)
+        if command is None:
+            return Reply(f"Unknown command {name!r}. Try `help`.")
+        try:
+            args = command.args.model_validate(dict(arguments))
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            return Reply(f"Usage: {command.usage}\n{problems}")
+        return await self._call(command, args, ctx)
+
+    async def _call(self, command: Command, args: Args, ctx: CommandContext) -> Reply:
+        if command.permission is Permission.ADMIN and not ctx.admin:
+            return Reply(f"Sorry, `{command.name}` is for admins only.")
+        if command.destructive and ctx.via == "tool" and not ctx.admin:
+            return Reply(f"`{command.name}` needs an admin to ask for it.")
+        try:
+            return await command.handler(ctx, args)
+        except asyncio.CancelledError:
+            raise
+        except (UsageError, AccessDenied) as err:
+            return Reply(str(err))
+        except MusherError as err:
+            return Reply(f"⚠️ {err}")
+        except Exception:
+            log.exception("command %r failed in %s", command.name, ctx.session)
+            return Reply(f"⚠️ `{command.name}` failed with an internal error; see the daemon log.")

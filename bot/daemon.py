@@ -1,0 +1,220 @@
+"""The composition root behind ``musher run``: builds every part, runs, shuts down in order.
+
+Startup: open the database → build services → load the enabled transports by name (lazily,
+so an unused SDK is never imported) → mount their routes → listen → start transports →
+replay what a crash left unanswered → write ``daemon.json``.
+
+Shutdown (the one ordered contract, STYLE.md): stop intake (transports and HTTP) → drain
+the dispatcher (running turns are cancelled and parked: their messages stay unanswered in
+the journal and are replayed on the next start) → stop background jobs → close the
+provider → flush and close the store last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import importlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from bot.access import AccessPolicy
+from bot.clock import LoopClock
+from bot.commands.core import register_core
+from bot.commands.registry import Registry
+from bot.db import Database
+from bot.dispatcher import Dispatcher
+from bot.errors import ConfigError
+from bot.feed import RoomFeed
+from bot.http import HttpServer, build_app
+from bot.ingress import Ingress
+from bot.journal import SCHEMA, Journal, State
+from bot.llm.base import Provider
+from bot.llm.simple import EchoProvider, NoneProvider
+from bot.metrics import Metrics
+from bot.outbox import Outbox
+from bot.services import Services
+from bot.transport import HttpMount, Transport, TransportContext
+from bot.turns import TurnRunner
+from config.models import Settings
+
+log = logging.getLogger("musher")
+
+TRANSPORT_MODULES = {
+    "web": "transports.web.app",
+    "matrix": "transports.matrix.client",
+    "slack": "transports.slack.app",
+    "discord": "transports.discord.client",
+    "whatsapp": "transports.whatsapp.app",
+}
+PRUNE_INTERVAL_S = 3600.0
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider ``[llm] provider`` names."""
+    name = settings.llm.provider
+    if name == "echo":
+        return EchoProvider(settings.llm.echo.delay_s)
+    if name in ("none", "auto"):
+        return NoneProvider()
+    raise ConfigError([f"llm.provider: {name!r} is not available in this build"])
+
+
+def enabled_transports(settings: Settings) -> list[str]:
+    return [name for name in TRANSPORT_MODULES if getattr(settings.transports, name).enabled]
+
+
+class Daemon:
+    """One running musher. Use :meth:`run` (foreground, until signalled)."""
+
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.stopping = asyncio.Event()
+        self.health: dict[str, str] = {}
+        self.url = ""
+        self._lock_file: Any = None
+
+    async def run(self) -> None:
+        """Start, wait for SIGTERM/SIGINT (or :attr:`stopping`), shut down in order."""
+        self._take_lock()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        db = await Database.open(self.data_dir / "musher.db", SCHEMA)
+        self.health["store"] = "ok"
+        try:
+            await self._serve(db)
+        finally:
+            await db.aclose()
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / "daemon.json").unlink()
+            log.info("stopped")
+
+    async def _serve(self, db: Database) -> None:
+        services = self._build(db)
+        services.ambient.update(await services.journal.ambient_rooms())
+        transports = self._load_transports(services, db)
+        ingress = Ingress(services, {t.name: t.identities for t in transports})
+        token = self.settings.http.token
+        app = build_app(
+            services.metrics,
+            lambda: dict(self.health),
+            token.get_secret_value() if token else None,
+            self.settings.http.max_body_bytes,
+        )
+        for transport in transports:
+            if isinstance(transport, HttpMount):
+                transport.mount(app)
+        server = HttpServer(app, self.settings.http.host, self.settings.http.port)
+        self.url = await server.start()
+        try:
+            for transport in transports:
+                self.health[f"transport:{transport.name}"] = "starting"
+                await transport.start(ingress)
+                self.health[f"transport:{transport.name}"] = "ok"
+            self.health["dispatcher"] = "ok"
+            await ingress.replay()
+            self._write_daemon_json()
+            log.info("listening on %s", self.url)
+            async with asyncio.TaskGroup() as jobs:
+                prune = jobs.create_task(self._prune_loop(services), name="journal-prune")
+                await self.stopping.wait()
+                log.info("shutting down")
+                prune.cancel()
+        finally:
+            await self._shutdown(services, transports, server)
+
+    async def _shutdown(
+        self, services: Services, transports: list[Transport], server: HttpServer
+    ) -> None:
+        self.health = {k: "stopping" for k in self.health}
+        for transport in transports:  # 1. stop intake
+            with contextlib.suppress(Exception):
+                await transport.aclose()
+        await server.aclose()
+        await services.dispatcher.aclose()  # 2. park running turns
+        await services.provider.aclose()  # 3. background jobs were stopped by the task group
+
+    def _build(self, db: Database) -> Services:
+        s = self.settings
+        journal = Journal(db)
+        feed = RoomFeed()
+        metrics = Metrics()
+        registry = Registry()
+        register_core(registry)
+
+        async def run_turn(session: str, batch: Any) -> None:
+            await runner.run(session, batch)
+
+        async def discard(session: str, batch: Any) -> None:
+            await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
+
+        d = s.dispatcher
+        dispatcher = Dispatcher(
+            run_turn=run_turn,
+            discard=discard,
+            clock=LoopClock(),
+            coalesce_window_s=d.coalesce_window_ms / 1000,
+            max_wait_s=d.max_wait_ms / 1000,
+            busy_mode=d.busy_mode,
+            queue_cap=d.queue_cap,
+            idle_ttl_s=d.idle_session_ttl_s,
+            on_batch=metrics.batch_size.observe,
+        )
+        services = Services(
+            settings=s,
+            journal=journal,
+            feed=feed,
+            metrics=metrics,
+            outbox=Outbox(journal, feed, metrics, s.daemon.name),
+            registry=registry,
+            provider=make_provider(s),
+            dispatcher=dispatcher,
+        )
+        runner = TurnRunner(services)
+        metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
+        metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
+        return services
+
+    def _load_transports(self, services: Services, db: Database) -> list[Transport]:
+        ctx = TransportContext(self.settings, db, services.journal, services.feed, services.metrics)
+        transports: list[Transport] = []
+        for name in enabled_transports(self.settings):
+            module = importlib.import_module(TRANSPORT_MODULES[name])
+            transport: Transport = module.create(ctx)
+            section = getattr(self.settings.transports, name)
+            services.access[name] = AccessPolicy.build(
+                section.allowed_users, section.admins, everyone_admin=(name == "web")
+            )
+            services.outbox.transports[name] = transport
+            transports.append(transport)
+        return transports
+
+    async def _prune_loop(self, services: Services) -> None:
+        while True:
+            await services.journal.prune()
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    def _take_lock(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.data_dir / "daemon.lock", "w")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigError(
+                [f"daemon.data_dir: {self.data_dir} is in use by another running musher"]
+            ) from None
+        self._lock_file = lock
+
+    def _write_daemon_json(self) -> None:
+        path = self.data_dir / "daemon.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url}))
+        tmp.replace(path)

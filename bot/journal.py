@@ -1,0 +1,290 @@
+"""The ingress journal (I1, D6) and the room log.
+
+Every accepted inbound message is a row of ``inbound`` before the transport acknowledges it;
+``(transport, event_id)`` is unique, so a redelivery is recognised even after a restart.
+Free text stays ``pending`` until the turn that answered it finished (or ``stop`` dropped it);
+a batch is recorded in ``turns`` before the LLM is called, so after a crash the daemon knows
+which messages were already being answered. ``room_log`` keeps what each room saw, in order,
+for the web API and its SSE stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiosqlite
+
+from bot.db import Database
+from bot.messages import InboundMessage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbound (
+    id          INTEGER PRIMARY KEY,
+    transport   TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    room        TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    received_at REAL NOT NULL,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    turn_id     INTEGER,
+    UNIQUE (transport, event_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound (state) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS inbound_received ON inbound (received_at);
+CREATE TABLE IF NOT EXISTS turns (
+    id          INTEGER PRIMARY KEY,
+    session     TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT
+);
+CREATE TABLE IF NOT EXISTS room_log (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    role    TEXT NOT NULL,
+    sender  TEXT NOT NULL,
+    text    TEXT NOT NULL,
+    ts      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_log_session ON room_log (session, seq);
+CREATE TABLE IF NOT EXISTS room_settings (
+    session TEXT PRIMARY KEY,
+    ambient INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS stranger_replies (
+    transport TEXT NOT NULL,
+    sender    TEXT NOT NULL,
+    day       TEXT NOT NULL,
+    PRIMARY KEY (transport, sender, day)
+);
+"""
+
+DEDUPE_DAYS = 7
+
+
+class Kind(StrEnum):
+    """What the router made of an inbound message."""
+
+    TEXT = "text"  # free text for the dispatcher
+    COMMAND = "command"
+    IGNORED = "ignored"  # not addressed to the bot (shared room, no mention, ambient off)
+    REFUSED = "refused"  # a sender who is not allowed
+
+
+class State(StrEnum):
+    PENDING = "pending"  # not yet answered
+    ANSWERED = "answered"
+    STOPPED = "stopped"  # dropped by `stop`
+    DONE = "done"  # nothing to answer (ignored, refused, command handled)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of a room's visible history."""
+
+    seq: int
+    session: str
+    role: str  # "user" | "bot"
+    sender: str
+    text: str
+    ts: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "role": self.role,
+            "sender": self.sender,
+            "text": self.text,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A journalled message that was never answered (for crash replay)."""
+
+    id: int
+    transport: str
+    room: str
+    sender: str
+    text: str
+    kind: Kind
+    turn_id: int | None
+
+
+class Journal:
+    """Reads and writes the ingress journal and room log through one :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(
+        self, msg: InboundMessage, kind: Kind, text: str
+    ) -> tuple[int, LogEntry | None] | None:
+        """Journal ``msg`` durably; ``None`` if ``(transport, event_id)`` was seen before.
+
+        Addressed messages (text and commands) also get a ``room_log`` line in the same
+        transaction. Returns the journal id and that line.
+        """
+        state = State.PENDING if kind in (Kind.TEXT, Kind.COMMAND) else State.DONE
+        now = time.time()
+
+        async def job(conn: aiosqlite.Connection) -> tuple[int, LogEntry | None] | None:
+            cursor = await conn.execute(
+                "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
+                " kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (transport, event_id) DO NOTHING",
+                (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind, state),
+            )
+            if cursor.rowcount == 0:
+                return None
+            row_id = cursor.lastrowid
+            assert row_id is not None
+            entry = None
+            if state is State.PENDING:
+                entry = await _append_log(conn, msg.session, "user", msg.sender, text, now)
+            return row_id, entry
+
+        return await self.db.write(job)
+
+    async def start_turn(self, session: str, ids: Iterable[int]) -> int:
+        """Record that a turn now answers ``ids``; returns the turn id (D6)."""
+        id_list = list(ids)
+
+        async def job(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "INSERT INTO turns (session, started_at) VALUES (?, ?)", (session, time.time())
+            )
+            turn_id = cursor.lastrowid
+            assert turn_id is not None
+            await conn.executemany(
+                "UPDATE inbound SET turn_id = ? WHERE id = ?", [(turn_id, i) for i in id_list]
+            )
+            return turn_id
+
+        return await self.db.write(job)
+
+    async def finish_turn(self, turn_id: int, ids: Iterable[int], outcome: str) -> None:
+        """Mark the turn finished and its messages answered."""
+        id_list = list(ids)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
+                (time.time(), outcome, turn_id),
+            )
+            await _set_state(conn, id_list, State.ANSWERED)
+
+        await self.db.write(job)
+
+    async def mark(self, ids: Iterable[int], state: State) -> None:
+        """Set the state of journal rows (``stop`` drops, commands done)."""
+        id_list = list(ids)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await _set_state(conn, id_list, state)
+
+        await self.db.write(job)
+
+    async def pending(self) -> list[Pending]:
+        """Every addressed message not yet answered, oldest first (crash replay, D6)."""
+        rows = await self.db.read(
+            "SELECT id, transport, room, sender, text, kind, turn_id FROM inbound"
+            " WHERE state = 'pending' ORDER BY id"
+        )
+        return [
+            Pending(
+                r["id"],
+                r["transport"],
+                r["room"],
+                r["sender"],
+                r["text"],
+                Kind(r["kind"]),
+                r["turn_id"],
+            )
+            for r in rows
+        ]
+
+    async def log_bot(self, session: str, sender: str, text: str) -> LogEntry:
+        """Append a bot message to the room log."""
+        now = time.time()
+
+        async def job(conn: aiosqlite.Connection) -> LogEntry:
+            return await _append_log(conn, session, "bot", sender, text, now)
+
+        return await self.db.write(job)
+
+    async def history(self, session: str, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        """The room log of ``session`` after ``seq``, oldest first, at most ``limit`` lines."""
+        rows = await self.db.read(
+            "SELECT seq, session, role, sender, text, ts FROM room_log"
+            " WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (session, after, limit),
+        )
+        return [LogEntry(*tuple(r)) for r in rows]
+
+    async def last_seq(self, session: str) -> int:
+        """The newest room log ``seq`` of ``session`` (0 when empty)."""
+        rows = await self.db.read("SELECT MAX(seq) FROM room_log WHERE session = ?", (session,))
+        return int(rows[0][0] or 0)
+
+    async def ambient_rooms(self) -> set[str]:
+        rows = await self.db.read("SELECT session FROM room_settings WHERE ambient = 1")
+        return {r["session"] for r in rows}
+
+    async def set_ambient(self, session: str, on: bool) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO room_settings (session, ambient) VALUES (?, ?)"
+                " ON CONFLICT (session) DO UPDATE SET ambient = excluded.ambient",
+                (session, int(on)),
+            )
+
+        await self.db.write(job)
+
+    async def first_refusal_today(self, transport: str, sender: str) -> bool:
+        """True exactly once per sender per UTC day: whether to send the polite refusal."""
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+
+        async def job(conn: aiosqlite.Connection) -> bool:
+            cursor = await conn.execute(
+                "INSERT INTO stranger_replies VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (transport, sender, day),
+            )
+            return cursor.rowcount == 1
+
+        return await self.db.write(job)
+
+    async def prune(self, days: float = DEDUPE_DAYS) -> int:
+        """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""
+        cutoff = time.time() - days * 86400
+
+        async def job(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "DELETE FROM inbound WHERE received_at < ? AND state != 'pending'", (cutoff,)
+            )
+            return cursor.rowcount
+
+        return await self.db.write(job)
+
+
+async def _append_log(
+    conn: aiosqlite.Connection, session: str, role: str, sender: str, text: str, ts: float
+) -> LogEntry:
+    cursor = await conn.execute(
+        "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)",
+        (session, role, sender, text, ts),
+    )
+    seq = cursor.lastrowid
+    assert seq is not None
+    return LogEntry(seq, session, role, sender, text, ts)
+
+
+async def _set_state(conn: aiosqlite.Connection, ids: Sequence[int], state: State) -> None:
+    await conn.executemany("UPDATE inbound SET state = ? WHERE id = ?", [(state, i) for i in ids])

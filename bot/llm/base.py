@@ -1,0 +1,90 @@
+"""The provider protocol (L1) and the events a turn yields.
+
+A provider turns one batch into a stream of :data:`TurnEvent`. It is cancelled by cancelling
+the task iterating it (or by setting ``cancel``); a provider that owns processes must kill
+them, verified, before its iterator finishes unwinding (L6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.messages import QueuedText
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A command offered to the model as a function tool."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """Everything a provider needs for one turn."""
+
+    session: str
+    prompt: str
+    batch: tuple[QueuedText, ...]
+    tools: tuple[Tool, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The turn ended; ``text`` is the final answer when it was not streamed as deltas."""
+
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider failed; ``message`` is shown in the room."""
+
+    message: str
+
+
+TurnEvent = TextDelta | ToolCall | ToolResult | Usage | Done | Failed
+
+
+class Provider(Protocol):
+    name: str
+
+    def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
+        """Stream the events of one turn. Must stop promptly when cancelled."""
+        ...
+
+    async def reset(self, session: str) -> None:
+        """Forget the conversation of ``session``."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,60 @@
+"""Everything the bot says goes through here: split to the transport's limit, sent, logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.feed import RoomFeed, Typing
+from bot.journal import Journal
+from bot.messages import Reply, split_session
+from bot.metrics import Metrics
+from bot.paragraphs import split_text
+from bot.transport import Transport
+
+log = logging.getLogger("musher.outbox")
+
+
+class Outbox:
+    def __init__(self, journal: Journal, feed: RoomFeed, metrics: Metrics, bot_name: str) -> None:
+        self.journal = journal
+        self.feed = feed
+        self.metrics = metrics
+        self.bot_name = bot_name
+        self.transports: dict[str, Transport] = {}
+
+    async def send(self, session: str, reply: Reply) -> None:
+        """Deliver ``reply`` to ``session`` in chunks the transport accepts, in order.
+
+        A delivery failure is logged and counted, never raised to the caller: the turn or
+        command that produced the reply has already happened. Every chunk delivered (or
+        attempted) is in the room log.
+        """
+        transport = self.transports.get(split_session(session)[0])
+        limit = transport.capabilities.max_length if transport else 4000
+        for chunk in split_text(reply.text, limit):
+            if transport is not None:
+                try:
+                    await transport.send(session, Reply(chunk, reply.ephemeral, reply.notice))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sending to %s failed", session)
+                    self.metrics.sends_failed.inc(transport.name)
+            else:
+                log.warning("no transport for %s; reply only logged", session)
+            entry = await self.journal.log_bot(session, self.bot_name, chunk)
+            self.feed.publish(session, entry)
+
+    async def typing(self, session: str, active: bool) -> None:
+        """Show or hide the "working" indicator; failures are logged only."""
+        self.feed.publish(session, Typing(session, active))
+        transport = self.transports.get(split_session(session)[0])
+        if transport is None or not transport.capabilities.typing:
+            return
+        try:
+            await transport.typing(session, active)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("typing indicator failed in %s", session, exc_info=True)

@@ -1,0 +1,107 @@
+"""``musher say``: post to the running daemon's web transport and print the replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.errors import ConfigError
+
+QUIET_S = 1.0  # after a reply, this long without news (and no "working") ends the wait
+
+
+def daemon_url(data_dir: Path) -> str:
+    """The URL the daemon using ``data_dir`` listens on, from its ``daemon.json``."""
+    path = data_dir / "daemon.json"
+    try:
+        info = json.loads(path.read_text())
+        return str(info["url"])
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(
+            [f"{path}: no running daemon found (start one with `musher run`)"]
+        ) from None
+
+
+async def say(
+    data_dir: Path, room: str, sender: str, text: str, token: str | None, limit_s: float
+) -> int:
+    """Post ``text`` and print each bot reply as it arrives; 0 when a reply came, 1 if none."""
+    url = daemon_url(data_dir)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=limit_s) as client:
+        try:
+            async with asyncio.timeout(limit_s):
+                return await _converse(client, room, sender, text)
+        except TimeoutError:
+            print(f"musher say: no complete answer within {limit_s:g} s", file=sys.stderr)
+            return 1
+        except httpx.HTTPError as err:
+            print(f"musher say: cannot reach the daemon at {url}: {err}", file=sys.stderr)
+            return 1
+
+
+async def _converse(client: httpx.AsyncClient, room: str, sender: str, text: str) -> int:
+    async with client.stream("GET", f"/api/v1/rooms/{room}/events") as stream:
+        if stream.status_code != 200:
+            await stream.aread()
+            print(f"musher say: {_error(stream)}", file=sys.stderr)
+            return 1
+        events = _sse(stream)
+        await anext(events)  # the stream's opening comment: we are subscribed
+        event_id = uuid.uuid4().hex
+        posted = await client.post(
+            f"/api/v1/rooms/{room}/messages", json={"sender": sender, "text": text, "id": event_id}
+        )
+        if posted.status_code >= 400:
+            print(f"musher say: {_error(posted)}", file=sys.stderr)
+            return 1
+        return await _print_replies(events, sender, text)
+
+
+async def _print_replies(events: AsyncIterator[tuple[str, Any]], sender: str, text: str) -> int:
+    seen_own = False
+    replies = 0
+    typing = False
+    while True:
+        wait = QUIET_S if replies and not typing else None
+        try:
+            kind, data = await asyncio.wait_for(anext(events), wait)
+        except TimeoutError:
+            return 0
+        if kind == "typing":
+            typing = bool(data.get("active"))
+        elif kind == "message" and data.get("role") == "user":
+            seen_own = seen_own or (
+                data.get("sender") == sender and data.get("text") == text.strip()
+            )
+        elif kind == "message" and seen_own:
+            print(data.get("text", ""), flush=True)
+            replies += 1
+
+
+async def _sse(stream: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    kind, data = "message", ""
+    async for line in stream.aiter_lines():
+        if line.startswith(":"):
+            yield "comment", None
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+        elif not line and data:
+            yield kind, json.loads(data)
+            kind, data = "message", ""
+
+
+def _error(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"

@@ -1,0 +1,32 @@
+"""The daemon's parts, wired once by the supervisor and handed to commands and turns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.access import AccessPolicy
+from bot.commands.registry import Registry
+from bot.dispatcher import Dispatcher
+from bot.feed import RoomFeed
+from bot.journal import Journal
+from bot.llm.base import Provider
+from bot.metrics import Metrics
+from bot.outbox import Outbox
+from config.models import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    journal: Journal
+    feed: RoomFeed
+    metrics: Metrics
+    outbox: Outbox
+    registry: Registry
+    provider: Provider
+    dispatcher: Dispatcher
+    access: dict[str, AccessPolicy] = field(default_factory=dict)
+    ambient: set[str] = field(default_factory=set)  # sessions with `ambient on`
+
+    def policy(self, transport: str) -> AccessPolicy:
+        return self.access.get(transport, AccessPolicy())

@@ -1,0 +1,80 @@
+"""The one small protocol every transport implements (X1), and how it talks to the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from bot.messages import InboundMessage, Reply
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bot.db import Database
+    from bot.feed import RoomFeed
+    from bot.journal import Journal
+    from bot.metrics import Metrics
+    from config.models import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    max_length: int = 4000
+    edits: bool = False
+    threads: bool = False
+    ephemeral: bool = False
+    typing: bool = False
+
+
+class FeedResult(Enum):
+    """What ingress did with a message; the transport acknowledges every one of them."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"  # own message, or not addressed to the bot
+    REFUSED = "refused"  # the sender is not allowed
+
+
+class Sink(Protocol):
+    """Where transports hand in messages: the daemon's ingress."""
+
+    async def feed(self, msg: InboundMessage) -> FeedResult:
+        """Journal ``msg`` durably, then route it. Acknowledge the platform after this returns."""
+        ...
+
+
+class Transport(Protocol):
+    name: str
+    capabilities: Capabilities
+    identities: tuple[str, ...]  # the bot's own user ids / names here (I2, I4)
+
+    async def start(self, sink: Sink) -> None:
+        """Connect and begin feeding messages to ``sink``; returns once running."""
+        ...
+
+    async def send(self, session: str, reply: Reply) -> str | None:
+        """Deliver ``reply`` (already split to ``max_length``); returns the platform's id."""
+        ...
+
+    async def typing(self, session: str, active: bool) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HttpMount(Protocol):
+    """A transport that serves routes on the daemon's one HTTP server."""
+
+    def mount(self, app: web.Application) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportContext:
+    """What the composition root hands a transport module's ``create(ctx)`` factory."""
+
+    settings: Settings
+    db: Database
+    journal: Journal
+    feed: RoomFeed
+    metrics: Metrics

@@ -1,0 +1,103 @@
+"""The ingress journal on a real SQLite file: dedupe across reopen (I1), turns (D6), group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from bot.db import Database
+from bot.errors import StoreError
+from bot.journal import SCHEMA, Journal, Kind, State
+from bot.messages import InboundMessage
+
+
+def message(event_id: str, text: str = "hi", room: str = "lobby") -> InboundMessage:
+    return InboundMessage("web", room, "alice", event_id, 1.0, text, mentioned=True)
+
+
+async def test_a_redelivered_event_is_recognised_even_after_reopening(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    first = await journal.record(message("e1"), Kind.TEXT, "hi")
+    assert first is not None
+    assert await journal.record(message("e1"), Kind.TEXT, "hi") is None
+    await db.aclose()
+
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    assert await journal.record(message("e1"), Kind.TEXT, "hi") is None
+    assert [p.id for p in await journal.pending()] == [first[0]]
+    await db.aclose()
+
+
+async def test_turns_settle_pending_messages(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    ids = []
+    for n in range(3):
+        recorded = await journal.record(message(f"e{n}", f"t{n}"), Kind.TEXT, f"t{n}")
+        assert recorded is not None
+        ids.append(recorded[0])
+    turn = await journal.start_turn("web:lobby", ids[:2])
+    pending = await journal.pending()
+    assert [(p.id, p.turn_id) for p in pending] == [(ids[0], turn), (ids[1], turn), (ids[2], None)]
+    await journal.finish_turn(turn, ids[:2], "ok")
+    await journal.mark(ids[2:], State.STOPPED)
+    assert await journal.pending() == []
+    await db.aclose()
+
+
+async def test_room_log_keeps_user_and_bot_lines_in_order(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    await journal.record(message("e1", "hello"), Kind.TEXT, "hello")
+    await journal.record(message("e2", "not addressed"), Kind.IGNORED, "not addressed")
+    await journal.log_bot("web:lobby", "musher", "hi alice")
+    await journal.log_bot("web:other", "musher", "elsewhere")
+    history = await journal.history("web:lobby")
+    assert [(e.role, e.text) for e in history] == [("user", "hello"), ("bot", "hi alice")]
+    assert await journal.history("web:lobby", after=history[0].seq) == history[1:]
+    assert await journal.last_seq("web:lobby") == history[-1].seq
+    await db.aclose()
+
+
+async def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    results = await asyncio.gather(
+        *(journal.record(message(f"e{n}"), Kind.TEXT, "x") for n in range(200))
+    )
+    assert all(r is not None for r in results)
+    await db.aclose()
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM inbound").fetchone() == (200,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_failing_write_is_reported_and_spares_the_others(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+
+    async def bad(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    good = [journal.record(message(f"e{n}"), Kind.TEXT, "x") for n in range(5)]
+    outcome = await asyncio.gather(db.write(bad), *good, return_exceptions=True)
+    assert isinstance(outcome[0], StoreError)
+    assert all(isinstance(r, tuple) for r in outcome[1:])
+    await db.aclose()
+    with pytest.raises(StoreError):
+        await db.write(bad)
+
+
+async def test_one_refusal_per_sender_per_day(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    journal = Journal(db)
+    assert await journal.first_refusal_today("web", "mallory")
+    assert not await journal.first_refusal_today("web", "mallory")
+    assert await journal.first_refusal_today("web", "eve")
+    await db.aclose()
