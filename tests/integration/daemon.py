@@ -37,7 +37,9 @@ max_wait_ms = 3000
 class DaemonProcess:
     """One daemon subprocess with its own data dir; restartable; always stopped by the test."""
 
-    def __init__(self, tmp: Path, delay: float = 0.0, window_ms: int = 300, extra: str = "") -> None:
+    def __init__(
+        self, tmp: Path, delay: float = 0.0, window_ms: int = 300, extra: str = ""
+    ) -> None:
         self.data_dir = tmp / "data"
         self.config = tmp / "bot.toml"
         self.log = tmp / "daemon.log"
