@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from bot.ingress import Ingress
 from bot.journal import SCHEMA, Journal, State
 from bot.llm.base import Provider
 from bot.llm.simple import EchoProvider, NoneProvider
+from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.services import Services
@@ -69,6 +71,51 @@ def enabled_transports(settings: Settings) -> list[str]:
     return [name for name in TRANSPORT_MODULES if getattr(settings.transports, name).enabled]
 
 
+def build_services(settings: Settings, db: Database, provider: Provider | None = None) -> Services:
+    """Wire journal, feed, metrics, registry, dispatcher and turn runner over ``db``.
+
+    ``provider`` overrides ``[llm] provider`` (benchmarks and tests).
+    """
+    journal = Journal(db)
+    feed = RoomFeed()
+    metrics = Metrics()
+    registry = Registry()
+    register_core(registry)
+
+    async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
+        await runner.run(session, batch)
+
+    async def discard(session: str, batch: Sequence[QueuedText]) -> None:
+        await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
+
+    d = settings.dispatcher
+    dispatcher = Dispatcher(
+        run_turn=run_turn,
+        discard=discard,
+        clock=LoopClock(),
+        coalesce_window_s=d.coalesce_window_ms / 1000,
+        max_wait_s=d.max_wait_ms / 1000,
+        busy_mode=d.busy_mode,
+        queue_cap=d.queue_cap,
+        idle_ttl_s=d.idle_session_ttl_s,
+        on_batch=metrics.batch_size.observe,
+    )
+    services = Services(
+        settings=settings,
+        journal=journal,
+        feed=feed,
+        metrics=metrics,
+        outbox=Outbox(journal, feed, metrics, settings.daemon.name),
+        registry=registry,
+        provider=provider or make_provider(settings),
+        dispatcher=dispatcher,
+    )
+    runner = TurnRunner(services)
+    metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
+    metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
+    return services
+
+
 class Daemon:
     """One running musher. Use :meth:`run` (foreground, until signalled)."""
 
@@ -97,7 +144,7 @@ class Daemon:
             log.info("stopped")
 
     async def _serve(self, db: Database) -> None:
-        services = self._build(db)
+        services = build_services(self.settings, db)
         services.ambient.update(await services.journal.ambient_rooms())
         transports = self._load_transports(services, db)
         ingress = Ingress(services, {t.name: t.identities for t in transports})
@@ -140,47 +187,6 @@ class Daemon:
         await server.aclose()
         await services.dispatcher.aclose()  # 2. park running turns
         await services.provider.aclose()  # 3. background jobs were stopped by the task group
-
-    def _build(self, db: Database) -> Services:
-        s = self.settings
-        journal = Journal(db)
-        feed = RoomFeed()
-        metrics = Metrics()
-        registry = Registry()
-        register_core(registry)
-
-        async def run_turn(session: str, batch: Any) -> None:
-            await runner.run(session, batch)
-
-        async def discard(session: str, batch: Any) -> None:
-            await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
-
-        d = s.dispatcher
-        dispatcher = Dispatcher(
-            run_turn=run_turn,
-            discard=discard,
-            clock=LoopClock(),
-            coalesce_window_s=d.coalesce_window_ms / 1000,
-            max_wait_s=d.max_wait_ms / 1000,
-            busy_mode=d.busy_mode,
-            queue_cap=d.queue_cap,
-            idle_ttl_s=d.idle_session_ttl_s,
-            on_batch=metrics.batch_size.observe,
-        )
-        services = Services(
-            settings=s,
-            journal=journal,
-            feed=feed,
-            metrics=metrics,
-            outbox=Outbox(journal, feed, metrics, s.daemon.name),
-            registry=registry,
-            provider=make_provider(s),
-            dispatcher=dispatcher,
-        )
-        runner = TurnRunner(services)
-        metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
-        metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
-        return services
 
     def _load_transports(self, services: Services, db: Database) -> list[Transport]:
         ctx = TransportContext(self.settings, db, services.journal, services.feed, services.metrics)

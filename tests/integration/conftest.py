@@ -15,7 +15,6 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
     def make(**kwargs: object) -> DaemonProcess:
         daemon = DaemonProcess(tmp_path / f"d{len(made)}", **kwargs)  # type: ignore[arg-type]
-        daemon.data_dir.parent.mkdir(parents=True, exist_ok=True)
         made.append(daemon)
         return daemon
 

@@ -21,6 +21,7 @@ log_level = "DEBUG"
 
 [http]
 port = 0
+{http_extra}
 
 [llm]
 provider = "echo"
@@ -30,7 +31,7 @@ delay_s = {delay}
 
 [dispatcher]
 coalesce_window_ms = {window_ms}
-max_wait_ms = 3000
+max_wait_ms = {max_wait_ms}
 """
 
 
@@ -38,13 +39,26 @@ class DaemonProcess:
     """One daemon subprocess with its own data dir; restartable; always stopped by the test."""
 
     def __init__(
-        self, tmp: Path, delay: float = 0.0, window_ms: int = 300, extra: str = ""
+        self,
+        tmp: Path,
+        delay: float = 0.0,
+        window_ms: int = 300,
+        extra: str = "",
+        http_extra: str = "",
     ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
         self.data_dir = tmp / "data"
         self.config = tmp / "bot.toml"
         self.log = tmp / "daemon.log"
         self.config.write_text(
-            BASE_CONFIG.format(data_dir=self.data_dir, delay=delay, window_ms=window_ms) + extra
+            BASE_CONFIG.format(
+                data_dir=self.data_dir,
+                delay=delay,
+                window_ms=window_ms,
+                max_wait_ms=max(3000, window_ms),
+                http_extra=http_extra,
+            )
+            + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -114,7 +128,7 @@ class DaemonProcess:
             time.sleep(0.05)
 
     def events(self, room: str, after: int | None = None) -> Iterator[tuple[str, Any]]:
-        """Yield ``(event, data)`` from the room's SSE stream (the stream closes with the generator)."""
+        """Yield ``(event, data)`` from the room's SSE stream; closing the generator closes it."""
         params = {} if after is None else {"after": after}
         with (
             httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=30)) as client,

@@ -1,4 +1,4 @@
-"""The ingress journal on a real SQLite file: dedupe across reopen (I1), turns (D6), group commit."""
+"""The ingress journal on real SQLite: dedupe across reopen (I1), turns (D6), group commit."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def test_free_text_and_unknown_verbs_are_not_commands() -> None:
 
 
 async def test_two_word_commands_take_the_rest_and_options() -> None:
-    registry, calls = make_registry()
+    registry, _ = make_registry()
     invocation = registry.match("new story Login page don't break --depends 3,4")
     assert invocation is not None
     reply = await registry.run(invocation, ctx())
@@ -106,7 +106,7 @@ async def test_a_crashing_handler_becomes_a_reply() -> None:
 
 
 async def test_invoke_with_json_arguments_validates_them() -> None:
-    registry, calls = make_registry()
+    registry, _ = make_registry()
     assert (
         await registry.invoke("move", {"number": 3, "stage": "qa"}, ctx())
     ).text == "moved 3 to qa"

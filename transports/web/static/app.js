@@ -165,6 +165,7 @@ async function openRoom() {
   ui.room.value = state.room;
   document.title = `${state.room} · musher`;
   setStatus("loading…");
+  ui.list.setAttribute("aria-busy", "true");    // don't announce the backlog
 
   let after = 0;
   try {
@@ -184,6 +185,7 @@ async function openRoom() {
     setTimeout(() => gen === state.gen && openRoom(), 5000);
     return;
   }
+  ui.list.setAttribute("aria-busy", "false");
   scrollToBottom();
   connect(gen, Math.max(after, state.lastSeq));
 }
@@ -268,7 +270,11 @@ ui.tokenForm.addEventListener("submit", (e) => {
   ui.tokenForm.hidden = true;
   showError("");
   openRoom();                                   // reload history + SSE with it
-  if (state.pending) post(state.pending.text, state.pending.id);
+  // Retry the post that hit 401, unless its text was edited since.
+  if (state.pending && state.pending.text === ui.text.value) {
+    post(state.pending.text, state.pending.id);
+  }
+  state.pending = null;
 });
 
 // ---- room + sender -----------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The signed envelope of an op: what the ``ops`` table stores and what replay reads (S2).
+
+Each op carries project, item, kind, payload (canonical JSON), origin (canonical JSON,
+never empty), author public key, author sequence number, time, and an Ed25519 signature
+over the canonical JSON of all of those, prefixed with a domain tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pipeline.canonical import canonical_bytes, canonical_json, parse_canonical
+from pipeline.keys import NodeKey
+from pipeline.model import Origin, PipelineError
+from pipeline.ops import CHANGES, Change
+
+SIGNING_DOMAIN = b"musher.op.v1\n"
+"""Prefix of every signed message, so an op signature can never pass for anything else."""
+
+
+def origin_json(origin: object) -> str:
+    """The canonical JSON of an op's origin, refusing missing or blank attribution (S2).
+
+    Raises:
+        PipelineError: ``origin`` is not an :class:`Origin`, or any of its fields is blank.
+            Checked before any write, so an unattributed change never reaches the log.
+    """
+    if not isinstance(origin, Origin):
+        raise PipelineError(f"every change needs an origin (who caused it), got {origin!r}")
+    fields = origin.to_dict()
+    if not fields or any(not isinstance(v, str) or not v.strip() for v in fields.values()):
+        raise PipelineError(f"an origin must name who caused the change, got {fields!r}")
+    return canonical_json(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOp:
+    """One op as stored in the ``ops`` table; ``rowid`` is None until inserted.
+
+    ``sig`` signs :meth:`signed_message`: every other field except ``rowid``, whose order
+    (insertion order) is what replay follows (S1).
+    """
+
+    project: str | None
+    item: int | None
+    kind: str
+    payload: str
+    origin: str
+    author: str
+    seq: int
+    ts: float
+    sig: bytes = b""
+    rowid: int | None = None
+
+    def signed_message(self) -> bytes:
+        """The exact bytes the signature covers (domain prefix + canonical JSON)."""
+        fields = {"project": self.project, "item": self.item, "kind": self.kind,
+                  "payload": self.payload, "origin": self.origin, "author": self.author,
+                  "seq": self.seq, "ts": self.ts}  # fmt: skip
+        return SIGNING_DOMAIN + canonical_bytes(fields)
+
+    def decode(self) -> Change:
+        """The change this op records, checked as strictly as a new one.
+
+        Raises:
+            PipelineError: unknown kind, non-canonical payload, or fields the change refuses.
+        """
+        cls = CHANGES.get(self.kind)
+        if cls is None:
+            raise PipelineError(f"unknown op kind {self.kind!r}")
+        payload = parse_canonical(self.payload)
+        if not isinstance(payload, dict):
+            raise PipelineError("an op payload must be a JSON object")
+        try:
+            change: Change = cls.from_payload(self.project, self.item, payload)
+        except (TypeError, ValueError) as exc:
+            raise PipelineError(f"bad {self.kind} payload: {exc}") from None
+        if change.columns() != (self.project, self.item):
+            raise PipelineError(f"the op's project/item columns do not match its {self.kind}")
+        return change
+
+    def decode_origin(self) -> Origin:
+        """The op's origin. Raises PipelineError when it is not a canonical origin object."""
+        return Origin.from_dict(parse_canonical(self.origin))
+
+    def label(self) -> str:
+        """``op 17 (author 3f2a…, seq 9, item.update)``: how reports name an op."""
+        author = self.author[:12] if isinstance(self.author, str) else repr(self.author)
+        return f"op {self.rowid} (author {author}…, seq {self.seq}, {self.kind})"
+
+
+def seal(change: Change, origin: str, key: NodeKey, seq: int, ts: float) -> SignedOp:
+    """Sign ``change`` as op ``seq`` of ``key`` at time ``ts``; ``origin`` from origin_json."""
+    project, item = change.columns()
+    unsigned = SignedOp(
+        project=project, item=item, kind=change.KIND,
+        payload=canonical_json(change.to_payload()), origin=origin,
+        author=key.public_hex, seq=seq, ts=float(ts),
+    )  # fmt: skip
+    return replace(unsigned, sig=key.sign(unsigned.signed_message()))

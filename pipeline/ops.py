@@ -1,0 +1,414 @@
+"""The op log's vocabulary: one frozen change per op kind.
+
+A *change* says what should happen (``item.create``, ``timer.add``, …) and checks its own
+fields on construction, so a malformed change fails before anything is written;
+``from_payload`` rebuilds one from its stored JSON just as strictly. The signed envelope that
+carries a change into the log is :class:`pipeline.envelope.SignedOp`.
+
+    kind            columns (project, item)      payload keys
+    project.create  name, null                   name, path, base_branch, timezone
+    item.create     project, number              every Item field (stage as stage_to_dict)
+    item.update     project, number              some of stage, title, body, depends_on,
+                                                 epic, retries (at least one)
+    item.purge      project, number              {} (tombstone)
+    timer.add       project, item or null        id, fire_at, action
+    timer.cancel    project or null, null        id
+    room.set        project or null, null        session and one or both of project, ambient
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, Self, TypeAlias
+
+from pipeline.canonical import canonical_json
+from pipeline.model import (
+    Item,
+    ItemKind,
+    Origin,
+    PipelineError,
+    Stage,
+    stage_from_dict,
+    stage_name,
+    stage_to_dict,
+)
+
+PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class Keep(Enum):
+    """The "leave this field as it is" marker of :class:`UpdateItem` and :class:`SetRoom`."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def _project(value: object) -> str:
+    if not isinstance(value, str) or not PROJECT_NAME.fullmatch(value):
+        raise PipelineError(f"bad project name {value!r}: use a-z, 0-9 and '-', up to 63")
+    return value
+
+
+def _text(value: object, what: str, *, spaces: bool = True, limit: int = 4096) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise PipelineError(f"{what} must be a non-empty string of at most {limit} characters")
+    if not spaces and any(ch.isspace() for ch in value):
+        raise PipelineError(f"{what} must not contain spaces, got {value!r}")
+    return value
+
+
+def _number(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PipelineError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _keys(
+    payload: Mapping[str, Any], required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    keys = set(payload)
+    if not required <= keys or not keys <= required | optional:
+        want = sorted(required) + [f"[{key}]" for key in sorted(optional)]
+        raise PipelineError(f"payload takes keys {want}, got {sorted(keys)}")
+
+
+def _no_item(item: int | None, kind: str) -> None:
+    if item is not None:
+        raise PipelineError(f"a {kind} op names no item, got #{item}")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateProject:
+    """Register a project (N1). Refused when the name is taken."""
+
+    KIND: ClassVar[str] = "project.create"
+    name: str
+    path: str
+    base_branch: str
+    timezone: str
+
+    def __post_init__(self) -> None:
+        _project(self.name)
+        _text(self.path, "project path")
+        branch = _text(self.base_branch, "base branch", spaces=False, limit=255)
+        if branch.startswith("-"):
+            raise PipelineError(f"base branch must not start with '-', got {branch!r}")
+        _text(self.timezone, "timezone", spaces=False, limit=64)
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.name, None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "base_branch": self.base_branch,
+                "timezone": self.timezone}  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, {"name", "path", "base_branch", "timezone"})
+        _no_item(item, cls.KIND)
+        if project != p["name"]:
+            raise PipelineError(f"project column {project!r} differs from the name {p['name']!r}")
+        return cls(p["name"], p["path"], p["base_branch"], p["timezone"])
+
+
+_ITEM_KEYS = {"number", "kind", "title", "body", "stage", "depends_on", "epic", "retries",
+              "origin", "created_at", "updated_at"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CreateItem:
+    """Add ``item`` to ``project``. Refused when its number was ever used there (P5)."""
+
+    KIND: ClassVar[str] = "item.create"
+    project: str
+    item: Item
+
+    def __post_init__(self) -> None:
+        _project(self.project)
+        if not isinstance(self.item, Item):
+            raise PipelineError(f"item.create needs an Item, got {self.item!r}")
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.item.number
+
+    def to_payload(self) -> dict[str, Any]:
+        item = self.item
+        return {"number": item.number, "kind": item.kind.value, "title": item.title,
+                "body": item.body, "stage": stage_to_dict(item.stage),
+                "depends_on": list(item.depends_on), "epic": item.epic, "retries": item.retries,
+                "origin": item.origin.to_dict(), "created_at": float(item.created_at),
+                "updated_at": float(item.updated_at)}  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, _ITEM_KEYS)
+        if item != p["number"]:
+            raise PipelineError(f"item column {item!r} differs from the number {p['number']!r}")
+        if not isinstance(p["depends_on"], list):
+            raise PipelineError("depends_on must be a list")
+        try:
+            kind = ItemKind(p["kind"])
+        except ValueError:
+            raise PipelineError(f"unknown item kind {p['kind']!r}") from None
+        new = Item(
+            number=p["number"], kind=kind, title=p["title"], body=p["body"],
+            stage=stage_from_dict(p["stage"]), depends_on=tuple(p["depends_on"]),
+            epic=p["epic"], retries=p["retries"], origin=Origin.from_dict(p["origin"]),
+            created_at=p["created_at"], updated_at=p["updated_at"],
+        )  # fmt: skip
+        return cls(_project(project), new)
+
+
+def _depends(value: object) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list):
+        raise PipelineError(f"depends_on must be a list of item numbers, got {value!r}")
+    deps = tuple(_number(dep, "dependency") for dep in value)
+    if len(set(deps)) != len(deps):
+        raise PipelineError(f"depends_on names a dependency twice: {deps}")
+    return deps
+
+
+def _stage_json(value: object) -> dict[str, Any]:
+    try:
+        stage_name(value)  # type: ignore[arg-type]
+    except KeyError:
+        raise PipelineError(f"not a stage: {value!r}") from None
+    return stage_to_dict(value)  # type: ignore[arg-type]
+
+
+def _title(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PipelineError(f"item title must be a non-empty string, got {value!r}")
+    if "\n" in value or "\r" in value:
+        raise PipelineError("item title must be a single line")
+    return value
+
+
+def _body(value: object) -> str:
+    if not isinstance(value, str):
+        raise PipelineError(f"item body must be a string, got {value!r}")
+    return value
+
+
+def _epic(value: object) -> int | None:
+    return None if value is None else _number(value, "epic")
+
+
+def _retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PipelineError(f"retries must be a non-negative integer, got {value!r}")
+    return value
+
+
+_UPDATE_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "stage": _stage_json,
+    "title": _title,
+    "body": _body,
+    "depends_on": lambda value: list(_depends(value)),
+    "epic": _epic,
+    "retries": _retries,
+}
+"""Each updatable field and the check that turns its value into payload JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateItem:
+    """Change some fields of an existing item; ``KEEP`` leaves a field alone.
+
+    Transition legality (P3) is the engine's business: the store applies any valid value.
+    An update that makes the item finished also deletes its timers (T1).
+    """
+
+    KIND: ClassVar[str] = "item.update"
+    project: str
+    number: int
+    stage: Stage | Keep = KEEP
+    title: str | Keep = KEEP
+    body: str | Keep = KEEP
+    depends_on: tuple[int, ...] | Keep = KEEP
+    epic: int | Keep | None = KEEP
+    retries: int | Keep = KEEP
+    _payload: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _project(self.project)
+        _number(self.number, "item number")
+        changed = {
+            name: check(getattr(self, name))
+            for name, check in _UPDATE_CHECKS.items()
+            if getattr(self, name) is not KEEP
+        }
+        if not changed:
+            raise PipelineError(f"an update of #{self.number} must change something")
+        object.__setattr__(self, "_payload", changed)
+
+    def changes(self) -> dict[str, Any]:
+        """The changed fields as :class:`Item` values (``depends_on`` as a tuple)."""
+        out = {name: getattr(self, name) for name in self._payload}
+        if "depends_on" in out:
+            out["depends_on"] = tuple(out["depends_on"])
+        return out
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return dict(self._payload)
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, set(), frozenset(_UPDATE_CHECKS))
+        values = dict(p)
+        if "stage" in values:
+            values["stage"] = stage_from_dict(values["stage"])
+        if "depends_on" in values:
+            values["depends_on"] = tuple(_depends(values["depends_on"]))
+        return cls(_project(project), _number(item, "item number"), **values)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeItem:
+    """Tombstone: remove the item row and its timers; its number stays used (P5, S5).
+
+    Idempotent: purging a purged item changes nothing (the op is still recorded).
+    Refused for a number the project never issued.
+    """
+
+    KIND: ClassVar[str] = "item.purge"
+    project: str
+    number: int
+
+    def __post_init__(self) -> None:
+        _project(self.project)
+        _number(self.number, "item number")
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, set())
+        return cls(_project(project), _number(item, "item number"))
+
+
+@dataclass(frozen=True, slots=True)
+class AddTimer:
+    """A timer row (T1): fire ``action`` (opaque JSON object) at unix time ``fire_at``.
+
+    Refused when the id is taken, or the item is missing or finished.
+    """
+
+    KIND: ClassVar[str] = "timer.add"
+    id: str
+    project: str
+    item: int | None
+    fire_at: float
+    action: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        _text(self.id, "timer id", spaces=False, limit=200)
+        _project(self.project)
+        if self.item is not None:
+            _number(self.item, "timer item")
+        fire_at = self.fire_at
+        if isinstance(fire_at, bool) or not isinstance(fire_at, int | float):
+            raise PipelineError(f"fire_at must be a unix time, got {fire_at!r}")
+        if not math.isfinite(fire_at):
+            raise PipelineError(f"fire_at must be finite, got {fire_at!r}")
+        if not isinstance(self.action, Mapping):
+            raise PipelineError(f"a timer action must be a JSON object, got {self.action!r}")
+        canonical_json(dict(self.action))
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.item
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"id": self.id, "fire_at": float(self.fire_at), "action": dict(self.action)}
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, {"id", "fire_at", "action"})
+        return cls(p["id"], _project(project), item, p["fire_at"], p["action"])
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Delete a timer row. Idempotent: cancelling a gone timer changes nothing."""
+
+    KIND: ClassVar[str] = "timer.cancel"
+    id: str
+    project: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.id, "timer id", spaces=False, limit=200)
+        if self.project is not None:
+            _project(self.project)
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, {"id"})
+        _no_item(item, cls.KIND)
+        return cls(p["id"], project)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoom:
+    """Set a session's active project (None clears it) and/or its ambient flag."""
+
+    KIND: ClassVar[str] = "room.set"
+    session: str
+    project: str | Keep | None = KEEP
+    ambient: bool | Keep = KEEP
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", limit=512)
+        if self.project is not KEEP and self.project is not None:
+            _project(self.project)
+        if self.ambient is not KEEP and not isinstance(self.ambient, bool):
+            raise PipelineError(f"ambient must be true or false, got {self.ambient!r}")
+        if self.project is KEEP and self.ambient is KEEP:
+            raise PipelineError("room.set must change the project, ambient, or both")
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return (self.project if isinstance(self.project, str) else None), None
+
+    def to_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"session": self.session}
+        if self.project is not KEEP:
+            out["project"] = self.project
+        if self.ambient is not KEEP:
+            out["ambient"] = self.ambient
+        return out
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        _keys(p, {"session"}, frozenset({"project", "ambient"}))
+        _no_item(item, cls.KIND)
+        change = cls(p["session"], p.get("project", KEEP), p.get("ambient", KEEP))
+        if change.columns()[0] != project:
+            raise PipelineError(f"project column {project!r} differs from the payload")
+        return change
+
+
+Change: TypeAlias = (
+    CreateProject | CreateItem | UpdateItem | PurgeItem | AddTimer | CancelTimer | SetRoom
+)
+CHANGES: dict[str, type[Change]] = {
+    cls.KIND: cls
+    for cls in (CreateProject, CreateItem, UpdateItem, PurgeItem, AddTimer, CancelTimer, SetRoom)
+}
