@@ -175,7 +175,12 @@ class Daemon:
                 log.info("shutting down")
                 prune.cancel()
         finally:
-            await self._shutdown(services, transports, server)
+            budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
+            try:
+                async with asyncio.timeout(budget):
+                    await self._shutdown(services, transports, server)
+            except TimeoutError:
+                log.error("shutdown took longer than %.0f s; closing the store anyway", budget)
 
     async def _shutdown(
         self, services: Services, transports: list[Transport], server: HttpServer
@@ -192,7 +197,14 @@ class Daemon:
         ctx = TransportContext(self.settings, db, services.journal, services.feed, services.metrics)
         transports: list[Transport] = []
         for name in enabled_transports(self.settings):
-            module = importlib.import_module(TRANSPORT_MODULES[name])
+            try:
+                module = importlib.import_module(TRANSPORT_MODULES[name])
+            except ModuleNotFoundError as err:
+                if not (err.name and TRANSPORT_MODULES[name].startswith(err.name)):
+                    raise  # a missing SDK is a real bug, not a missing transport
+                raise ConfigError(
+                    [f"transports.{name}: this version of musher has no {name} transport yet"]
+                ) from None
             transport: Transport = module.create(ctx)
             section = getattr(self.settings.transports, name)
             services.access[name] = AccessPolicy.build(

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]
@@ -143,7 +142,12 @@ def test_commands_answer_at_once_and_bad_arguments_get_usage(make_daemon: MakeDa
 def test_token_guards_the_api_and_the_page_sends_it(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(http_extra='token = "s3cret"').start()
     with daemon.client() as client:
-        assert client.post("/api/v1/rooms/lobby/messages", json={"sender": "a", "text": "x"}).status_code == 401
+        assert (
+            client.post(
+                "/api/v1/rooms/lobby/messages", json={"sender": "a", "text": "x"}
+            ).status_code
+            == 401
+        )
         assert client.get("/api/v1/rooms/lobby/messages").status_code == 401
         assert client.get("/healthz").status_code == 200
     with daemon.client(headers={"Authorization": "Bearer s3cret"}) as client:
@@ -178,7 +182,18 @@ def test_sigterm_shuts_down_cleanly_and_parks_a_running_turn(make_daemon: MakeDa
 def test_musher_say_prints_the_reply(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(window_ms=100).start()
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "say", "--config", str(daemon.config), "--room", "cli", "hi", "there"],
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "say",
+            "--config",
+            str(daemon.config),
+            "--room",
+            "cli",
+            "hi",
+            "there",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -209,7 +224,8 @@ def test_check_reports_the_key_path_of_a_broken_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert any("dispatcher.coalesce_window: unknown key (did you mean 'coalesce_window_ms'?)" in l for l in lines)
+    hint = "dispatcher.coalesce_window: unknown key (did you mean 'coalesce_window_ms'?)"
+    assert any(hint in line for line in lines)
     assert any("http.port:" in line for line in lines)
 
 
@@ -248,3 +264,20 @@ def test_the_page_is_served(make_daemon: MakeDaemon) -> None:
         assert client.get("/static/app.js").status_code == 200
 
 
+def test_enabling_a_transport_that_is_not_built_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[daemon]\ndata_dir = "{tmp_path}/d"\n[http]\nport = 0\n'
+        '[transports.discord]\nenabled = true\nbot_token = "x"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert (
+        "transports.discord: this version of musher has no discord transport yet" in result.stderr
+    )
+    assert "Traceback" not in result.stderr

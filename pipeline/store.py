@@ -1,0 +1,335 @@
+"""The store: a signed, append-only op log and the tables materialised from it (S1–S5, P5).
+
+Every change is an op in the ``ops`` table, signed by this node's key, written in the same
+transaction as its effect on the materialised tables (``projects``, ``items``,
+``item_numbers``, ``timers``, ``rooms``). Nothing else writes those tables and every read
+here comes from them alone (S3). An op is returned to its caller only after its transaction
+committed with ``synchronous=FULL`` (S4). ``ops`` refuses UPDATE and DELETE by trigger.
+
+    PipelineError
+    ├── StoreWriteError   the write failed (I/O, disk full, closed); nothing was recorded
+    └── OpLogError        the log failed verification at open (pipeline.audit)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+import aiosqlite
+
+from pipeline import audit
+from pipeline.canonical import canonical_json, parse_canonical
+from pipeline.envelope import SignedOp, origin_json, seal
+from pipeline.keys import NodeKey
+from pipeline.materialise import (
+    ITEM_COLUMNS,
+    SCHEMA,
+    Effects,
+    apply,
+    item_from_row,
+    last_number,
+)
+from pipeline.model import Backlog, Item, ItemKind, Origin, PipelineError, Stage
+from pipeline.ops import CHANGES, Change, CreateItem
+
+__all__ = ["SCHEMA", "AppliedOp", "OpStore", "Storage", "StoreWriteError"]
+
+T = TypeVar("T")
+
+
+class StoreWriteError(PipelineError):
+    """The op could not be committed; nothing of it was recorded. Tell the caller and room."""
+
+
+class Storage(Protocol):
+    """The database seam: ``bot.db.Database`` satisfies it.
+
+    ``write`` runs ``job`` inside a transaction (possibly shared with other jobs: group
+    commit) and returns after the commit is durable; if the job raises, its writes are
+    rolled back and ``write`` raises. ``read`` runs one query on a separate connection.
+    """
+
+    async def write(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T: ...
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedOp:
+    """An op that is committed: its stored form, the change, and what it cleared."""
+
+    op: SignedOp
+    change: Change
+    effects: Effects
+
+    @property
+    def seq(self) -> int:
+        return self.op.seq
+
+    @property
+    def rowid(self) -> int:
+        assert self.op.rowid is not None
+        return self.op.rowid
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    """A registered project (``project.create``)."""
+
+    name: str
+    path: str
+    base_branch: str
+    timezone: str
+    origin: Origin
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRecord:
+    """A pending timer row (T1); ``action`` is the JSON object given to ``timer.add``."""
+
+    id: str
+    project: str
+    item: int | None
+    fire_at: float
+    action: dict[str, Any]
+    origin: Origin
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A session's settings: its active project (or None) and whether it is ambient."""
+
+    session: str
+    project: str | None
+    ambient: bool
+
+
+_INSERT_OP = (
+    "INSERT INTO ops (project, item, kind, payload, origin, author, seq, ts, sig)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+)
+_TIMER_COLUMNS = "id, project, item, fire_at, action, origin, created_at"
+_BACKLOG = Backlog()
+
+
+def _timer_from_row(r: Any) -> TimerRecord:
+    return TimerRecord(
+        id=r[0], project=r[1], item=r[2], fire_at=r[3], action=parse_canonical(r[4]),
+        origin=Origin.from_dict(parse_canonical(r[5])), created_at=r[6],
+    )  # fmt: skip
+
+
+class OpStore:
+    """The op log of one database, writing as one node key. Build with :meth:`open`.
+
+    Concurrent appends are safe and share commits through the storage's group commit; one
+    node's seqs rise in rowid order because seqs are assigned inside the write transaction.
+    """
+
+    def __init__(
+        self, storage: Storage, key: NodeKey, next_seq: int, clock: Callable[[], float]
+    ) -> None:
+        self._storage = storage
+        self._key = key
+        self._next_seq = next_seq
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls, storage: Storage, key: NodeKey, *, clock: Callable[[], float] = time.time
+    ) -> OpStore:
+        """Create the tables if missing, check the log, and resume this key's seq.
+
+        Every op's signature, seq order and payload is checked (the full replay is
+        :meth:`verify`). The next seq is ``max(own seq) + 1``, read once here (1 for a new
+        key), so a restart never reuses or restarts a sequence (lesson 511).
+
+        Raises:
+            OpLogError: an op failed the check; the daemon must not start on this log.
+            StoreWriteError: the schema could not be created.
+        """
+        store = cls(storage, key, 1, clock)
+        await store._submit(audit.create_tables)
+        await audit.check_log(storage)
+        rows = await storage.read("SELECT MAX(seq) FROM ops WHERE author = ?", (key.public_hex,))
+        store._next_seq = int(rows[0][0] or 0) + 1
+        return store
+
+    @property
+    def author(self) -> str:
+        """This node's public key (hex): the ``author`` of every op it writes."""
+        return self._key.public_hex
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next op of this node will get (gaps follow failed writes)."""
+        return self._next_seq
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def append(self, change: Change, origin: Origin) -> AppliedOp:
+        """Record ``change`` by ``origin`` and apply it, atomically. See :meth:`append_many`."""
+        return (await self.append_many([change], origin))[0]
+
+    async def append_many(self, changes: Sequence[Change], origin: Origin) -> list[AppliedOp]:
+        """Record ``changes`` (in order) and apply them, all in one transaction.
+
+        Guarantees: returns only after the commit is durable (S4); either every op and its
+        effects are recorded or none is. Origin and payloads are checked before anything is
+        written. If the caller is cancelled after the write was queued, the write may still
+        commit; the caller just does not hear of it (re-read the tables to find out).
+
+        Raises:
+            PipelineError: a change is malformed, unattributed, or does not fit the current
+                tables (unknown item, reused number, …); nothing was written.
+            StoreWriteError: the commit failed; nothing was written.
+        """
+        origin_text = origin_json(origin)
+        for change in changes:
+            if not isinstance(change, tuple(CHANGES.values())):
+                raise PipelineError(f"not a change: {change!r}")
+        payloads = [canonical_json(change.to_payload()) for change in changes]
+
+        async def job(conn: aiosqlite.Connection) -> list[AppliedOp]:
+            ts = self._clock()
+            return [
+                await self._write(conn, change, payload, origin_text, ts)
+                for change, payload in zip(changes, payloads, strict=True)
+            ]
+
+        return await self._submit(job) if changes else []
+
+    async def create_item(
+        self,
+        project: str,
+        origin: Origin,
+        *,
+        kind: ItemKind,
+        title: str,
+        body: str = "",
+        stage: Stage = _BACKLOG,
+        depends_on: tuple[int, ...] = (),
+        epic: int | None = None,
+    ) -> Item:
+        """Create an item numbered ``last + 1`` of ``project``, chosen inside the transaction.
+
+        Guarantees: concurrent creations get distinct numbers, and a number is never reused,
+        purged numbers included (P5). Same atomicity and errors as :meth:`append_many`.
+        """
+        origin_text = origin_json(origin)
+
+        async def job(conn: aiosqlite.Connection) -> Item:
+            ts = self._clock()
+            item = Item(
+                number=await last_number(conn, project) + 1, kind=kind, title=title, body=body,
+                stage=stage, depends_on=depends_on, epic=epic, origin=origin, created_at=ts,
+                updated_at=ts,
+            )  # fmt: skip
+            change = CreateItem(project, item)
+            payload = canonical_json(change.to_payload())
+            await self._write(conn, change, payload, origin_text, ts)
+            return item
+
+        return await self._submit(job)
+
+    async def _write(
+        self, conn: aiosqlite.Connection, change: Change, payload: str, origin: str, ts: float
+    ) -> AppliedOp:
+        op = seal(change, payload, origin, self._key, self._next_seq, ts)
+        self._next_seq += 1  # a rolled-back op leaves a gap; gaps are allowed, reuse is not
+        rows = list(await conn.execute_fetchall(_INSERT_OP, (
+            op.project, op.item, op.kind, op.payload, op.origin, op.author, op.seq, op.ts,
+            op.sig,
+        )))  # fmt: skip
+        op = replace(op, rowid=int(rows[0][0]))
+        return AppliedOp(op, change, await apply(conn, op))
+
+    async def _submit(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``job`` through the storage; a refusal comes back as itself, not wrapped."""
+        refused: list[PipelineError] = []
+
+        async def guarded(conn: aiosqlite.Connection) -> T:
+            refused.clear()
+            try:
+                return await job(conn)
+            except PipelineError as exc:
+                refused.append(exc)
+                raise
+
+        try:
+            return await self._storage.write(guarded)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if refused:
+                raise refused[0] from exc
+            raise StoreWriteError(f"the op log write failed; nothing was recorded: {exc}") from exc
+
+    # --- reading (materialised tables only, S3) -------------------------------------------
+
+    async def items(self, project: str) -> list[Item]:
+        """Every live item of ``project``, by number (purged items are gone)."""
+        query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? ORDER BY number"
+        return [item_from_row(row) for row in await self._storage.read(query, (project,))]
+
+    async def item(self, project: str, number: int) -> Item | None:
+        """Item ``number`` of ``project``, or None if it never existed or was purged."""
+        query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? AND number = ?"
+        rows = await self._storage.read(query, (project, number))
+        return item_from_row(rows[0]) if rows else None
+
+    async def next_number(self, project: str) -> int:
+        """The number the next item of ``project`` would get (a hint: see create_item)."""
+        rows = await self._storage.read(
+            "SELECT last FROM item_numbers WHERE project = ?", (project,)
+        )
+        return (int(rows[0][0]) if rows else 0) + 1
+
+    async def timers(self, project: str | None = None) -> list[TimerRecord]:
+        """Pending timers (of ``project``, or all), soonest first."""
+        where, params = ("WHERE project = ?", (project,)) if project is not None else ("", ())
+        rows = await self._storage.read(
+            f"SELECT {_TIMER_COLUMNS} FROM timers {where} ORDER BY fire_at, id", params
+        )
+        return [_timer_from_row(row) for row in rows]
+
+    async def rooms(self) -> list[RoomRecord]:
+        """Every session with settings, by session."""
+        rows = await self._storage.read(
+            "SELECT session, project, ambient FROM rooms ORDER BY session"
+        )
+        return [RoomRecord(r[0], r[1], bool(r[2])) for r in rows]
+
+    async def room(self, session: str) -> RoomRecord | None:
+        """The settings of ``session``, or None if none were ever set."""
+        rows = await self._storage.read(
+            "SELECT session, project, ambient FROM rooms WHERE session = ?", (session,)
+        )
+        return RoomRecord(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+
+    async def projects(self) -> list[ProjectRecord]:
+        """Every registered project, by name."""
+        rows = await self._storage.read(
+            "SELECT name, path, base_branch, timezone, origin, created_at FROM projects"
+            " ORDER BY name"
+        )
+        return [
+            ProjectRecord(r[0], r[1], r[2], r[3], Origin.from_dict(parse_canonical(r[4])), r[5])
+            for r in rows
+        ]
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def verify(self) -> audit.AuditReport:
+        """``musher audit verify``: see :func:`pipeline.audit.verify`."""
+        return await audit.verify(self._storage)
+
+    async def replay_into(self, scratch: Storage) -> int:
+        """Rebuild the materialised tables in ``scratch``: :func:`pipeline.audit.replay_into`."""
+        return await audit.replay_into(self._storage, scratch)
