@@ -44,7 +44,8 @@ def split_text(text: str, max_length: int) -> list[str]:
     """Split ``text`` into chunks of at most ``max_length`` characters.
 
     Splits at paragraph boundaries first, then lines, then words; a single word longer than
-    ``max_length`` is cut hard. Joining the chunks loses only the whitespace at the cuts.
+    ``max_length`` is cut hard. Joining the chunks loses only the whitespace at the cuts;
+    chunks that would hold only whitespace are left out.
     """
     if len(text) <= max_length:
         return [text]
@@ -66,11 +67,11 @@ def _pack(parts: list[str], separator: str, max_length: int) -> list[str]:
         if current:
             chunks.append(current)
         if len(part) > max_length:
-            pieces = split_text(part, max_length)
+            pieces = split_text(part, max_length) or [""]
             chunks.extend(pieces[:-1])
             current = pieces[-1]
         else:
             current = part
     if current:
         chunks.append(current)
-    return chunks
+    return [chunk for chunk in chunks if chunk.strip()]

@@ -20,7 +20,7 @@ import aiosqlite
 
 from pipeline.envelope import SignedOp
 from pipeline.keys import verify_signature
-from pipeline.materialise import MATERIALISED, SCHEMA_STATEMENTS, apply, read_tables
+from pipeline.materialise import MATERIALISED, apply, create_tables, read_tables, run_on_writer
 from pipeline.model import PipelineError
 
 if TYPE_CHECKING:
@@ -116,45 +116,167 @@ def _first_bad_signature(ops: Sequence[SignedOp]) -> BadOp | None:
     return None
 
 
-def _first_bad_shape(ops: Iterable[SignedOp], last_seq: dict[object, int]) -> BadOp | None:
-    """Seq order per author (rowid order), time, payload and origin; updates ``last_seq``."""
-    for op in ops:
+def _first_bad_shape(
+    ops: Sequence[SignedOp], last_seq: dict[object, int], decode: bool
+) -> tuple[int, BadOp] | None:
+    """Seq order per author (rowid order), time, and if ``decode`` payload and origin."""
+    for index, op in enumerate(ops):
         seq = op.seq
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            return _bad(op, f"bad seq {seq!r}")
+            return index, _bad(op, f"bad seq {seq!r}")
         previous = last_seq.get(op.author)
         if previous is not None and seq <= previous:
-            return _bad(op, f"seq {seq} after seq {previous} of the same author (reordered"
-                            " or replayed op)")  # fmt: skip
+            reason = f"seq {seq} after seq {previous} of the same author (reordered or replayed)"
+            return index, _bad(op, reason)
         last_seq[op.author] = seq
         if not isinstance(op.ts, float) or not math.isfinite(op.ts):
-            return _bad(op, f"bad time {op.ts!r}")
+            return index, _bad(op, f"bad time {op.ts!r}")
+        if not decode:
+            continue
         try:
             op.decode()
             op.decode_origin()
         except PipelineError as exc:
-            return _bad(op, f"malformed op: {exc}")
+            return index, _bad(op, f"malformed op: {exc}")
     return None
 
 
-async def check_ops(ops: Sequence[SignedOp], last_seq: dict[object, int]) -> BadOp | None:
-    """The first op (rowid order) with a bad signature, seq order, time, payload or origin.
+async def check_ops(
+    ops: Sequence[SignedOp], last_seq: dict[object, int], *, decode: bool = True
+) -> BadOp | None:
+    """The first op (in the given rowid order) that fails any per-op check.
 
-    Signatures are checked in worker threads (libsodium releases the GIL); at one rowid a
-    bad signature is reported before any other fault. ``last_seq`` carries each author's
-    last seq across calls, so a log can be checked page by page.
+    Checks: signature by the op's own author key over all its fields, seq strictly rising
+    per author, finite time, and (``decode``) canonical, valid payload and origin. At one
+    rowid a bad
+    signature is reported before any other fault. Signatures are checked in worker threads
+    (libsodium releases the GIL). ``last_seq`` carries each author's last seq across calls,
+    so a long log can be checked page by page.
     """
-    shape = await asyncio.to_thread(_first_bad_shape, ops, last_seq)
-    end = len(ops) if shape is None else next(i for i, op in enumerate(ops) if op is shape_op(shape, ops))
-    head = ops[: end + 1] if shape is not None else ops
-    workers = max(1, min(os.cpu_count() or 1, 4)) if len(head) >= _PARALLEL_FROM else 1
-    size = -(-len(head) // workers) if head else 1
-    chunks = [head[i : i + size] for i in range(0, len(head), size)]
-    for found in await asyncio.gather(*(asyncio.to_thread(_first_bad_signature, c) for c in chunks)):
-        if found is not None:
-            return found
-    return shape
+    shape = await asyncio.to_thread(_first_bad_shape, ops, last_seq, decode)
+    head = ops if shape is None else ops[: shape[0] + 1]
+    workers = min(os.cpu_count() or 1, 4) if len(head) >= _PARALLEL_FROM else 1
+    size = max(1, -(-len(head) // workers))
+    chunks = [head[start : start + size] for start in range(0, len(head), size)]
+    found = await asyncio.gather(*(asyncio.to_thread(_first_bad_signature, c) for c in chunks))
+    for bad in found:
+        if bad is not None:
+            return bad
+    return None if shape is None else shape[1]
 
 
-def shape_op(bad: BadOp, ops: Sequence[SignedOp]) -> SignedOp:
-    return next(op for op in ops if op.rowid == bad.rowid)
+async def check_log(storage: Storage) -> int:
+    """The startup check: every op's signature and seq order, page by page; return the count.
+
+    Payloads are not decoded here (a signed payload was decoded when it was appended);
+    :func:`verify` does that and the full replay.
+
+    Raises:
+        OpLogError: naming the first op that fails :func:`check_ops`.
+    """
+    count, after, last_seq = 0, 0, dict[object, int]()
+    while True:
+        rows = await storage.read(
+            f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, _PAGE),
+        )
+        if not rows:
+            return count
+        ops = [op_from_row(row) for row in rows]
+        bad = await check_ops(ops, last_seq, decode=False)
+        if bad is not None:
+            raise OpLogError(bad)
+        count += len(ops)
+        after = ops[-1].rowid or 0
+
+
+def replay(conn: sqlite3.Connection, ops: Iterable[SignedOp]) -> BadOp | None:
+    """Apply ``ops`` in the given (rowid) order; the first op apply refuses, or None."""
+    for op in ops:
+        try:
+            apply(conn, op)
+        except PipelineError as exc:
+            return _bad(op, f"replay refused it: {exc}")
+    return None
+
+
+async def replay_into(source: Storage, scratch: Storage) -> int:
+    """Rebuild the materialised tables of ``source`` in ``scratch`` (one transaction).
+
+    ``scratch`` should be empty; it gets the full schema, an empty ``ops`` table, and the
+    tables as replaying ``source``'s log in rowid order makes them. Returns the op count.
+
+    Raises:
+        OpLogError: an op was refused by replay (nothing is committed to ``scratch``).
+    """
+    rows = await source.read(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid")
+    ops = [op_from_row(row) for row in rows]
+
+    def rebuild(conn: sqlite3.Connection) -> None:
+        create_tables(conn)
+        bad = replay(conn, ops)
+        if bad is not None:
+            raise OpLogError(bad)
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await run_on_writer(conn, rebuild)
+
+    await scratch.write(job)
+    return len(ops)
+
+
+def _typed(row: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
+    return tuple((type(value).__name__, value) for value in row)
+
+
+def compare_tables(
+    live: dict[str, list[tuple[Any, ...]]], replayed: dict[str, list[tuple[Any, ...]]]
+) -> RowMismatch | None:
+    """The first row (tables in :data:`MATERIALISED` order, rows in key order) that differs."""
+    for table, key in MATERIALISED.items():
+        width = key.count(",") + 1
+        ours, theirs = live.get(table, []), replayed.get(table, [])
+        for index in range(max(len(ours), len(theirs))):
+            a = ours[index] if index < len(ours) else None
+            b = theirs[index] if index < len(theirs) else None
+            if a is None or b is None or _typed(a) != _typed(b):
+                row = a if a is not None else b
+                assert row is not None
+                return RowMismatch(table, row[:width], a, b)
+    return None
+
+
+def _replay_and_compare(
+    ops: Sequence[SignedOp], live: dict[str, list[tuple[Any, ...]]]
+) -> BadOp | RowMismatch | None:
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        create_tables(scratch)
+        scratch.execute("BEGIN")
+        return replay(scratch, ops) or compare_tables(live, read_tables(scratch))
+    finally:
+        scratch.close()
+
+
+async def verify(storage: Storage) -> AuditReport:
+    """Check every signature and replay the log against the live tables (S2, R5).
+
+    Reads the log and the tables in one transaction (a consistent snapshot that briefly holds
+    the write lock), checks each op, replays into a private in-memory database in a worker
+    thread and compares. Never writes; safe on a running daemon. A cancel leaves nothing.
+    """
+
+    def read_all(conn: sqlite3.Connection) -> tuple[list[Any], dict[str, list[tuple[Any, ...]]]]:
+        rows = conn.execute(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid").fetchall()
+        return rows, read_tables(conn)
+
+    async def snapshot(conn: aiosqlite.Connection) -> tuple[list[Any], Any]:
+        return await run_on_writer(conn, read_all)
+
+    rows, live = await storage.write(snapshot)
+    ops = [op_from_row(row) for row in rows]
+    authors = len({op.author for op in ops})
+    problem: BadOp | RowMismatch | None = await check_ops(ops, {})
+    if problem is None:
+        problem = await asyncio.to_thread(_replay_and_compare, ops, live)
+    return AuditReport(len(ops), authors, problem)

@@ -89,12 +89,15 @@ class SignedOp:
         return f"op {self.rowid} (author {author}…, seq {self.seq}, {self.kind})"
 
 
-def seal(change: Change, origin: str, key: NodeKey, seq: int, ts: float) -> SignedOp:
-    """Sign ``change`` as op ``seq`` of ``key`` at time ``ts``; ``origin`` from origin_json."""
+def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: float) -> SignedOp:
+    """Sign ``change`` as op ``seq`` of ``key`` at time ``ts``.
+
+    ``payload`` is ``canonical_json(change.to_payload())`` and ``origin`` the result of
+    :func:`origin_json`, both computed by the caller before it starts writing.
+    """
     project, item = change.columns()
     unsigned = SignedOp(
-        project=project, item=item, kind=change.KIND,
-        payload=canonical_json(change.to_payload()), origin=origin,
+        project=project, item=item, kind=change.KIND, payload=payload, origin=origin,
         author=key.public_hex, seq=seq, ts=float(ts),
     )  # fmt: skip
     return replace(unsigned, sig=key.sign(unsigned.signed_message()))

@@ -4,14 +4,21 @@
 transaction) and by replay (:mod:`pipeline.audit`), so replaying the log in ``rowid`` order
 rebuilds the tables exactly. It reads nothing but the tables and the op — no clock, no
 environment — and refuses an op that does not fit the current state by raising
-:class:`PipelineError` before it has changed anything the caller's transaction keeps.
+:class:`PipelineError`; the caller then rolls the whole transaction back.
+
+:func:`apply` is synchronous, on a plain :class:`sqlite3.Connection`: the store runs a whole
+append (sign, insert, apply) in one hop to the writer connection's thread
+(:func:`run_on_writer`) instead of one hop per statement, and replay runs in a worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, TypeVar, cast
+
+import aiosqlite
 
 from pipeline.canonical import canonical_json, parse_canonical
 from pipeline.envelope import SignedOp
@@ -76,16 +83,28 @@ Effects = tuple[str, ...]
 """What an op cleared, for replies: e.g. ``("item row", "2 timers")``; empty when nothing."""
 
 
-class Sql(Protocol):
-    """The one call :func:`apply` needs; ``aiosqlite.Connection`` satisfies it."""
-
-    async def execute_fetchall(
-        self, sql: str, parameters: Iterable[Any] | None = None
-    ) -> Iterable[Any]: ...
+T = TypeVar("T")
 
 
-async def _rows(sql: Sql, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    return list(await sql.execute_fetchall(query, params))
+async def run_on_writer(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` on ``conn``'s own thread with its sqlite3 connection: one round trip.
+
+    aiosqlite has no public call for this; ``_execute`` and ``_conn`` are what its own
+    methods use (stable since 0.17; the lock file pins the version and the tests cover it).
+    Statements ``fn`` runs join the transaction the writer has open.
+    """
+    raw = conn._conn
+    return cast(T, await conn._execute(fn, raw))  # type: ignore[no-untyped-call]
+
+
+def _rows(conn: sqlite3.Connection, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    return conn.execute(query, params).fetchall()
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    """Create the op log and the materialised tables if missing (idempotent)."""
+    for statement in SCHEMA_STATEMENTS:
+        conn.execute(statement)
 
 
 def item_row(project: str, item: Item) -> tuple[Any, ...]:
@@ -109,29 +128,29 @@ def item_from_row(row: Any) -> Item:
     )  # fmt: skip
 
 
-async def last_number(sql: Sql, project: str) -> int:
+def last_number(conn: sqlite3.Connection, project: str) -> int:
     """The highest item number ``project`` ever issued (purged ones included), or 0."""
-    rows = await _rows(sql, "SELECT last FROM item_numbers WHERE project = ?", (project,))
+    rows = _rows(conn, "SELECT last FROM item_numbers WHERE project = ?", (project,))
     return int(rows[0][0]) if rows else 0
 
 
-async def read_item(sql: Sql, project: str, number: int) -> Item | None:
+def read_item(conn: sqlite3.Connection, project: str, number: int) -> Item | None:
     """The item's current row, or None when it never existed or was purged."""
     query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? AND number = ?"
-    rows = await _rows(sql, query, (project, number))
+    rows = _rows(conn, query, (project, number))
     return item_from_row(rows[0]) if rows else None
 
 
-async def read_tables(sql: Sql) -> dict[str, list[tuple[Any, ...]]]:
+def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every materialised table, in key order: what audit compares."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     for table, key in MATERIALISED.items():
-        rows = await _rows(sql, f"SELECT * FROM {table} ORDER BY {key}")
+        rows = _rows(conn, f"SELECT * FROM {table} ORDER BY {key}")
         out[table] = [tuple(row) for row in rows]
     return out
 
 
-async def apply(sql: Sql, op: SignedOp) -> Effects:
+def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
     """Apply ``op`` to the materialised tables; the caller owns the transaction.
 
     Guarantees: deterministic (same tables + same op → same tables); used verbatim by
@@ -144,26 +163,26 @@ async def apply(sql: Sql, op: SignedOp) -> Effects:
     change = op.decode()
     match change:
         case CreateProject():
-            return await _create_project(sql, change, op)
+            return _create_project(conn, change, op)
         case CreateItem():
-            return await _create_item(sql, change)
+            return _create_item(conn, change)
         case UpdateItem():
-            return await _update_item(sql, change, op)
+            return _update_item(conn, change, op)
         case PurgeItem():
-            return await _purge_item(sql, change)
+            return _purge_item(conn, change)
         case AddTimer():
-            return await _add_timer(sql, change, op)
+            return _add_timer(conn, change, op)
         case CancelTimer():
-            rows = await _rows(sql, "DELETE FROM timers WHERE id = ? RETURNING id", (change.id,))
+            rows = _rows(conn, "DELETE FROM timers WHERE id = ? RETURNING id", (change.id,))
             return ("timer",) if rows else ()
         case SetRoom():
-            return await _set_room(sql, change)
+            return _set_room(conn, change)
 
 
-async def _create_project(sql: Sql, change: CreateProject, op: SignedOp) -> Effects:
-    if await _rows(sql, "SELECT 1 FROM projects WHERE name = ?", (change.name,)):
+def _create_project(conn: sqlite3.Connection, change: CreateProject, op: SignedOp) -> Effects:
+    if _rows(conn, "SELECT 1 FROM projects WHERE name = ?", (change.name,)):
         raise PipelineError(f"project {change.name!r} already exists")
-    await sql.execute_fetchall(
+    conn.execute(
         "INSERT INTO projects (name, path, base_branch, timezone, origin, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (change.name, change.path, change.base_branch, change.timezone, op.origin, op.ts),
@@ -171,18 +190,18 @@ async def _create_project(sql: Sql, change: CreateProject, op: SignedOp) -> Effe
     return ()
 
 
-async def _create_item(sql: Sql, change: CreateItem) -> Effects:
-    number, last = change.item.number, await last_number(sql, change.project)
+def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:
+    number, last = change.item.number, last_number(conn, change.project)
     if number <= last:
         raise PipelineError(
             f"#{number} was already used in {change.project} (numbers are never reused;"
             f" the last was #{last})"
         )
-    await sql.execute_fetchall(
+    conn.execute(
         f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 12)})",
         item_row(change.project, change.item),
     )
-    await sql.execute_fetchall(
+    conn.execute(
         "INSERT INTO item_numbers (project, last) VALUES (?, ?)"
         " ON CONFLICT (project) DO UPDATE SET last = excluded.last",
         (change.project, number),
@@ -190,48 +209,48 @@ async def _create_item(sql: Sql, change: CreateItem) -> Effects:
     return ()
 
 
-async def _delete_timers(sql: Sql, project: str, number: int) -> Effects:
+def _delete_timers(conn: sqlite3.Connection, project: str, number: int) -> Effects:
     query = "DELETE FROM timers WHERE project = ? AND item = ? RETURNING id"
-    gone = len(await _rows(sql, query, (project, number)))
+    gone = len(_rows(conn, query, (project, number)))
     return (f"{gone} timer{'s' * (gone != 1)}",) if gone else ()
 
 
-async def _update_item(sql: Sql, change: UpdateItem, op: SignedOp) -> Effects:
-    old = await read_item(sql, change.project, change.number)
+def _update_item(conn: sqlite3.Connection, change: UpdateItem, op: SignedOp) -> Effects:
+    old = read_item(conn, change.project, change.number)
     if old is None:
         raise PipelineError(f"no item #{change.number} in {change.project}")
     new = replace(old, **change.changes(), updated_at=op.ts)  # Item re-checks the whole
     row = item_row(change.project, new)
-    await sql.execute_fetchall(
+    conn.execute(
         "UPDATE items SET kind = ?, title = ?, body = ?, stage = ?, depends_on = ?, epic = ?,"
         " retries = ?, origin = ?, created_at = ?, updated_at = ?"
         " WHERE project = ? AND number = ?",
         (*row[2:], change.project, change.number),
     )
     if is_finished(new.stage):  # T1: timers die with their item
-        return await _delete_timers(sql, change.project, change.number)
+        return _delete_timers(conn, change.project, change.number)
     return ()
 
 
-async def _purge_item(sql: Sql, change: PurgeItem) -> Effects:
-    if change.number > await last_number(sql, change.project):
+def _purge_item(conn: sqlite3.Connection, change: PurgeItem) -> Effects:
+    if change.number > last_number(conn, change.project):
         raise PipelineError(f"no item #{change.number} in {change.project}")
     query = "DELETE FROM items WHERE project = ? AND number = ? RETURNING number"
-    removed = await _rows(sql, query, (change.project, change.number))
-    timers = await _delete_timers(sql, change.project, change.number)
+    removed = _rows(conn, query, (change.project, change.number))
+    timers = _delete_timers(conn, change.project, change.number)
     return (("item row",) if removed else ()) + timers
 
 
-async def _add_timer(sql: Sql, change: AddTimer, op: SignedOp) -> Effects:
-    if await _rows(sql, "SELECT 1 FROM timers WHERE id = ?", (change.id,)):
+def _add_timer(conn: sqlite3.Connection, change: AddTimer, op: SignedOp) -> Effects:
+    if _rows(conn, "SELECT 1 FROM timers WHERE id = ?", (change.id,)):
         raise PipelineError(f"timer {change.id!r} already exists")
     if change.item is not None:
-        item = await read_item(sql, change.project, change.item)
+        item = read_item(conn, change.project, change.item)
         if item is None:
             raise PipelineError(f"no item #{change.item} in {change.project}")
         if is_finished(item.stage):
             raise PipelineError(f"#{change.item} is finished; it takes no timers")
-    await sql.execute_fetchall(
+    conn.execute(
         "INSERT INTO timers (id, project, item, fire_at, action, origin, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (change.id, change.project, change.item, float(change.fire_at),
@@ -240,15 +259,15 @@ async def _add_timer(sql: Sql, change: AddTimer, op: SignedOp) -> Effects:
     return ()
 
 
-async def _set_room(sql: Sql, change: SetRoom) -> Effects:
-    await sql.execute_fetchall(
+def _set_room(conn: sqlite3.Connection, change: SetRoom) -> Effects:
+    conn.execute(
         "INSERT INTO rooms (session) VALUES (?) ON CONFLICT (session) DO NOTHING",
         (change.session,),
     )
     if change.project is not KEEP:
         query = "UPDATE rooms SET project = ? WHERE session = ?"
-        await sql.execute_fetchall(query, (change.project, change.session))
+        conn.execute(query, (change.project, change.session))
     if change.ambient is not KEEP:
         query = "UPDATE rooms SET ambient = ? WHERE session = ?"
-        await sql.execute_fetchall(query, (int(change.ambient), change.session))
+        conn.execute(query, (int(change.ambient), change.session))
     return ()

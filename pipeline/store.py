@@ -14,6 +14,7 @@ committed with ``synchronous=FULL`` (S4). ``ops`` refuses UPDATE and DELETE by t
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,8 +31,10 @@ from pipeline.materialise import (
     SCHEMA,
     Effects,
     apply,
+    create_tables,
     item_from_row,
     last_number,
+    run_on_writer,
 )
 from pipeline.model import Backlog, Item, ItemKind, Origin, PipelineError, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
@@ -155,7 +158,11 @@ class OpStore:
             StoreWriteError: the schema could not be created.
         """
         store = cls(storage, key, 1, clock)
-        await store._submit(audit.create_tables)
+
+        async def schema(conn: aiosqlite.Connection) -> None:
+            await run_on_writer(conn, create_tables)
+
+        await store._submit(schema)
         await audit.check_log(storage)
         rows = await storage.read("SELECT MAX(seq) FROM ops WHERE author = ?", (key.public_hex,))
         store._next_seq = int(rows[0][0] or 0) + 1
@@ -196,12 +203,15 @@ class OpStore:
                 raise PipelineError(f"not a change: {change!r}")
         payloads = [canonical_json(change.to_payload()) for change in changes]
 
-        async def job(conn: aiosqlite.Connection) -> list[AppliedOp]:
-            ts = self._clock()
+        def write_all(conn: sqlite3.Connection, ts: float) -> list[AppliedOp]:
             return [
-                await self._write(conn, change, payload, origin_text, ts)
+                self._write(conn, change, payload, origin_text, ts)
                 for change, payload in zip(changes, payloads, strict=True)
             ]
+
+        async def job(conn: aiosqlite.Connection) -> list[AppliedOp]:
+            ts = self._clock()
+            return await run_on_writer(conn, lambda raw: write_all(raw, ts))
 
         return await self._submit(job) if changes else []
 
@@ -224,31 +234,34 @@ class OpStore:
         """
         origin_text = origin_json(origin)
 
-        async def job(conn: aiosqlite.Connection) -> Item:
-            ts = self._clock()
+        def write(conn: sqlite3.Connection, ts: float) -> Item:
             item = Item(
-                number=await last_number(conn, project) + 1, kind=kind, title=title, body=body,
+                number=last_number(conn, project) + 1, kind=kind, title=title, body=body,
                 stage=stage, depends_on=depends_on, epic=epic, origin=origin, created_at=ts,
                 updated_at=ts,
             )  # fmt: skip
             change = CreateItem(project, item)
-            payload = canonical_json(change.to_payload())
-            await self._write(conn, change, payload, origin_text, ts)
+            self._write(conn, change, canonical_json(change.to_payload()), origin_text, ts)
             return item
+
+        async def job(conn: aiosqlite.Connection) -> Item:
+            ts = self._clock()
+            return await run_on_writer(conn, lambda raw: write(raw, ts))
 
         return await self._submit(job)
 
-    async def _write(
-        self, conn: aiosqlite.Connection, change: Change, payload: str, origin: str, ts: float
+    def _write(
+        self, conn: sqlite3.Connection, change: Change, payload: str, origin: str, ts: float
     ) -> AppliedOp:
+        """Sign, insert and apply one op; runs on the writer's thread inside its transaction."""
         op = seal(change, payload, origin, self._key, self._next_seq, ts)
         self._next_seq += 1  # a rolled-back op leaves a gap; gaps are allowed, reuse is not
-        rows = list(await conn.execute_fetchall(_INSERT_OP, (
+        rows = conn.execute(_INSERT_OP, (
             op.project, op.item, op.kind, op.payload, op.origin, op.author, op.seq, op.ts,
             op.sig,
-        )))  # fmt: skip
+        )).fetchall()  # fmt: skip
         op = replace(op, rowid=int(rows[0][0]))
-        return AppliedOp(op, change, await apply(conn, op))
+        return AppliedOp(op, change, apply(conn, op))
 
     async def _submit(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run ``job`` through the storage; a refusal comes back as itself, not wrapped."""
