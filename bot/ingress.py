@@ -52,7 +52,7 @@ class Ingress:
             kind = Kind.COMMAND if invocation else Kind.TEXT
         recorded = await s.journal.record(msg, kind, text)
         if recorded is None:
-            s.metrics.inbound.inc("duplicate")
+            s.metrics.inbound.inc("deduped")
             return FeedResult.DUPLICATE
         journal_id, entry = recorded
         if entry is not None:

@@ -63,7 +63,7 @@ class Metrics:
     def __init__(self) -> None:
         self.inbound = Counter(
             "musher_inbound_total",
-            "Inbound messages by outcome (accepted, duplicate, ignored, refused)",
+            "Inbound messages by outcome (accepted, deduped, ignored, refused)",
             "outcome",
         )
         self.turns = Counter("musher_turns_total", "LLM turns by outcome", "outcome")

@@ -24,14 +24,24 @@ class Tool:
     parameters: dict[str, Any]
 
 
+CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
+
+
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """Everything a provider needs for one turn."""
+    """Everything a provider needs for one turn.
+
+    ``tools`` are the commands the sender may use; ``call_tool(name, arguments)`` runs one
+    exactly as if the sender had typed it and returns the reply text. ``cwd`` is where a
+    CLI provider runs (the room's active project, else the data dir).
+    """
 
     session: str
     prompt: str
     batch: tuple[QueuedText, ...]
     tools: tuple[Tool, ...] = ()
+    call_tool: CallTool | None = None
+    cwd: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

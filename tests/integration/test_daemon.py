@@ -163,7 +163,7 @@ def test_metrics_count_what_happened(make_daemon: MakeDaemon) -> None:
     with daemon.client() as client:
         text = client.get("/metrics").text
     assert 'musher_inbound_total{outcome="accepted"} 1' in text
-    assert 'musher_inbound_total{outcome="duplicate"} 1' in text
+    assert 'musher_inbound_total{outcome="deduped"} 1' in text
     assert 'musher_turns_total{outcome="ok"} 1' in text
     assert "musher_batch_size_count 1" in text
 
