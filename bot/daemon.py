@@ -28,18 +28,20 @@ from bot.access import AccessPolicy
 from bot.clock import LoopClock
 from bot.commands.core import register_core
 from bot.commands.registry import Registry
+from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress
-from bot.journal import SCHEMA, Journal, State
+from bot.journal import Journal, State
 from bot.llm.base import Provider
 from bot.llm.simple import EchoProvider, NoneProvider
 from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.outbox import Outbox
+from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnRunner
@@ -109,6 +111,8 @@ def build_services(settings: Settings, db: Database, provider: Provider | None =
         registry=registry,
         provider=provider or make_provider(settings),
         dispatcher=dispatcher,
+        costs=CostBook(db),
+        data_dir=db.path.parent,
     )
     runner = TurnRunner(services)
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
@@ -133,7 +137,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        db = await Database.open(self.data_dir / "musher.db", SCHEMA)
+        db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
         self.health["store"] = "ok"
         try:
             await self._serve(db)

@@ -78,7 +78,14 @@ class Metrics:
         self.sends_failed = Counter(
             "musher_sends_failed_total", "Replies a transport failed to deliver", "transport"
         )
+        self.tokens = Counter("musher_llm_tokens_total", "LLM tokens by direction", "direction")
+        self.cost_usd = Counter("musher_llm_cost_usd_total", "LLM spend in US dollars")
         self.gauges: list[Gauge] = []
+
+    def record_usage(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        self.tokens.inc("input", input_tokens)
+        self.tokens.inc("output", output_tokens)
+        self.cost_usd.inc(amount=cost_usd)
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self.gauges.append(Gauge(name, help, read))

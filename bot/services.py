@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bot.access import AccessPolicy
+from bot.audit_buffer import AuditBuffer
 from bot.commands.registry import Registry
+from bot.cost import CostBook
 from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
 from bot.journal import Journal
@@ -25,6 +28,9 @@ class Services:
     registry: Registry
     provider: Provider
     dispatcher: Dispatcher
+    costs: CostBook
+    data_dir: Path
+    audit: AuditBuffer = field(default_factory=AuditBuffer)
     access: dict[str, AccessPolicy] = field(default_factory=dict)
     ambient: set[str] = field(default_factory=set)  # sessions with `ambient on`
 

@@ -14,10 +14,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bot.commands.registry import CommandContext
 from bot.llm.base import Done, Failed, TextDelta, TurnRequest, Usage
-from bot.messages import QueuedText, Reply
+from bot.messages import QueuedText, Reply, split_session
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
+from bot.tools import batch_is_admin, tool_caller, tools_for
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -35,21 +37,47 @@ class TurnRunner:
         ids = [i for m in batch for i in m.journal_ids]
         turn_id = await s.journal.start_turn(session, ids)
         started = time.monotonic()
+        reminder = s.audit.drain(session)
+        request = self._request(session, batch, reminder)
+        usage = Usage()
         await s.outbox.typing(session, True)
         outcome = "cancelled"
         try:
-            outcome = await self._stream(session, batch)
+            outcome, usage = await self._stream(request)
         finally:
+            if outcome == "cancelled":
+                s.audit.restore(session, reminder)
             await asyncio.shield(s.outbox.typing(session, False))
             s.metrics.turns.inc(outcome)
             s.metrics.turn_seconds.observe(time.monotonic() - started)
+        tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
+        await s.costs.record(turn_id, session, s.provider.name, *tokens)
+        s.metrics.record_usage(*tokens)
         await s.journal.finish_turn(turn_id, ids, outcome)
 
-    async def _stream(self, session: str, batch: Sequence[QueuedText]) -> str:
+    def _request(
+        self, session: str, batch: Sequence[QueuedText], reminder: Sequence[str]
+    ) -> TurnRequest:
         s = self.services
-        request = TurnRequest(session=session, prompt=build_prompt(batch), batch=tuple(batch))
+        policy = s.policy(split_session(session)[0])
+        admin = batch_is_admin([policy.is_admin(m.sender) for m in batch])
+        senders = sorted({m.sender for m in batch})
+        ctx = CommandContext(session, ",".join(senders), admin, s, via="tool")
+        return TurnRequest(
+            session=session,
+            prompt=build_prompt(batch, reminder),
+            batch=tuple(batch),
+            tools=tools_for(s.registry, admin),
+            call_tool=tool_caller(s.registry, ctx),
+            cwd=s.data_dir,
+        )
+
+    async def _stream(self, request: TurnRequest) -> tuple[str, Usage]:
+        s = self.services
+        session = request.session
         paragraphs = ParagraphBuffer()
         sent_any = False
+        usage = Usage()
         timeout = s.settings.llm.turn_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -66,25 +94,31 @@ class TurnRunner:
                         case Failed(message):
                             await self._flush(session, paragraphs)
                             await s.outbox.send(session, Reply(f"⚠️ {message}"))
-                            return "error"
+                            return "error", usage
                         case Usage():
-                            pass
+                            usage = _add(usage, event)
             await self._flush(session, paragraphs)
-            return "ok"
+            return "ok", usage
         except TimeoutError:
             await s.outbox.send(
                 session, Reply(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
             )
-            return "timeout"
+            return "timeout", usage
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await s.outbox.send(session, Reply(f"⚠️ The answer failed: {exc}"))
-            return "error"
+            return "error", usage
 
     async def _flush(self, session: str, paragraphs: ParagraphBuffer) -> bool:
         rest = paragraphs.flush()
         if rest:
             await self.services.outbox.send(session, Reply(rest))
         return bool(rest)
+
+
+def _add(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        a.input_tokens + b.input_tokens, a.output_tokens + b.output_tokens, a.cost_usd + b.cost_usd
+    )

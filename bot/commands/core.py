@@ -33,13 +33,18 @@ def register_core(registry: Registry) -> None:
         summary="Cancel the room's running answer and drop queued messages",
         usage="stop",
         args=NoArgs,
+        tool=False,
     )
     async def stop(ctx: CommandContext, args: NoArgs) -> Reply:
         await ctx.services.dispatcher.stop(ctx.session)
         return Reply("Stopped.")
 
     @registry.command(
-        "reset", summary="Forget this room's LLM conversation", usage="reset", args=NoArgs
+        "reset",
+        summary="Forget this room's LLM conversation",
+        usage="reset",
+        args=NoArgs,
+        tool=False,
     )
     async def reset(ctx: CommandContext, args: NoArgs) -> Reply:
         await ctx.services.provider.reset(ctx.session)
@@ -59,6 +64,18 @@ def register_core(registry: Registry) -> None:
             return Reply("Ambient mode on: I'll read every message in this room.")
         ctx.services.ambient.discard(ctx.session)
         return Reply("Ambient mode off: mention me to get my attention.")
+
+    register_cost(registry)
+
+
+def register_cost(registry: Registry) -> None:
+    """``cost``: LLM spend over the last 24 hours (L5)."""
+
+    @registry.command(
+        "cost", summary="LLM spend: 24 h total, top rooms and items", usage="cost", args=NoArgs
+    )
+    async def cost(ctx: CommandContext, args: NoArgs) -> Reply:
+        return Reply(await ctx.services.costs.report())
 
 
 def render_help(registry: Registry, name: str | None, admin: bool) -> str:

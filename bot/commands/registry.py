@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,7 @@ class Command:
     aliases: tuple[str, ...] = ()
     permission: Permission = Permission.USER
     destructive: bool = False  # an LLM may call it only on an admin's behalf (L4)
+    tool: bool = True  # offered to the LLM (not `stop`/`reset`, which act on the LLM itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +101,13 @@ class Registry:
         aliases: Iterable[str] = (),
         permission: Permission = Permission.USER,
         destructive: bool = False,
+        tool: bool = True,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering ``handler`` as the command ``name``."""
 
         def register(handler: Handler) -> Handler:
-            self.add(
-                Command(
-                    name, summary, usage, handler, args, tuple(aliases), permission, destructive
-                )
-            )
+            command = Command(name, summary, usage, handler, args, tuple(aliases), permission)
+            self.add(replace(command, destructive=destructive, tool=tool))
             return handler
 
         return register

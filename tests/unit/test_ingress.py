@@ -12,9 +12,9 @@ from bot.access import AccessPolicy
 from bot.daemon import build_services
 from bot.db import Database
 from bot.ingress import Ingress
-from bot.journal import SCHEMA
 from bot.llm.base import Done, TextDelta, TurnEvent, TurnRequest
 from bot.messages import InboundMessage, Reply
+from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.transport import Capabilities, FeedResult
 from config import load_settings
@@ -64,7 +64,7 @@ Setup = tuple[Services, Ingress, Recorder, RoomTransport]
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     settings = load_settings(None, {"MUSHER_DISPATCHER__COALESCE_WINDOW_MS": "0"})
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    db = await Database.open(tmp_path / "m.db", DAEMON_SCHEMA)
     provider = Recorder()
     services = build_services(settings, db, provider)
     transport = RoomTransport()

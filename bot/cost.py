@@ -1,0 +1,84 @@
+"""Tokens and cost per turn, room, project and item (L5), and the ``cost`` report."""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+
+from bot.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS turn_costs (
+    turn_id       INTEGER PRIMARY KEY,
+    session       TEXT NOT NULL,
+    project       TEXT,
+    item          INTEGER,
+    provider      TEXT NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd      REAL NOT NULL,
+    ts            REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turn_costs_ts ON turn_costs (ts);
+"""
+
+DAY_S = 86400.0
+
+
+class CostBook:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(
+        self,
+        turn_id: int,
+        session: str,
+        provider: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        project: str | None = None,
+        item: int | None = None,
+    ) -> None:
+        """Record one turn's usage (idempotent per turn)."""
+        row = (turn_id, session, project, item, provider, input_tokens, output_tokens, cost_usd)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT OR REPLACE INTO turn_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, time.time()),
+            )
+
+        await self.db.write(job)
+
+    async def report(self, since_s: float = DAY_S, top: int = 5) -> str:
+        """The last ``since_s`` seconds: total, top rooms, top items."""
+        cutoff = time.time() - since_s
+        total = await self.db.read(
+            "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0),"
+            " COALESCE(SUM(output_tokens), 0) FROM turn_costs WHERE ts >= ?",
+            (cutoff,),
+        )
+        turns, usd, tokens_in, tokens_out = tuple(total[0])
+        lines = [
+            f"Last 24 h: ${usd:.4f} over {turns} turns "
+            f"({tokens_in:,} tokens in, {tokens_out:,} out)."
+        ]
+        rooms = await self.db.read(
+            "SELECT session, SUM(cost_usd) AS usd, COUNT(*) FROM turn_costs WHERE ts >= ?"
+            " GROUP BY session ORDER BY usd DESC, session LIMIT ?",
+            (cutoff, top),
+        )
+        if rooms:
+            lines.append("Top rooms:")
+            lines += [f"  {r[0]}: ${r[1]:.4f} ({r[2]} turns)" for r in rooms]
+        items = await self.db.read(
+            "SELECT project, item, SUM(cost_usd) AS usd FROM turn_costs"
+            " WHERE ts >= ? AND item IS NOT NULL GROUP BY project, item ORDER BY usd DESC LIMIT ?",
+            (cutoff, top),
+        )
+        if items:
+            lines.append("Top items:")
+            lines += [f"  {r[0]} #{r[1]}: ${r[2]:.4f}" for r in items]
+        return "\n".join(lines)
