@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     say.add_argument("text", nargs="+")
     say.set_defaults(handler=_say)
+
+    mcp = sub.add_parser("mcp", help="stdio MCP server for an LLM turn (started by the daemon)")
+    mcp.set_defaults(handler=_mcp)
     return parser
 
 
@@ -99,3 +102,9 @@ def _say(args: argparse.Namespace) -> int:
             args.timeout,
         )
     )
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from bot.mcp_server import main as serve_mcp
+
+    return serve_mcp()
