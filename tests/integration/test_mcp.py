@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TextIO
 
 import pytest
 from aiohttp import web
@@ -20,6 +20,13 @@ from bot.llm.base import TurnRequest
 from bot.mcp_bridge import McpBridge
 from bot.messages import Reply
 from bot.tools import tool_caller, tools_for
+
+
+@pytest.fixture
+def errlog() -> Iterator[TextIO]:
+    """Where the MCP server subprocess's stderr goes (kept out of the test output)."""
+    with open(os.devnull, "w") as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -70,38 +77,36 @@ async def test_claude_sees_the_senders_commands_and_runs_them_as_the_sender(
     config = bridge.config_for(request)
     assert config is not None
     params = await session_for(config)
-    with open(os.devnull, "w") as errlog:
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as client,
-        ):
-            await client.initialize()
-            names = {tool.name for tool in (await client.list_tools()).tools}
-            assert {"help", "ambient", "cost", "whoami"} <= names
-            assert "purge" not in names and "stop" not in names
-            result = await client.call_tool("whoami", {})
-            assert result.content[0].text == "alice in web:lobby"  # type: ignore[union-attr]
-            refused = await client.call_tool("purge", {})
-            assert "needs an admin" in refused.content[0].text  # type: ignore[union-attr]
+    async with (
+        stdio_client(params, errlog=errlog) as (read, write),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"help", "ambient", "cost", "whoami"} <= names
+        assert "purge" not in names and "stop" not in names
+        result = await client.call_tool("whoami", {})
+        assert result.content[0].text == "alice in web:lobby"  # type: ignore[union-attr]
+        refused = await client.call_tool("purge", {})
+        assert "needs an admin" in refused.content[0].text  # type: ignore[union-attr]
     assert calls == []
 
 
-async def test_a_released_turn_token_is_refused(bridge: McpBridge) -> None:
+async def test_a_released_turn_token_is_refused(bridge: McpBridge, errlog: TextIO) -> None:
     request, _ = turn(admin=True)
     config = bridge.config_for(request)
     assert config is not None
     bridge.release("web:lobby")
     assert bridge.active() == 0
     params = await session_for(config)
-    with open(os.devnull, "w") as errlog:
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as client,
-        ):
-            await client.initialize()
-            result = await client.call_tool("help", {})
-            assert result.is_error
-            assert "401" in result.content[0].text  # type: ignore[union-attr]
+    async with (
+        stdio_client(params, errlog=errlog) as (read, write),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        result = await client.call_tool("help", {})
+        assert result.is_error
+        assert "401" in result.content[0].text  # type: ignore[union-attr]
 
 
 def test_musher_mcp_without_a_daemon_explains() -> None:
