@@ -71,7 +71,7 @@ async def session_for(config: dict[str, Any]) -> Any:
 
 
 async def test_claude_sees_the_senders_commands_and_runs_them_as_the_sender(
-    bridge: McpBridge,
+    bridge: McpBridge, errlog: TextIO
 ) -> None:
     request, calls = turn(admin=False)
     config = bridge.config_for(request)
