@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, MusherError
 from config import Settings, config_path, load_settings, render_effective
+from pipeline.model import PipelineError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.problems:
             print(line, file=sys.stderr)
         return 2
+    except (MusherError, PipelineError) as err:
+        print(f"musher: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -52,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     say.add_argument("text", nargs="+")
     say.set_defaults(handler=_say)
+
+    audit = sub.add_parser("audit", help="check the signed op log")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_sub.add_parser("verify", help="verify every signature and replay the log")
+    verify.add_argument("--config")
+    verify.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    verify.set_defaults(handler=_audit_verify)
 
     mcp = sub.add_parser("mcp", help="stdio MCP server for an LLM turn (started by the daemon)")
     mcp.set_defaults(handler=_mcp)
@@ -81,8 +92,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from bot.llm.select import choose
+
     settings, path = _settings(args)
+    choice = choose(settings)
     print(f"# configuration: {path if path else 'built-in defaults'}")
+    print(f"# LLM provider: {choice.name} ({choice.reason})")
     print(render_effective(settings), end="")
     return 0
 
@@ -108,3 +123,24 @@ def _mcp(args: argparse.Namespace) -> int:
     from bot.mcp_server import main as serve_mcp
 
     return serve_mcp()
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args)
+    path = _data_dir(args, settings) / "musher.db"
+    if not path.exists():
+        raise ConfigError([f"{path}: no database here (is --data-dir right?)"])
+    return asyncio.run(_verify(path))
+
+
+async def _verify(path: Path) -> int:
+    from bot.db import Database
+    from pipeline.audit import verify
+
+    db = await Database.open(path)
+    try:
+        report = await verify(db)
+    finally:
+        await db.aclose()
+    print(report)
+    return 0 if report.ok else 1

@@ -37,7 +37,8 @@ from bot.http import HttpServer, build_app
 from bot.ingress import Ingress
 from bot.journal import Journal, State
 from bot.llm.base import Provider
-from bot.llm.simple import EchoProvider, NoneProvider
+from bot.llm.select import choose, make_provider
+from bot.mcp_bridge import McpBridge
 from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.outbox import Outbox
@@ -46,6 +47,8 @@ from bot.services import Services
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnRunner
 from config.models import Settings
+from pipeline.keys import load_or_create
+from pipeline.store import OpStore
 
 log = logging.getLogger("musher")
 
@@ -59,26 +62,19 @@ TRANSPORT_MODULES = {
 PRUNE_INTERVAL_S = 3600.0
 
 
-def make_provider(settings: Settings) -> Provider:
-    """The provider ``[llm] provider`` names."""
-    name = settings.llm.provider
-    if name == "echo":
-        return EchoProvider(settings.llm.echo.delay_s)
-    if name in ("none", "auto"):
-        return NoneProvider()
-    raise ConfigError([f"llm.provider: {name!r} is not available in this build"])
-
-
 def enabled_transports(settings: Settings) -> list[str]:
     return [name for name in TRANSPORT_MODULES if getattr(settings.transports, name).enabled]
 
 
-def build_services(settings: Settings, db: Database, provider: Provider | None = None) -> Services:
+def build_services(
+    settings: Settings, db: Database, store: OpStore, provider: Provider | None = None
+) -> Services:
     """Wire journal, feed, metrics, registry, dispatcher and turn runner over ``db``.
 
     ``provider`` overrides ``[llm] provider`` (benchmarks and tests).
     """
     journal = Journal(db)
+    bridge = McpBridge()
     feed = RoomFeed()
     metrics = Metrics()
     registry = Registry()
@@ -109,10 +105,12 @@ def build_services(settings: Settings, db: Database, provider: Provider | None =
         metrics=metrics,
         outbox=Outbox(journal, feed, metrics, settings.daemon.name),
         registry=registry,
-        provider=provider or make_provider(settings),
+        provider=provider or make_provider(settings, db, bridge),
         dispatcher=dispatcher,
         costs=CostBook(db),
         data_dir=db.path.parent,
+        mcp=bridge,
+        store=store,
     )
     runner = TurnRunner(services)
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
@@ -138,18 +136,19 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
-        self.health["store"] = "ok"
         try:
-            await self._serve(db)
+            store = await OpStore.open(db, load_or_create(self.data_dir))
+            self.health["store"] = "ok"
+            await self._serve(db, store)
         finally:
             await db.aclose()
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / "daemon.json").unlink()
             log.info("stopped")
 
-    async def _serve(self, db: Database) -> None:
-        services = build_services(self.settings, db)
-        services.ambient.update(await services.journal.ambient_rooms())
+    async def _serve(self, db: Database, store: OpStore) -> None:
+        services = build_services(self.settings, db, store)
+        services.ambient.update(r.session for r in await store.rooms() if r.ambient)
         transports = self._load_transports(services, db)
         ingress = Ingress(services, {t.name: t.identities for t in transports})
         token = self.settings.http.token
@@ -162,8 +161,10 @@ class Daemon:
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
+        services.mcp.mount(app)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
+        services.mcp.url = self.url
         try:
             for transport in transports:
                 self.health[f"transport:{transport.name}"] = "starting"
@@ -172,6 +173,8 @@ class Daemon:
             self.health["dispatcher"] = "ok"
             await ingress.replay()
             self._write_daemon_json()
+            choice = choose(self.settings)
+            log.info("LLM provider: %s (%s)", choice.name, choice.reason)
             log.info("listening on %s", self.url)
             async with asyncio.TaskGroup() as jobs:
                 prune = jobs.create_task(self._prune_loop(services), name="journal-prune")

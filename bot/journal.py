@@ -53,10 +53,6 @@ CREATE TABLE IF NOT EXISTS room_log (
     ts      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS room_log_session ON room_log (session, seq);
-CREATE TABLE IF NOT EXISTS room_settings (
-    session TEXT PRIMARY KEY,
-    ambient INTEGER NOT NULL DEFAULT 0
-);
 CREATE TABLE IF NOT EXISTS stranger_replies (
     transport TEXT NOT NULL,
     sender    TEXT NOT NULL,
@@ -233,20 +229,6 @@ class Journal:
         """The newest room log ``seq`` of ``session`` (0 when empty)."""
         rows = await self.db.read("SELECT MAX(seq) FROM room_log WHERE session = ?", (session,))
         return int(rows[0][0] or 0)
-
-    async def ambient_rooms(self) -> set[str]:
-        rows = await self.db.read("SELECT session FROM room_settings WHERE ambient = 1")
-        return {r["session"] for r in rows}
-
-    async def set_ambient(self, session: str, on: bool) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "INSERT INTO room_settings (session, ambient) VALUES (?, ?)"
-                " ON CONFLICT (session) DO UPDATE SET ambient = excluded.ambient",
-                (session, int(on)),
-            )
-
-        await self.db.write(job)
 
     async def first_refusal_today(self, transport: str, sender: str) -> bool:
         """True exactly once per sender per UTC day: whether to send the polite refusal."""

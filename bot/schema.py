@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from bot.cost import SCHEMA as COSTS
 from bot.journal import SCHEMA as JOURNAL
+from bot.llm.claude_sessions import SCHEMA as CLAUDE_SESSIONS
+from bot.llm.history import HISTORY_SCHEMA
 
-DAEMON_SCHEMA = JOURNAL + COSTS
+DAEMON_SCHEMA = JOURNAL + COSTS + HISTORY_SCHEMA + CLAUDE_SESSIONS

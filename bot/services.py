@@ -13,9 +13,11 @@ from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
 from bot.journal import Journal
 from bot.llm.base import Provider
+from bot.mcp_bridge import McpBridge
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from config.models import Settings
+from pipeline.store import OpStore
 
 
 @dataclass(slots=True)
@@ -30,6 +32,8 @@ class Services:
     dispatcher: Dispatcher
     costs: CostBook
     data_dir: Path
+    store: OpStore
+    mcp: McpBridge = field(default_factory=McpBridge)
     audit: AuditBuffer = field(default_factory=AuditBuffer)
     access: dict[str, AccessPolicy] = field(default_factory=dict)
     ambient: set[str] = field(default_factory=set)  # sessions with `ambient on`

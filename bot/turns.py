@@ -9,6 +9,7 @@ settle and re-raises, so ``stop`` can drop them and a shutdown can park them for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ class TurnRunner:
         try:
             outcome, usage = await self._stream(request)
         finally:
+            s.mcp.release(session)
             if outcome == "cancelled":
                 s.audit.restore(session, reminder)
             await asyncio.shield(s.outbox.typing(session, False))
@@ -80,8 +82,11 @@ class TurnRunner:
         usage = Usage()
         timeout = s.settings.llm.turn_timeout_s
         try:
-            async with asyncio.timeout(timeout):
-                async for event in s.provider.run(request, asyncio.Event()):
+            async with (
+                asyncio.timeout(timeout),
+                contextlib.aclosing(s.provider.run(request, asyncio.Event())) as events,
+            ):
+                async for event in events:
                     match event:
                         case TextDelta(text):
                             for paragraph in paragraphs.feed(text):

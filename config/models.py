@@ -163,7 +163,7 @@ class LlmConfig(Section):
     """``[llm]``: which provider answers free text, and its limits."""
 
     provider: ProviderName = Field(default="none", description="Which LLM answers free text")
-    history_size: int = Field(default=20, ge=0, description="Past messages kept per room")
+    history_size: int = Field(default=20, ge=0, description="Past turns kept per room")
     turn_timeout_s: float = Field(default=600.0, gt=0, description="Seconds before a turn dies")
     claude_cli: ClaudeCliConfig = Field(default_factory=ClaudeCliConfig, description="claude CLI")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="OpenAI-compatible")

@@ -13,21 +13,27 @@ import math
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from pipeline.envelope import SignedOp
 from pipeline.keys import verify_signature
-from pipeline.materialise import MATERIALISED, apply, create_tables, read_tables, run_on_writer
+from pipeline.materialise import (
+    MATERIALISED,
+    apply,
+    create_tables,
+    existing_tables,
+    read_tables,
+    run_on_writer,
+)
 from pipeline.model import PipelineError
 
 if TYPE_CHECKING:
     from pipeline.store import Storage
 
 OP_COLUMNS = "rowid, project, item, kind, payload, origin, author, seq, ts, sig"
-_PAGE = 20_000
 _PARALLEL_FROM = 2_000
 
 
@@ -42,6 +48,8 @@ class BadOp:
     reason: str
 
     def __str__(self) -> str:
+        if self.author is None and self.kind is None:  # an op that is missing altogether
+            return f"op {self.rowid}: {self.reason}"
         author = self.author[:16] + "…" if isinstance(self.author, str) else repr(self.author)
         return f"op {self.rowid} (author {author}, seq {self.seq}, {self.kind}): {self.reason}"
 
@@ -116,45 +124,49 @@ def _first_bad_signature(ops: Sequence[SignedOp]) -> BadOp | None:
     return None
 
 
-def _first_bad_shape(
-    ops: Sequence[SignedOp], last_seq: dict[object, int], decode: bool
-) -> tuple[int, BadOp] | None:
-    """Seq order per author (rowid order), time, and if ``decode`` payload and origin."""
+@dataclass(slots=True)
+class Progress:
+    """What checking a log page by page carries over: the last rowid and each author's seq."""
+
+    last_rowid: int = 0
+    last_seq: dict[object, int] = field(default_factory=dict)
+
+
+def _first_bad_shape(ops: Sequence[SignedOp], progress: Progress) -> tuple[int, BadOp] | None:
+    """Rowids without gaps, seq rising per author (in rowid order), finite time."""
     for index, op in enumerate(ops):
+        expected, rowid = progress.last_rowid + 1, op.rowid or 0
+        if rowid != expected:
+            return index, _bad(op, f"ops {expected}..{rowid - 1} are missing (deleted)")
+        progress.last_rowid = rowid
         seq = op.seq
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             return index, _bad(op, f"bad seq {seq!r}")
-        previous = last_seq.get(op.author)
+        previous = progress.last_seq.get(op.author)
         if previous is not None and seq <= previous:
             reason = f"seq {seq} after seq {previous} of the same author (reordered or replayed)"
             return index, _bad(op, reason)
-        last_seq[op.author] = seq
+        progress.last_seq[op.author] = seq
         if not isinstance(op.ts, float) or not math.isfinite(op.ts):
             return index, _bad(op, f"bad time {op.ts!r}")
-        if not decode:
-            continue
-        try:
-            op.decode()
-            op.decode_origin()
-        except PipelineError as exc:
-            return index, _bad(op, f"malformed op: {exc}")
     return None
 
 
 async def check_ops(
-    ops: Sequence[SignedOp], last_seq: dict[object, int], *, decode: bool = True
+    ops: Sequence[SignedOp], progress: Progress, *, signed_after: int = 0
 ) -> BadOp | None:
-    """The first op (in the given rowid order) that fails any per-op check.
+    """The first op (in the given rowid order) that fails a per-op check.
 
-    Checks: signature by the op's own author key over all its fields, seq strictly rising
-    per author, finite time, and (``decode``) canonical, valid payload and origin. At one
-    rowid a bad
-    signature is reported before any other fault. Signatures are checked in worker threads
-    (libsodium releases the GIL). ``last_seq`` carries each author's last seq across calls,
-    so a long log can be checked page by page.
+    Checks: each signature by the op's own author key over all its fields (only for rowids
+    above ``signed_after``), rowids without gaps, seq strictly rising per author, finite
+    time; at one rowid a bad signature is reported first. Payloads are checked by replay.
+    Signatures are checked in worker threads (libsodium releases the GIL). ``progress``
+    carries over between pages of one log.
     """
-    shape = await asyncio.to_thread(_first_bad_shape, ops, last_seq, decode)
+    shape = await asyncio.to_thread(_first_bad_shape, ops, progress)
     head = ops if shape is None else ops[: shape[0] + 1]
+    if signed_after:
+        head = [op for op in head if (op.rowid or 0) > signed_after]
     workers = min(os.cpu_count() or 1, 4) if len(head) >= _PARALLEL_FROM else 1
     size = max(1, -(-len(head) // workers))
     chunks = [head[start : start + size] for start in range(0, len(head), size)]
@@ -165,29 +177,16 @@ async def check_ops(
     return None if shape is None else shape[1]
 
 
-async def check_log(storage: Storage) -> int:
-    """The startup check: every op's signature and seq order, page by page; return the count.
+def truncation(progress: Progress, issued: int) -> BadOp | None:
+    """``issued`` is the highest rowid the log ever handed out (``sqlite_sequence``)."""
+    if issued <= progress.last_rowid:
+        return None
+    missing = f"ops {progress.last_rowid + 1}..{issued} are missing"
+    return BadOp(progress.last_rowid + 1, None, None, None, f"the log was truncated: {missing}")
 
-    Payloads are not decoded here (a signed payload was decoded when it was appended);
-    :func:`verify` does that and the full replay.
 
-    Raises:
-        OpLogError: naming the first op that fails :func:`check_ops`.
-    """
-    count, after, last_seq = 0, 0, dict[object, int]()
-    while True:
-        rows = await storage.read(
-            f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?",
-            (after, _PAGE),
-        )
-        if not rows:
-            return count
-        ops = [op_from_row(row) for row in rows]
-        bad = await check_ops(ops, last_seq, decode=False)
-        if bad is not None:
-            raise OpLogError(bad)
-        count += len(ops)
-        after = ops[-1].rowid or 0
+ISSUED = "SELECT seq FROM sqlite_sequence WHERE name = 'ops'"
+"""The highest rowid ``ops`` ever handed out (AUTOINCREMENT), deleted tail included."""
 
 
 def replay(conn: sqlite3.Connection, ops: Iterable[SignedOp]) -> BadOp | None:
@@ -229,20 +228,44 @@ def _typed(row: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
     return tuple((type(value).__name__, value) for value in row)
 
 
+def _order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """SQLite's order for key values: NULL, numbers, text (by UTF-8 bytes), blobs."""
+    ranks = {type(None): 0, int: 1, float: 1, str: 2, bytes: 3}
+    return tuple((ranks.get(type(value), 4), value) for value in key)
+
+
+def _first_difference(
+    table: str, width: int, live: list[tuple[Any, ...]], replayed: list[tuple[Any, ...]]
+) -> RowMismatch | None:
+    i = j = 0
+    while i < len(live) or j < len(replayed):
+        a = live[i] if i < len(live) else None
+        b = replayed[j] if j < len(replayed) else None
+        if a is not None and b is not None and a[:width] == b[:width]:
+            if _typed(a) != _typed(b):
+                return RowMismatch(table, a[:width], a, b)
+            i, j = i + 1, j + 1
+        elif b is None or (a is not None and _order(a[:width]) < _order(b[:width])):
+            assert a is not None
+            return RowMismatch(table, a[:width], a, None)
+        else:
+            return RowMismatch(table, b[:width], None, b)
+    return None
+
+
 def compare_tables(
     live: dict[str, list[tuple[Any, ...]]], replayed: dict[str, list[tuple[Any, ...]]]
 ) -> RowMismatch | None:
-    """The first row (tables in :data:`MATERIALISED` order, rows in key order) that differs."""
+    """The first row (tables in :data:`MATERIALISED` order, rows by key) that differs.
+
+    Rows are matched by key, so one extra or missing row is reported as itself (``live`` or
+    ``replayed`` None) rather than as a shift of every row after it.
+    """
     for table, key in MATERIALISED.items():
         width = key.count(",") + 1
-        ours, theirs = live.get(table, []), replayed.get(table, [])
-        for index in range(max(len(ours), len(theirs))):
-            a = ours[index] if index < len(ours) else None
-            b = theirs[index] if index < len(theirs) else None
-            if a is None or b is None or _typed(a) != _typed(b):
-                row = a if a is not None else b
-                assert row is not None
-                return RowMismatch(table, row[:width], a, b)
+        found = _first_difference(table, width, live.get(table, []), replayed.get(table, []))
+        if found is not None:
+            return found
     return None
 
 
@@ -262,21 +285,30 @@ async def verify(storage: Storage) -> AuditReport:
     """Check every signature and replay the log against the live tables (S2, R5).
 
     Reads the log and the tables in one transaction (a consistent snapshot that briefly holds
-    the write lock), checks each op, replays into a private in-memory database in a worker
-    thread and compares. Never writes; safe on a running daemon. A cancel leaves nothing.
+    the write lock), checks each op's signature, seq and time, then replays into a private
+    in-memory database in a worker thread (which decodes and checks every payload) and
+    compares. Never writes; safe on a running daemon; a database without a log reads as an
+    empty log. A cancel leaves nothing behind.
     """
 
-    def read_all(conn: sqlite3.Connection) -> tuple[list[Any], dict[str, list[tuple[Any, ...]]]]:
-        rows = conn.execute(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid").fetchall()
-        return rows, read_tables(conn)
+    def read_all(conn: sqlite3.Connection) -> tuple[list[Any], int, Any]:
+        present = existing_tables(conn)  # a data dir without a log reads as an empty one
+        rows, issued = [], []
+        if "ops" in present:
+            rows = conn.execute(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid").fetchall()
+        if "sqlite_sequence" in present:
+            issued = conn.execute(ISSUED).fetchall()
+        return rows, int(issued[0][0]) if issued else 0, read_tables(conn)
 
-    async def snapshot(conn: aiosqlite.Connection) -> tuple[list[Any], Any]:
+    async def snapshot(conn: aiosqlite.Connection) -> tuple[list[Any], int, Any]:
         return await run_on_writer(conn, read_all)
 
-    rows, live = await storage.write(snapshot)
+    rows, issued, live = await storage.write(snapshot)
     ops = [op_from_row(row) for row in rows]
     authors = len({op.author for op in ops})
-    problem: BadOp | RowMismatch | None = await check_ops(ops, {})
+    progress = Progress()
+    problem: BadOp | RowMismatch | None = await check_ops(ops, progress)
+    problem = problem or truncation(progress, issued)
     if problem is None:
         problem = await asyncio.to_thread(_replay_and_compare, ops, live)
     return AuditReport(len(ops), authors, problem)

@@ -17,26 +17,47 @@ from pipeline.model import PipelineError
 _MAX_DEPTH = 32
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
 def _check(value: object, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise PipelineError(f"JSON value nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | str):
+    """Refuse what ``json.dumps`` would coerce or mangle; exact-type fast path first."""
+    kind = type(value)
+    if kind in _SCALARS:
         return
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
             raise PipelineError(f"JSON cannot carry the number {value!r}")
         return
-    if isinstance(value, list | tuple):
-        for element in value:
-            _check(element, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, element in value.items():
-            if not isinstance(key, str):
+    if depth >= _MAX_DEPTH:
+        raise PipelineError(f"JSON value nested deeper than {_MAX_DEPTH} levels")
+    if kind is dict:
+        for key, element in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
                 raise PipelineError(f"JSON object keys must be strings, got {key!r}")
-            _check(element, depth + 1)
+            if type(element) not in _SCALARS:
+                _check(element, depth + 1)
         return
-    raise PipelineError(f"not a JSON value: {value!r}")
+    if kind is list or kind is tuple:
+        for element in value:  # type: ignore[attr-defined]
+            if type(element) not in _SCALARS:
+                _check(element, depth + 1)
+        return
+    _check_subclass(value, depth)
+
+
+def _check_subclass(value: object, depth: int) -> None:
+    """Subclasses of the JSON types (a StrEnum, a dict subclass) are checked as their base."""
+    if isinstance(value, str | int):
+        return
+    if isinstance(value, float):
+        _check(float(value), depth)
+    elif isinstance(value, dict):
+        _check(dict(value), depth)
+    elif isinstance(value, list | tuple):
+        _check(list(value), depth)
+    else:
+        raise PipelineError(f"not a JSON value: {value!r}")
 
 
 def canonical_json(value: object) -> str:
@@ -47,7 +68,7 @@ def canonical_json(value: object) -> str:
             non-string key, a lone surrogate, a non-JSON object, or nesting past 32 levels).
     """
     _check(value, 0)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(value)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -64,6 +85,24 @@ def _refuse_constant(name: str) -> Any:
     raise PipelineError(f"JSON cannot carry the number {name}")
 
 
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON this process wrote canonically (a table column): no canonical re-check.
+
+    Raises:
+        PipelineError: not JSON (``NaN`` and infinities included).
+    """
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"not JSON: {exc.msg} at offset {exc.pos}") from None
+
+
 def parse_canonical(text: object) -> Any:
     """Parse a canonical JSON text, refusing any text that is not already canonical.
 
@@ -76,7 +115,7 @@ def parse_canonical(text: object) -> Any:
     if not isinstance(text, str):
         raise PipelineError(f"expected JSON text, got {type(text).__name__}")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise PipelineError(f"not JSON: {exc.msg} at offset {exc.pos}") from None
     except RecursionError:

@@ -60,11 +60,13 @@ class SignedOp:
         return SIGNING_DOMAIN + canonical_bytes(fields)
 
     def decode(self) -> Change:
-        """The change this op records, checked as strictly as a new one.
+        """The change this op records, checked as strictly as a new one (origin included).
 
         Raises:
-            PipelineError: unknown kind, non-canonical payload, or fields the change refuses.
+            PipelineError: unknown kind, non-canonical payload or origin, an origin of no
+                known shape or with a blank field, or fields the change refuses.
         """
+        Origin.from_dict(parse_canonical(self.origin))
         cls = CHANGES.get(self.kind)
         if cls is None:
             raise PipelineError(f"unknown op kind {self.kind!r}")
@@ -78,15 +80,6 @@ class SignedOp:
         if change.columns() != (self.project, self.item):
             raise PipelineError(f"the op's project/item columns do not match its {self.kind}")
         return change
-
-    def decode_origin(self) -> Origin:
-        """The op's origin. Raises PipelineError when it is not a canonical origin object."""
-        return Origin.from_dict(parse_canonical(self.origin))
-
-    def label(self) -> str:
-        """``op 17 (author 3f2a…, seq 9, item.update)``: how reports name an op."""
-        author = self.author[:12] if isinstance(self.author, str) else repr(self.author)
-        return f"op {self.rowid} (author {author}…, seq {self.seq}, {self.kind})"
 
 
 def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: float) -> SignedOp:

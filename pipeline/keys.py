@@ -8,6 +8,7 @@ the secret, never passed alongside it (the double-public-key oracle, GHSA-g693-v
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -44,6 +45,14 @@ class NodeKey:
     def seed(self) -> bytes:
         """The 32 secret bytes. Only :func:`load_or_create` should need them."""
         return bytes(self._signing)
+
+    def checkpoint_hasher(self) -> hashlib.blake2b:
+        """A BLAKE2b hasher keyed with this node's secret, for op log checkpoints.
+
+        Only this node can produce (or check) such a digest; the key is domain-separated
+        from the signing use of the same secret by BLAKE2b's personalisation.
+        """
+        return hashlib.blake2b(key=self.seed(), digest_size=32, person=b"musher.ckpt.v1")
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte detached signature of ``message``."""

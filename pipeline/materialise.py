@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from pipeline.canonical import canonical_json, parse_canonical
+from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
 from pipeline.model import Item, ItemKind, Origin, PipelineError, is_finished, stage_from_dict
 from pipeline.model import stage_to_dict as _stage_dict
@@ -37,13 +37,15 @@ from pipeline.ops import (
 
 SCHEMA_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ops (
-        rowid INTEGER PRIMARY KEY, project TEXT, item INTEGER, kind TEXT NOT NULL,
+        rowid INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT, item INTEGER, kind TEXT NOT NULL,
         payload TEXT NOT NULL, origin TEXT NOT NULL, author TEXT NOT NULL,
         seq INTEGER NOT NULL, ts REAL NOT NULL, sig BLOB NOT NULL, UNIQUE (author, seq))""",
     """CREATE TRIGGER IF NOT EXISTS ops_no_update BEFORE UPDATE ON ops
         BEGIN SELECT RAISE(ABORT, 'the op log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS ops_no_delete BEFORE DELETE ON ops
         BEGIN SELECT RAISE(ABORT, 'the op log is append-only'); END""",
+    """CREATE TABLE IF NOT EXISTS op_checkpoints (
+        author TEXT PRIMARY KEY, upto INTEGER NOT NULL, mac BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS projects (
         name TEXT PRIMARY KEY, path TEXT NOT NULL, base_branch TEXT NOT NULL,
         timezone TEXT NOT NULL, origin TEXT NOT NULL, created_at REAL NOT NULL)""",
@@ -121,9 +123,8 @@ def item_from_row(row: Any) -> Item:
     """Rebuild an :class:`Item` from an ``items`` row in :data:`ITEM_COLUMNS` order."""
     return Item(
         number=row[1], kind=ItemKind(row[2]), title=row[3], body=row[4],
-        stage=stage_from_dict(parse_canonical(row[5])),
-        depends_on=tuple(parse_canonical(row[6])), epic=row[7], retries=row[8],
-        origin=Origin.from_dict(parse_canonical(row[9])), created_at=row[10],
+        stage=stage_from_dict(loads(row[5])), depends_on=tuple(loads(row[6])), epic=row[7],
+        retries=row[8], origin=Origin.from_dict(loads(row[9])), created_at=row[10],
         updated_at=row[11],
     )  # fmt: skip
 
@@ -141,11 +142,17 @@ def read_item(conn: sqlite3.Connection, project: str, number: int) -> Item | Non
     return item_from_row(rows[0]) if rows else None
 
 
+def existing_tables(conn: sqlite3.Connection) -> set[str]:
+    """The names of the tables in ``conn``'s main database."""
+    return {row[0] for row in _rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every materialised table, in key order: what audit compares."""
+    """Every row of every materialised table, in key order (a missing table reads empty)."""
     out: dict[str, list[tuple[Any, ...]]] = {}
+    present = existing_tables(conn)
     for table, key in MATERIALISED.items():
-        rows = _rows(conn, f"SELECT * FROM {table} ORDER BY {key}")
+        rows = _rows(conn, f"SELECT * FROM {table} ORDER BY {key}") if table in present else []
         out[table] = [tuple(row) for row in rows]
     return out
 

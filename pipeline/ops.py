@@ -1,9 +1,10 @@
 """The op log's vocabulary: one frozen change per op kind.
 
 A *change* says what should happen (``item.create``, ``timer.add``, …) and checks its own
-fields on construction, so a malformed change fails before anything is written;
-``from_payload`` rebuilds one from its stored JSON just as strictly. The signed envelope that
-carries a change into the log is :class:`pipeline.envelope.SignedOp`.
+fields on construction, so a malformed change fails before anything is written. Each has
+``KIND``; ``columns()``, the op's (project, item) columns; ``to_payload()``, its JSON
+payload; and ``from_payload(project, item, payload)``, which rebuilds it from the stored
+form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into the log.
 
     kind            columns (project, item)      payload keys
     project.create  name, null                   name, path, base_branch, timezone

@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
-from pipeline import audit
-from pipeline.canonical import canonical_json, parse_canonical
+from pipeline import audit, log_check
+from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp, origin_json, seal
 from pipeline.keys import NodeKey
 from pipeline.materialise import (
@@ -123,8 +123,8 @@ _BACKLOG = Backlog()
 
 def _timer_from_row(r: Any) -> TimerRecord:
     return TimerRecord(
-        id=r[0], project=r[1], item=r[2], fire_at=r[3], action=parse_canonical(r[4]),
-        origin=Origin.from_dict(parse_canonical(r[5])), created_at=r[6],
+        id=r[0], project=r[1], item=r[2], fire_at=r[3], action=loads(r[4]),
+        origin=Origin.from_dict(loads(r[5])), created_at=r[6],
     )  # fmt: skip
 
 
@@ -149,13 +149,15 @@ class OpStore:
     ) -> OpStore:
         """Create the tables if missing, check the log, and resume this key's seq.
 
-        Every op's signature, seq order and payload is checked (the full replay is
-        :meth:`verify`). The next seq is ``max(own seq) + 1``, read once here (1 for a new
+        Every op's signature (by its own author key), rowid continuity and per-author seq
+        order is checked (:func:`pipeline.log_check.check_log`; ops this key already
+        verified at its last open are re-hashed, not re-verified). The full replay is
+        :meth:`verify`. The next seq is ``max(own seq) + 1``, read once here (1 for a new
         key), so a restart never reuses or restarts a sequence (lesson 511).
 
         Raises:
             OpLogError: an op failed the check; the daemon must not start on this log.
-            StoreWriteError: the schema could not be created.
+            StoreWriteError: the schema or the checkpoint could not be written.
         """
         store = cls(storage, key, 1, clock)
 
@@ -163,7 +165,7 @@ class OpStore:
             await run_on_writer(conn, create_tables)
 
         await store._submit(schema)
-        await audit.check_log(storage)
+        await store._submit((await log_check.check_log(storage, key)).save)
         rows = await storage.read("SELECT MAX(seq) FROM ops WHERE author = ?", (key.public_hex,))
         store._next_seq = int(rows[0][0] or 0) + 1
         return store
@@ -210,7 +212,7 @@ class OpStore:
             ]
 
         async def job(conn: aiosqlite.Connection) -> list[AppliedOp]:
-            ts = self._clock()
+            ts = float(self._clock())
             return await run_on_writer(conn, lambda raw: write_all(raw, ts))
 
         return await self._submit(job) if changes else []
@@ -245,7 +247,7 @@ class OpStore:
             return item
 
         async def job(conn: aiosqlite.Connection) -> Item:
-            ts = self._clock()
+            ts = float(self._clock())
             return await run_on_writer(conn, lambda raw: write(raw, ts))
 
         return await self._submit(job)
@@ -333,8 +335,7 @@ class OpStore:
             " ORDER BY name"
         )
         return [
-            ProjectRecord(r[0], r[1], r[2], r[3], Origin.from_dict(parse_canonical(r[4])), r[5])
-            for r in rows
+            ProjectRecord(r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5]) for r in rows
         ]
 
     # --- audit ----------------------------------------------------------------------------

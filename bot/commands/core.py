@@ -9,6 +9,7 @@ from pydantic import Field
 from bot.commands.args import Args, NoArgs
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply
+from pipeline.ops import SetRoom
 
 
 class HelpArgs(Args):
@@ -58,7 +59,7 @@ def register_core(registry: Registry) -> None:
     )
     async def ambient(ctx: CommandContext, args: AmbientArgs) -> Reply:
         on = args.mode == "on"
-        await ctx.services.journal.set_ambient(ctx.session, on)
+        await ctx.services.store.append(SetRoom(ctx.session, ambient=on), ctx.origin)
         if on:
             ctx.services.ambient.add(ctx.session)
             return Reply("Ambient mode on: I'll read every message in this room.")

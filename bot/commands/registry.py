@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from bot.commands.args import Args, parse_args, split_words
 from bot.errors import AccessDenied, MusherError, UsageError
 from bot.messages import Reply
+from pipeline.model import PipelineError, UserOrigin
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -50,6 +51,11 @@ class CommandContext:
     @property
     def room(self) -> str:
         return self.session.partition(":")[2]
+
+    @property
+    def origin(self) -> UserOrigin:
+        """Who to credit in the op log (S2): this sender, in this room."""
+        return UserOrigin(self.transport, self.sender, self.room)
 
 
 Handler = Callable[[CommandContext, Any], Awaitable[Reply]]
@@ -166,7 +172,7 @@ class Registry:
             return await command.handler(ctx, args)
         except asyncio.CancelledError:
             raise
-        except (UsageError, AccessDenied) as err:
+        except (UsageError, AccessDenied, PipelineError) as err:
             return Reply(str(err))
         except MusherError as err:
             return Reply(f"⚠️ {err}")

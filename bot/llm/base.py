@@ -8,7 +8,7 @@ them, verified, before its iterator finishes unwinding (L6).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,8 +90,12 @@ TurnEvent = TextDelta | ToolCall | ToolResult | Usage | Done | Failed
 class Provider(Protocol):
     name: str
 
-    def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
-        """Stream the events of one turn. Must stop promptly when cancelled."""
+    def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncGenerator[TurnEvent, None]:
+        """Stream the events of one turn (an async generator, closed by the caller).
+
+        Must stop promptly when cancelled or closed, releasing what it holds (processes,
+        HTTP streams) before the close returns.
+        """
         ...
 
     async def reset(self, session: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from bot.llm.base import Done, TextDelta, TurnEvent, TurnRequest
 
@@ -24,7 +24,9 @@ class EchoProvider:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
 
-    async def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
+    async def run(
+        self, request: TurnRequest, cancel: asyncio.Event
+    ) -> AsyncGenerator[TurnEvent, None]:
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)
         yield TextDelta("echo: " + " | ".join(m.text for m in request.batch))
@@ -42,7 +44,9 @@ class NoneProvider:
 
     name = "none"
 
-    async def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
+    async def run(
+        self, request: TurnRequest, cancel: asyncio.Event
+    ) -> AsyncGenerator[TurnEvent, None]:
         yield Done(NO_LLM_TEXT)
 
     async def reset(self, session: str) -> None:

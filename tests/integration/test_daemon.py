@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -281,3 +282,25 @@ def test_enabling_a_transport_that_is_not_built_says_so(tmp_path: Path) -> None:
         "transports.discord: this version of musher has no discord transport yet" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_room_settings_are_signed_ops_that_audit_verify_checks(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon().start()
+    daemon.post("lobby", "ambient on")
+    assert daemon.wait_for("lobby", 1)[0].startswith("Ambient mode on")
+    assert daemon.terminate() == 0
+    verify = [sys.executable, "-m", "bot", "audit", "verify", "--config", str(daemon.config)]
+    result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 1 ops")
+
+    with sqlite3.connect(daemon.data_dir / "musher.db") as conn:
+        triggers = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        ]
+        for name in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("UPDATE ops SET payload = replace(payload, 'true', 'false')")
+    result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "op 1 " in result.stdout and "bad signature" in result.stdout

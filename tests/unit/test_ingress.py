@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.transport import Capabilities, FeedResult
 from config import load_settings
+from pipeline.keys import load_or_create
+from pipeline.store import OpStore
 
 
 class Recorder:
@@ -28,7 +30,9 @@ class Recorder:
     def __init__(self) -> None:
         self.turns: list[list[str]] = []
 
-    async def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
+    async def run(
+        self, request: TurnRequest, cancel: asyncio.Event
+    ) -> AsyncGenerator[TurnEvent, None]:
         self.turns.append([f"{m.sender}: {m.text}" for m in request.batch])
         yield TextDelta("ok")
         yield Done()
@@ -66,7 +70,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     settings = load_settings(None, {"MUSHER_DISPATCHER__COALESCE_WINDOW_MS": "0"})
     db = await Database.open(tmp_path / "m.db", DAEMON_SCHEMA)
     provider = Recorder()
-    services = build_services(settings, db, provider)
+    store = await OpStore.open(db, load_or_create(tmp_path))
+    services = build_services(settings, db, store, provider)
     transport = RoomTransport()
     services.outbox.transports["chat"] = transport  # type: ignore[assignment]
     services.access["chat"] = AccessPolicy.build(["alice", "bob"], ["alice"])
@@ -114,7 +119,8 @@ async def test_ambient_on_makes_every_message_addressed(setup: Setup) -> None:
     await ingress.feed(msg("ignored again", event="d"))
     await settle(services)
     assert len(provider.turns) == 1
-    assert "chat:!room" not in await services.journal.ambient_rooms()
+    room = await services.store.room("chat:!room")  # kept in the signed op log
+    assert room is not None and room.ambient is False
 
 
 async def test_the_bots_own_messages_are_never_processed(setup: Setup) -> None:

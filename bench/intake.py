@@ -1,0 +1,388 @@
+"""B2 HTTP intake: ``POST /api/v1/rooms/{room}/messages`` on the real daemon vs bare aiohttp.
+
+Three kinds of process, all on 127.0.0.1:
+
+* the daemon: ``python -m bot run --config <tmp>/bot.toml`` (``[http] port = 0``, data dir
+  in a temp dir, the ``echo`` provider, a 50 ms coalesce window over ``ROOMS`` rooms so that
+  turns, replies and their journal writes run *during* the load, as they would in use);
+  its URL is read from ``<data_dir>/daemon.json``;
+* the baseline: a bare aiohttp handler (``--bare``) that reads and parses the same JSON body
+  and answers 202 ``{"id": ...}``, in its own process on its own port;
+* the load generator (``--loadgen``): a separate process, aiohttp client, ``C`` concurrent
+  keep-alive connections each posting back to back (closed loop) with unique message ids,
+  for ``WARMUP_S`` (discarded) + ``DURATION_S`` seconds.
+
+Figure: for each server, the best requests/s among the concurrency sweep whose p99 latency
+is under 100 ms; per repetition, then the median over ``REPS`` repetitions; and the ratio
+ours / bare. Between runs against the daemon the bench waits until its turns have drained.
+The signed Slack event of BENCH.md is not measured: the Slack transport does not exist yet.
+
+Run alone: ``python -m bench.intake``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import emit, machine, median, percentile, progress, rnd
+
+NAME = "http_intake"
+CONCURRENCY = (8, 32, 64)
+REPS = 3
+WARMUP_S = 0.5
+DURATION_S = 3.0
+ROOMS = 1024
+WINDOW_MS = 50
+P99_LIMIT_MS = 100.0
+TARGET = "ratio ours/bare >= 0.5"
+
+DAEMON_CONFIG = """
+[daemon]
+data_dir = "{data_dir}"
+log_level = "WARNING"
+
+[http]
+port = 0
+
+[llm]
+provider = "echo"
+
+[dispatcher]
+coalesce_window_ms = {window_ms}
+max_wait_ms = 7500
+"""
+
+
+# --- the bare baseline server --------------------------------------------------------------
+
+
+def _bare_server() -> None:
+    """Serve ``POST /api/v1/rooms/{room}/messages`` → 202 until SIGTERM; print the URL."""
+    from aiohttp import web
+
+    async def post(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        return web.json_response({"id": body.get("id"), "status": "accepted"}, status=202)
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/rooms/{room}/messages", post)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"http://127.0.0.1:{port}", flush=True)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+# --- the load generator --------------------------------------------------------------------
+
+
+async def _load(url: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    run_id = secrets.token_hex(4)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    start = loop.time()
+    measure_from = start + warmup
+    end = measure_from + duration
+    headers = {"Content-Type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession, w: int) -> None:
+        nonlocal errors
+        i = 0
+        while True:
+            t0 = loop.time()
+            if t0 >= end:
+                return
+            room = f"room-{(w * 7919 + i) % ROOMS}"
+            body = (
+                f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
+                f'"id":"{run_id}-{w}-{i}"}}'
+            ).encode()
+            i += 1
+            try:
+                async with session.post(
+                    f"{url}/api/v1/rooms/{room}/messages", data=body, headers=headers
+                ) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, OSError):
+                errors += 1
+                continue
+            t1 = loop.time()
+            if measure_from <= t1 <= end:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if 200 <= status < 300:
+                    latencies.append(t1 - t0)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(worker(session, w) for w in range(concurrency)))
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / duration,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "statuses": statuses,
+        "errors": errors,
+    }
+
+
+def _run_loadgen(url: str, concurrency: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.intake",
+            "--loadgen",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--warmup",
+            str(WARMUP_S),
+            "--duration",
+            str(DURATION_S),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WARMUP_S + DURATION_S + 60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the servers under test ----------------------------------------------------------------
+
+
+class Server:
+    """A subprocess serving HTTP on 127.0.0.1; always stopped (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], url: str) -> None:
+        self.name, self.proc, self.url = name, proc, url
+
+    def stop(self) -> None:
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MUSHER_CONFIG", None)
+    for key in list(env):
+        if key.startswith("MUSHER_"):
+            env.pop(key)
+    return env
+
+
+def _start_daemon(tmp: Path) -> Server:
+    data_dir = tmp / "data"
+    config = tmp / "bot.toml"
+    config.write_text(DAEMON_CONFIG.format(data_dir=data_dir, window_ms=WINDOW_MS))
+    log = (tmp / "daemon.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        cwd=tmp,
+    )
+    log.close()
+    info = data_dir / "daemon.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited ({proc.returncode}): {_tail(tmp / 'daemon.log')}")
+        if info.exists():
+            with contextlib.suppress(ValueError):
+                return Server("ours", proc, json.loads(info.read_text())["url"])
+        time.sleep(0.05)
+    Server("ours", proc, "").stop()
+    raise RuntimeError(f"daemon did not start: {_tail(tmp / 'daemon.log')}")
+
+
+def _start_bare() -> Server:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.intake", "--bare"],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("http://"):
+        Server("bare", proc, "").stop()
+        raise RuntimeError("bare server did not start")
+    return Server("bare", proc, line)
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+_METRIC = re.compile(r"^(musher_queue_depth|musher_turns_total)(\{[^}]*\})? ([0-9.e+]+)$", re.M)
+
+
+def _drain(url: str, timeout: float = 60.0) -> float:
+    """Wait until the daemon has no queued messages and no turn ended for 0.3 s."""
+    import httpx
+
+    started = time.monotonic()
+    last: tuple[float, float] | None = None
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while time.monotonic() - started < timeout:
+            text = client.get("/metrics").text
+            depth, turns = 0.0, 0.0
+            for name, _, value in _METRIC.findall(text):
+                if name == "musher_queue_depth":
+                    depth += float(value)
+                else:
+                    turns += float(value)
+            if depth == 0 and last is not None and last[1] == turns:
+                break
+            last = (depth, turns)
+            time.sleep(0.3)
+    return time.monotonic() - started
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+
+def _best(sweep: dict[int, dict[str, Any]]) -> float | None:
+    """The highest requests/s whose p99 stays under the limit (None if none does)."""
+    ok = [r["rps"] for r in sweep.values() if r["p99_ms"] < P99_LIMIT_MS and r["errors"] == 0]
+    return max(ok) if ok else None
+
+
+def run(reps: int = REPS) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, list[dict[int, dict[str, Any]]]] = {"ours": [], "bare": []}
+    drains: list[float] = []
+    for rep in range(reps):
+        with tempfile.TemporaryDirectory(prefix="musher-b2-") as tmp:
+            servers: list[Server] = []
+            try:
+                servers.append(_start_daemon(Path(tmp)))
+                servers.append(_start_bare())
+                ours, bare = servers
+                sweeps: dict[str, dict[int, dict[str, Any]]] = {"ours": {}, "bare": {}}
+                order = [bare, ours] if rep % 2 == 0 else [ours, bare]
+                for concurrency in CONCURRENCY:
+                    for server in order:
+                        progress(f"B2 rep {rep + 1}/{reps} {server.name} c={concurrency}")
+                        sweeps[server.name][concurrency] = _run_loadgen(server.url, concurrency)
+                        if server is ours:
+                            drains.append(_drain(ours.url))
+                results["ours"].append(sweeps["ours"])
+                results["bare"].append(sweeps["bare"])
+            finally:
+                for server in servers:
+                    server.stop()
+
+    figures: dict[str, Any] = {}
+    best: dict[str, list[float | None]] = {}
+    for name, sweeps_list in results.items():
+        best[name] = [_best(s) for s in sweeps_list]
+        figures[f"{name}_rps_at_p99_lt_100ms"] = rnd(
+            median(b for b in best[name] if b is not None), 1
+        )
+        figures[f"{name}_rps_at_p99_lt_100ms_reps"] = [rnd(b, 1) if b else None for b in best[name]]
+        figures[f"{name}_sweep"] = {
+            str(c): {
+                "rps": rnd(median(s[c]["rps"] for s in sweeps_list), 1),
+                "p50_ms": rnd(median(s[c]["p50_ms"] for s in sweeps_list), 2),
+                "p99_ms": rnd(median(s[c]["p99_ms"] for s in sweeps_list), 2),
+                "errors": sum(s[c]["errors"] for s in sweeps_list),
+                "non_2xx": sum(
+                    n for s in sweeps_list for k, n in s[c]["statuses"].items() if k[0] != "2"
+                ),
+            }
+            for c in CONCURRENCY
+        }
+    ours_best = figures["ours_rps_at_p99_lt_100ms"]
+    bare_best = figures["bare_rps_at_p99_lt_100ms"]
+    figures["ratio_ours_bare"] = rnd(ours_best / bare_best) if ours_best and bare_best else None
+    per_rep = [o / b for o, b in zip(best["ours"], best["bare"], strict=True) if o and b]
+    figures["ratio_ours_bare_per_rep"] = [rnd(r) for r in per_rep]
+    figures["ratio_ours_bare_median_of_reps"] = rnd(median(per_rep)) if per_rep else None
+    figures["daemon_drain_after_run_s_median"] = rnd(median(drains), 2)
+    params = {
+        "endpoint": "POST /api/v1/rooms/{room}/messages",
+        "ours": "python -m bot run (web transport, journal durable: WAL, synchronous=FULL)",
+        "ours_llm_provider": "echo",
+        "ours_coalesce_window_ms": WINDOW_MS,
+        "rooms": ROOMS,
+        "bare": "aiohttp handler parsing the JSON body, 202 {id}, own process and port",
+        "loadgen": "separate process, aiohttp client, closed loop, keep-alive, unique ids",
+        "concurrency": list(CONCURRENCY),
+        "warmup_s": WARMUP_S,
+        "duration_s": DURATION_S,
+        "reps": reps,
+        "p99_limit_ms": P99_LIMIT_MS,
+        "figure": "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare",
+        "slack_signed_event": "not measured: the Slack transport does not exist yet",
+        "host": "127.0.0.1, loadgen and server share the machine's 2 cores",
+        "target": TARGET,
+        "machine": machine(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    return {"bench": NAME, "params": params, "figures": figures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake")
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=WARMUP_S)
+    parser.add_argument("--duration", type=float, default=DURATION_S)
+    args = parser.parse_args()
+    if args.bare:
+        _bare_server()
+        return
+    if args.loadgen:
+        out = asyncio.run(_load(args.loadgen, args.concurrency, args.warmup, args.duration))
+        print(json.dumps(out), flush=True)
+        return
+    result = run()
+    emit(result["bench"], result["params"], result["figures"])
+
+
+if __name__ == "__main__":
+    main()

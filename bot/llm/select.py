@@ -1,0 +1,57 @@
+"""Which provider answers free text (``[llm] provider``), and why — for the daemon and ``check``."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from bot.db import Database
+from bot.llm.anthropic import AnthropicProvider
+from bot.llm.base import Provider
+from bot.llm.history import History
+from bot.llm.openai import OpenAIProvider
+from bot.llm.simple import EchoProvider, NoneProvider
+from bot.mcp_bridge import McpBridge
+from config.models import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    name: str  # the concrete provider: claude-cli, openai, anthropic, echo, none
+    reason: str
+
+
+def choose(settings: Settings) -> Choice:
+    """Resolve ``auto`` and say why, without starting anything."""
+    configured = settings.llm.provider
+    command = settings.llm.claude_cli.command[0]
+    if configured != "auto":
+        return Choice(configured, "set by [llm] provider")
+    found = shutil.which(command)
+    if found:
+        return Choice("claude-cli", f"auto: {command!r} is on PATH at {found}")
+    return Choice("none", f"auto: {command!r} is not on PATH, so free text gets no LLM")
+
+
+def make_provider(settings: Settings, db: Database, bridge: McpBridge) -> Provider:
+    """Build the chosen provider over the daemon's database."""
+    llm = settings.llm
+    match choose(settings).name:
+        case "echo":
+            return EchoProvider(llm.echo.delay_s)
+        case "openai":
+            return OpenAIProvider(llm.openai, History(db), llm.history_size)
+        case "anthropic":
+            return AnthropicProvider(llm.anthropic, History(db), llm.history_size)
+        case "claude-cli":
+            from bot.llm.claude_cli import ClaudeCliProvider
+            from bot.llm.claude_sessions import ClaudeSessions
+
+            return ClaudeCliProvider(
+                llm.claude_cli,
+                ClaudeSessions(db),
+                bridge.config_for,
+                state_dir=db.path.parent / "tmp",
+            )
+        case _:
+            return NoneProvider()
