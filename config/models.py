@@ -162,7 +162,7 @@ class EchoConfig(Section):
 class LlmConfig(Section):
     """``[llm]``: which provider answers free text, and its limits."""
 
-    provider: ProviderName = Field(default="none", description="Which LLM answers free text")
+    provider: ProviderName = Field(default="auto", description="Which LLM answers free text")
     history_size: int = Field(default=20, ge=0, description="Past turns kept per room")
     turn_timeout_s: float = Field(default=600.0, gt=0, description="Seconds before a turn dies")
     claude_cli: ClaudeCliConfig = Field(default_factory=ClaudeCliConfig, description="claude CLI")

@@ -51,7 +51,7 @@ def test_without_a_file_the_builtin_defaults_apply() -> None:
     assert settings.http.token is None
     assert settings.dispatcher.coalesce_window_ms == 1500
     assert settings.dispatcher.max_wait_ms == 7500
-    assert settings.llm.provider == "none"
+    assert settings.llm.provider == "auto"
     assert settings.llm.claude_cli.command == ["claude"]
     assert settings.agents.command == ["claude", "-p"]
     assert settings.transports.web.enabled
