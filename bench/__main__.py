@@ -1,56 +1,55 @@
 """``python -m bench`` (``make bench``): run every benchmark, one JSON line each on stdout.
 
-B1 ``bench.dispatch``, B2 ``bench.intake``, B6 ``bench.sessions``; each also runs alone as
-``python -m bench.<name>``. Progress goes to stderr. A benchmark that fails prints a line
-with an ``error`` and the others still run; the exit status is then 1. Nothing asserts a
-timing: targets are printed next to the figures for context.
+Each benchmark runs alone in its own interpreter (``python -m bench.<module>``), so one
+cannot leave threads, memory or a busy event loop behind for the next; its stdout (the JSON
+line) is passed through, its stderr (progress) goes straight to ours. A benchmark that fails
+gets a line with an ``error`` instead and the others still run; the exit status is then 1.
+Nothing asserts a timing: targets are printed next to the figures for context.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from typing import Any
 
-from bench import dispatch, intake, sessions
-from bench.common import emit, progress
+from bench.common import progress
 
-
-def _dispatch() -> dict[str, Any]:
-    return asyncio.run(dispatch.run())
-
-
-BENCHES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-    (dispatch.NAME, _dispatch),
-    (intake.NAME, intake.run),
-    (sessions.NAME, sessions.run),
+BENCHES = [
+    ("B1", "dispatch", "dispatch_overhead"),
+    ("B2", "intake", "http_intake"),
+    ("B5", "spawn", "B5_turn_spawn"),
+    ("B6", "sessions", "session_scale"),
 ]
+TIMEOUT_S = 600
 
 
 def main() -> int:
     failed = 0
     started = time.monotonic()
-    for name, bench in BENCHES:
+    for label, module, name in BENCHES:
+        progress(f"{label}: python -m bench.{module}")
         try:
-            result = bench()
-        except Exception as exc:
+            proc = subprocess.run(
+                [sys.executable, "-m", f"bench.{module}"],
+                stdout=subprocess.PIPE,
+                text=True,
+                timeout=TIMEOUT_S,
+                check=False,
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"exit status {proc.returncode}, {len(lines)} JSON lines")
+        except (subprocess.TimeoutExpired, RuntimeError) as exc:
             failed += 1
-            traceback.print_exc()
-            print_error(name, exc)
+            error = {"bench": name, "params": {}, "figures": {}, "error": str(exc)}
+            print(json.dumps(error), flush=True)
             continue
-        emit(result["bench"], result["params"], result["figures"])
+        for line in lines:
+            print(line, flush=True)
     progress(f"all benchmarks done in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
-
-
-def print_error(name: str, exc: Exception) -> None:
-    import json
-
-    line = {"bench": name, "params": {}, "figures": {}, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

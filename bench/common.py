@@ -15,7 +15,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from config import Settings, load_settings
+from pipeline.keys import load_or_create
+from pipeline.store import OpStore
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 FREE_TEXT = "please have a look at this, message {n}"
@@ -135,7 +137,9 @@ class InstantProvider:
     turns_started: int = 0
     messages_seen: int = 0
 
-    async def run(self, request: TurnRequest, cancel: asyncio.Event) -> AsyncIterator[TurnEvent]:
+    async def run(
+        self, request: TurnRequest, cancel: asyncio.Event
+    ) -> AsyncGenerator[TurnEvent, None]:
         now = asyncio.get_running_loop().time()
         if self.record:
             self.starts.append(Started(now, request.session, request.batch))
@@ -176,13 +180,19 @@ class Stack:
 
     @classmethod
     async def open(cls, directory: Path, settings: Settings, record: bool = True) -> Stack:
+        """Open the database and the op store as ``Daemon.run`` does, then the services."""
         db = await Database.open(directory / "musher.db", DAEMON_SCHEMA)
         provider = InstantProvider(record=record)
         try:
-            services = build_services(settings, db, provider)
+            store = await OpStore.open(db, load_or_create(directory))
+            services = build_services(settings, db, store, provider=provider)
         except BaseException:
             await db.aclose()  # its worker threads would otherwise keep the process alive
             raise
+        used: object = services.provider
+        if used is not provider:
+            await db.aclose()
+            raise RuntimeError("build_services did not use the benchmark's provider")
         return cls(db, services, provider)
 
     def _wake(self) -> None:

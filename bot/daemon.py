@@ -67,7 +67,7 @@ def enabled_transports(settings: Settings) -> list[str]:
 
 
 def build_services(
-    settings: Settings, db: Database, store: OpStore, provider: Provider | None = None
+    settings: Settings, db: Database, store: OpStore, *, provider: Provider | None = None
 ) -> Services:
     """Wire journal, feed, metrics, registry, dispatcher and turn runner over ``db``.
 

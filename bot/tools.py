@@ -20,7 +20,14 @@ def tool_name(command_name: str) -> str:
 
 
 def tools_for(registry: Registry, admin: bool) -> tuple[Tool, ...]:
-    """The commands an LLM may call for a sender with (or without) admin rights."""
+    """The commands an LLM may call for a sender with (or without) admin rights.
+
+    Built once per registry version and rights (schemas are costly to generate).
+    """
+    return registry.cached(("tools", admin), lambda: _build(registry, admin))
+
+
+def _build(registry: Registry, admin: bool) -> tuple[Tool, ...]:
     tools = []
     for command in registry.commands():
         if not command.tool:

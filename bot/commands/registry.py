@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger("musher.commands")
+T = TypeVar("T")
 
 
 class Permission(IntEnum):
@@ -88,6 +89,8 @@ class Registry:
     def __init__(self) -> None:
         self._by_name: dict[str, Command] = {}
         self._commands: list[Command] = []
+        self._first_words: set[str] = set()
+        self._derived: dict[Hashable, Any] = {}
 
     def add(self, command: Command) -> None:
         for key in (command.name, *command.aliases):
@@ -95,7 +98,15 @@ class Registry:
             if key in self._by_name:
                 raise ValueError(f"command name {key!r} is registered twice")
             self._by_name[key] = command
+            self._first_words.add(key.split()[0])
         self._commands.append(command)
+        self._derived.clear()
+
+    def cached(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` once per ``key`` until the next command is added (tool schemas)."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return cast(T, self._derived[key])
 
     def command(
         self,
@@ -126,6 +137,9 @@ class Registry:
 
     def match(self, text: str) -> Invocation | None:
         """The command ``text`` starts with (after an optional ``!`` or ``/``), if any."""
+        head = text.split(maxsplit=1)
+        if not head or head[0].lstrip("!/").lower() not in self._first_words:
+            return None  # free text: no need to tokenize it
         words = split_words(text.strip())
         if not words:
             return None

@@ -71,7 +71,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     db = await Database.open(tmp_path / "m.db", DAEMON_SCHEMA)
     provider = Recorder()
     store = await OpStore.open(db, load_or_create(tmp_path))
-    services = build_services(settings, db, store, provider)
+    services = build_services(settings, db, store, provider=provider)
     transport = RoomTransport()
     services.outbox.transports["chat"] = transport  # type: ignore[assignment]
     services.access["chat"] = AccessPolicy.build(["alice", "bob"], ["alice"])
