@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
-
-import aiosqlite
 
 from bot.db import Database
 
@@ -44,8 +43,8 @@ class CostBook:
         """Record one turn's usage (idempotent per turn)."""
         row = (turn_id, session, project, item, provider, input_tokens, output_tokens, cost_usd)
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT OR REPLACE INTO turn_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*row, time.time()),
             )

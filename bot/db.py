@@ -1,9 +1,11 @@
-"""The daemon's one SQLite database: a writer with group commit and a separate reader.
+"""The daemon's one SQLite database: a writer thread with group commit, and an async reader.
 
-Every write is a *job*: an async function that runs statements on the writer connection.
-Jobs that arrive together share one transaction and one fsync (group commit); a job's
-``write()`` call returns only after that transaction committed (S4). A job that raises is
-retried alone in its own transaction so one bad job never sinks the others' writes.
+Every write is a *job*: a plain function ``job(conn) -> T`` run on the writer's own
+thread with its ``sqlite3.Connection``. Jobs that arrive together share one transaction and
+one fsync (group commit) and cost one thread hop for the whole group; ``write()`` returns
+only after that transaction committed (S4). A job that raises is retried alone in its own
+transaction, so one bad job never sinks the others' writes. Reads go through a separate
+aiosqlite connection, which WAL never blocks behind the writer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,16 +27,24 @@ from bot.errors import StoreError
 log = logging.getLogger("musher.db")
 
 T = TypeVar("T")
-Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Job = Callable[[sqlite3.Connection], Any]
+Outcome = tuple[bool, Any]  # (ok, result or exception)
 
 _MAX_GROUP = 256
 
 
 class Database:
-    """One database file in WAL mode, ``synchronous=FULL``, written by one connection."""
+    """One database file in WAL mode with ``synchronous=FULL``, written by one thread."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self,
+        path: Path,
+        executor: ThreadPoolExecutor,
+        writer: sqlite3.Connection,
+        reader: aiosqlite.Connection,
+    ) -> None:
         self.path = path
+        self._executor = executor
         self._writer = writer
         self._reader = reader
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
@@ -43,25 +55,22 @@ class Database:
     async def open(cls, path: Path, schema: str = "") -> Database:
         """Open (creating if needed) the database at ``path`` and apply ``schema``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        await writer.execute("PRAGMA journal_mode=WAL")
-        await writer.execute("PRAGMA synchronous=FULL")
-        await writer.execute("PRAGMA busy_timeout=5000")
-        await writer.execute("PRAGMA foreign_keys=ON")
-        if schema:
-            await writer.executescript(schema)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        loop = asyncio.get_running_loop()
+        writer = await loop.run_in_executor(executor, _connect_writer, path, schema)
         reader = await aiosqlite.connect(path, isolation_level=None)
         await reader.execute("PRAGMA busy_timeout=5000")
         reader.row_factory = aiosqlite.Row
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
-        return cls(path, writer, reader)
+        return cls(path, executor, writer, reader)
 
-    async def write(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` inside a transaction; return its result once the commit is durable.
 
         Raises:
-            StoreError: the transaction could not be committed, or the job itself failed.
+            StoreError: the transaction could not be committed, or the job itself failed
+                (its own ``MusherError``/``PipelineError`` subclasses pass through as they are).
         If the caller is cancelled after submitting, the write still happens.
         """
         if self._closed:
@@ -76,6 +85,7 @@ class Database:
             return list(await cursor.fetchall())
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         closing = False
         while not closing:
             first = await self._queue.get()
@@ -87,46 +97,17 @@ class Database:
                     closing = True
                 else:
                     group.append(item)
-            if group:
-                await self._commit_group(group)
-
-    async def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any]]]) -> None:
-        results: list[Any] = []
-        try:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            for job, _ in group:
-                results.append(await job(self._writer))
-            await self._writer.execute("COMMIT")
-        except asyncio.CancelledError:
-            await self._rollback()
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(StoreError("the database was closed mid-write"))
-            raise
-        except Exception as exc:
-            await self._rollback()
-            if len(group) == 1:
-                self._fail(group[0][1], exc)
-                return
-            for item in group:  # find the bad job: retry each alone
-                await self._commit_group([item])
-            return
-        for (_, future), result in zip(group, results, strict=True):
-            if not future.done():
-                future.set_result(result)
-
-    async def _rollback(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._writer.execute("ROLLBACK")
-
-    @staticmethod
-    def _fail(future: asyncio.Future[Any], exc: Exception) -> None:
-        log.error("database write failed: %s", exc)
-        if not future.done():
-            error = (
-                exc if isinstance(exc, StoreError) else StoreError(f"database write failed: {exc}")
-            )
-            future.set_exception(error)
+            if not group:
+                continue
+            jobs = [job for job, _ in group]
+            outcomes = await loop.run_in_executor(self._executor, _commit_group, self._writer, jobs)
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
     async def aclose(self) -> None:
         """Finish queued writes, then close both connections. Idempotent."""
@@ -136,4 +117,43 @@ class Database:
         self._queue.put_nowait(None)
         await self._task
         await self._reader.close()
-        await self._writer.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._writer.close)
+        self._executor.shutdown(wait=True)
+
+
+def _connect_writer(path: Path, schema: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if schema:
+        conn.executescript(schema)
+    return conn
+
+
+def _commit_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
+    """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        results = [job(conn) for job in jobs]
+        conn.execute("COMMIT")
+        return [(True, r) for r in results]
+    except Exception as exc:
+        _rollback(conn)
+        if len(jobs) == 1:
+            return [(False, _as_error(exc))]
+    return [_commit_group(conn, [job])[0] for job in jobs]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
+
+
+def _as_error(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        log.error("database write failed: %s", exc)
+        return StoreError(f"database write failed: {exc}")
+    return exc  # the job's own error (a refused op, a usage problem) passes through as is

@@ -10,12 +10,11 @@ for the web API and its SSE stream.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-
-import aiosqlite
 
 from bot.db import Database
 from bot.messages import InboundMessage
@@ -131,8 +130,8 @@ class Journal:
         state = State.PENDING if kind in (Kind.TEXT, Kind.COMMAND) else State.DONE
         now = time.time()
 
-        async def job(conn: aiosqlite.Connection) -> tuple[int, LogEntry | None] | None:
-            cursor = await conn.execute(
+        def job(conn: sqlite3.Connection) -> tuple[int, LogEntry | None] | None:
+            cursor = conn.execute(
                 "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
                 " kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (transport, event_id) DO NOTHING",
@@ -144,7 +143,7 @@ class Journal:
             assert row_id is not None
             entry = None
             if state is State.PENDING:
-                entry = await _append_log(conn, msg.session, "user", msg.sender, text, now)
+                entry = _append_log(conn, msg.session, "user", msg.sender, text, now)
             return row_id, entry
 
         return await self.db.write(job)
@@ -153,13 +152,13 @@ class Journal:
         """Record that a turn now answers ``ids``; returns the turn id (D6)."""
         id_list = list(ids)
 
-        async def job(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(
+        def job(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
                 "INSERT INTO turns (session, started_at) VALUES (?, ?)", (session, time.time())
             )
             turn_id = cursor.lastrowid
             assert turn_id is not None
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE inbound SET turn_id = ? WHERE id = ?", [(turn_id, i) for i in id_list]
             )
             return turn_id
@@ -170,12 +169,12 @@ class Journal:
         """Mark the turn finished and its messages answered."""
         id_list = list(ids)
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
                 (time.time(), outcome, turn_id),
             )
-            await _set_state(conn, id_list, State.ANSWERED)
+            _set_state(conn, id_list, State.ANSWERED)
 
         await self.db.write(job)
 
@@ -183,8 +182,8 @@ class Journal:
         """Set the state of journal rows (``stop`` drops, commands done)."""
         id_list = list(ids)
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await _set_state(conn, id_list, state)
+        def job(conn: sqlite3.Connection) -> None:
+            _set_state(conn, id_list, state)
 
         await self.db.write(job)
 
@@ -211,8 +210,8 @@ class Journal:
         """Append a bot message to the room log."""
         now = time.time()
 
-        async def job(conn: aiosqlite.Connection) -> LogEntry:
-            return await _append_log(conn, session, "bot", sender, text, now)
+        def job(conn: sqlite3.Connection) -> LogEntry:
+            return _append_log(conn, session, "bot", sender, text, now)
 
         return await self.db.write(job)
 
@@ -234,8 +233,8 @@ class Journal:
         """True exactly once per sender per UTC day: whether to send the polite refusal."""
         day = time.strftime("%Y-%m-%d", time.gmtime())
 
-        async def job(conn: aiosqlite.Connection) -> bool:
-            cursor = await conn.execute(
+        def job(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "INSERT INTO stranger_replies VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (transport, sender, day),
             )
@@ -247,8 +246,8 @@ class Journal:
         """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""
         cutoff = time.time() - days * 86400
 
-        async def job(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(
+        def job(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
                 "DELETE FROM inbound WHERE received_at < ? AND state != 'pending'", (cutoff,)
             )
             return cursor.rowcount
@@ -256,10 +255,10 @@ class Journal:
         return await self.db.write(job)
 
 
-async def _append_log(
-    conn: aiosqlite.Connection, session: str, role: str, sender: str, text: str, ts: float
+def _append_log(
+    conn: sqlite3.Connection, session: str, role: str, sender: str, text: str, ts: float
 ) -> LogEntry:
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)",
         (session, role, sender, text, ts),
     )
@@ -268,5 +267,5 @@ async def _append_log(
     return LogEntry(seq, session, role, sender, text, ts)
 
 
-async def _set_state(conn: aiosqlite.Connection, ids: Sequence[int], state: State) -> None:
-    await conn.executemany("UPDATE inbound SET state = ? WHERE id = ?", [(state, i) for i in ids])
+def _set_state(conn: sqlite3.Connection, ids: Sequence[int], state: State) -> None:
+    conn.executemany("UPDATE inbound SET state = ? WHERE id = ?", [(state, i) for i in ids])

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from pipeline.envelope import SignedOp
 from pipeline.keys import verify_signature
 from pipeline.materialise import (
@@ -26,7 +24,6 @@ from pipeline.materialise import (
     create_tables,
     existing_tables,
     read_tables,
-    run_on_writer,
 )
 from pipeline.model import PipelineError
 
@@ -217,10 +214,7 @@ async def replay_into(source: Storage, scratch: Storage) -> int:
         if bad is not None:
             raise OpLogError(bad)
 
-    async def job(conn: aiosqlite.Connection) -> None:
-        await run_on_writer(conn, rebuild)
-
-    await scratch.write(job)
+    await scratch.write(rebuild)
     return len(ops)
 
 
@@ -300,10 +294,7 @@ async def verify(storage: Storage) -> AuditReport:
             issued = conn.execute(ISSUED).fetchall()
         return rows, int(issued[0][0]) if issued else 0, read_tables(conn)
 
-    async def snapshot(conn: aiosqlite.Connection) -> tuple[list[Any], int, Any]:
-        return await run_on_writer(conn, read_all)
-
-    rows, issued, live = await storage.write(snapshot)
+    rows, issued, live = await storage.write(read_all)
     ops = [op_from_row(row) for row in rows]
     authors = len({op.author for op in ops})
     progress = Progress()

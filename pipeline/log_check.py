@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import aiosqlite
 
 from pipeline.audit import ISSUED, OP_COLUMNS, OpLogError, Progress, check_ops, op_from_row
 from pipeline.audit import truncation as _truncation
@@ -42,9 +41,9 @@ class Checkpoint:
     upto: int
     mac: bytes
 
-    async def save(self, conn: aiosqlite.Connection) -> None:
+    def save(self, conn: sqlite3.Connection) -> None:
         """A write job recording this checkpoint (replacing the author's previous one)."""
-        await conn.execute(_SAVE, (self.author, self.upto, self.mac))
+        conn.execute(_SAVE, (self.author, self.upto, self.mac))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,18 +7,15 @@ environment — and refuses an op that does not fit the current state by raising
 :class:`PipelineError`; the caller then rolls the whole transaction back.
 
 :func:`apply` is synchronous, on a plain :class:`sqlite3.Connection`: the store runs a whole
-append (sign, insert, apply) in one hop to the writer connection's thread
-(:func:`run_on_writer`) instead of one hop per statement, and replay runs in a worker thread.
+append (sign, insert, apply) as one job on the database's writer thread (one thread hop per
+commit group), and replay runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar, cast
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
@@ -86,17 +83,6 @@ Effects = tuple[str, ...]
 
 
 T = TypeVar("T")
-
-
-async def run_on_writer(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn`` on ``conn``'s own thread with its sqlite3 connection: one round trip.
-
-    aiosqlite has no public call for this; ``_execute`` and ``_conn`` are what its own
-    methods use (stable since 0.17; the lock file pins the version and the tests cover it).
-    Statements ``fn`` runs join the transaction the writer has open.
-    """
-    raw = conn._conn
-    return cast(T, await conn._execute(fn, raw))  # type: ignore[no-untyped-call]
 
 
 def _rows(conn: sqlite3.Connection, query: str, params: tuple[Any, ...] = ()) -> list[Any]:

@@ -16,11 +16,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
-
-import aiosqlite
 
 from pipeline import audit, log_check
 from pipeline.canonical import canonical_json, loads
@@ -34,7 +32,6 @@ from pipeline.materialise import (
     create_tables,
     item_from_row,
     last_number,
-    run_on_writer,
 )
 from pipeline.model import Backlog, Item, ItemKind, Origin, PipelineError, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
@@ -56,7 +53,7 @@ class Storage(Protocol):
     rolled back and ``write`` raises. ``read`` runs one query on a separate connection.
     """
 
-    async def write(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T: ...
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
 
@@ -161,10 +158,7 @@ class OpStore:
         """
         store = cls(storage, key, 1, clock)
 
-        async def schema(conn: aiosqlite.Connection) -> None:
-            await run_on_writer(conn, create_tables)
-
-        await store._submit(schema)
+        await store._submit(create_tables)
         await store._submit((await log_check.check_log(storage, key)).save)
         rows = await storage.read("SELECT MAX(seq) FROM ops WHERE author = ?", (key.public_hex,))
         store._next_seq = int(rows[0][0] or 0) + 1
@@ -211,9 +205,8 @@ class OpStore:
                 for change, payload in zip(changes, payloads, strict=True)
             ]
 
-        async def job(conn: aiosqlite.Connection) -> list[AppliedOp]:
-            ts = float(self._clock())
-            return await run_on_writer(conn, lambda raw: write_all(raw, ts))
+        def job(conn: sqlite3.Connection) -> list[AppliedOp]:
+            return write_all(conn, float(self._clock()))
 
         return await self._submit(job) if changes else []
 
@@ -246,9 +239,8 @@ class OpStore:
             self._write(conn, change, canonical_json(change.to_payload()), origin_text, ts)
             return item
 
-        async def job(conn: aiosqlite.Connection) -> Item:
-            ts = float(self._clock())
-            return await run_on_writer(conn, lambda raw: write(raw, ts))
+        def job(conn: sqlite3.Connection) -> Item:
+            return write(conn, float(self._clock()))
 
         return await self._submit(job)
 
@@ -265,14 +257,14 @@ class OpStore:
         op = replace(op, rowid=int(rows[0][0]))
         return AppliedOp(op, change, apply(conn, op))
 
-    async def _submit(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` through the storage; a refusal comes back as itself, not wrapped."""
         refused: list[PipelineError] = []
 
-        async def guarded(conn: aiosqlite.Connection) -> T:
+        def guarded(conn: sqlite3.Connection) -> T:
             refused.clear()
             try:
-                return await job(conn)
+                return job(conn)
             except PipelineError as exc:
                 refused.append(exc)
                 raise

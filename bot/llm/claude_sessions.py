@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
-
-import aiosqlite
 
 from bot.db import Database
 
@@ -21,8 +20,8 @@ CREATE TABLE IF NOT EXISTS claude_sessions (
 async def ensure_schema(db: Database) -> None:
     """Create the ``claude_sessions`` table if it does not exist. Idempotent."""
 
-    async def job(conn: aiosqlite.Connection) -> None:
-        await conn.execute(SCHEMA)
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute(SCHEMA)
 
     await db.write(job)
 
@@ -49,8 +48,8 @@ class ClaudeSessions:
         """Remember ``session_id`` for ``session``, replacing any previous one."""
         now = self._clock()
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO claude_sessions (session, session_id, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(session) DO UPDATE SET"
                 " session_id = excluded.session_id, updated_at = excluded.updated_at",
@@ -62,7 +61,7 @@ class ClaudeSessions:
     async def clear(self, session: str) -> None:
         """Forget ``session``'s conversation; the next turn starts a new one. Idempotent."""
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM claude_sessions WHERE session = ?", (session,))
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM claude_sessions WHERE session = ?", (session,))
 
         await self._db.write(job)

@@ -9,10 +9,9 @@ turns only, so a tool call always keeps its tool result.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from bot.db import Database
 
@@ -30,9 +29,9 @@ HISTORY_SCHEMA = ";\n".join(_SCHEMA_STATEMENTS) + ";\n"
 async def ensure_schema(db: Database) -> None:
     """Create the history table and its index if missing. Idempotent."""
 
-    async def job(conn: aiosqlite.Connection) -> None:
+    def job(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA_STATEMENTS:
-            await conn.execute(statement)
+            conn.execute(statement)
 
     await db.write(job)
 
@@ -66,19 +65,18 @@ class History:
         """
         encoded = [json.dumps(m, ensure_ascii=False, separators=(",", ":")) for m in messages]
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            async with conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
                 "SELECT COALESCE(MAX(turn), 0) FROM llm_history WHERE session = ? AND provider = ?",
                 (session, provider),
-            ) as cursor:
-                row = await cursor.fetchone()
+            ).fetchone()
             turn = (row[0] if row else 0) + 1
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO llm_history(session, provider, turn, message) VALUES (?, ?, ?, ?)",
                 [(session, provider, turn, text) for text in encoded],
             )
             if keep_turns is not None:
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM llm_history WHERE session = ? AND provider = ? AND turn <= ?",
                     (session, provider, turn - keep_turns),
                 )
@@ -88,11 +86,11 @@ class History:
     async def reset(self, session: str, provider: str | None = None) -> None:
         """Forget ``session``'s history (of one ``provider``, or of all). Idempotent."""
 
-        async def job(conn: aiosqlite.Connection) -> None:
+        def job(conn: sqlite3.Connection) -> None:
             if provider is None:
-                await conn.execute("DELETE FROM llm_history WHERE session = ?", (session,))
+                conn.execute("DELETE FROM llm_history WHERE session = ?", (session,))
             else:
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM llm_history WHERE session = ? AND provider = ?",
                     (session, provider),
                 )

@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from bot.db import Database
@@ -82,8 +81,8 @@ async def test_a_failing_write_is_reported_and_spares_the_others(tmp_path: Path)
     db = await Database.open(tmp_path / "m.db", SCHEMA)
     journal = Journal(db)
 
-    async def bad(conn: aiosqlite.Connection) -> None:
-        await conn.execute("INSERT INTO no_such_table VALUES (1)")
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
 
     good = [journal.record(message(f"e{n}"), Kind.TEXT, "x") for n in range(5)]
     outcome = await asyncio.gather(db.write(bad), *good, return_exceptions=True)
