@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 
 from bot.db import Database
 
@@ -42,6 +43,12 @@ class CostBook:
     ) -> None:
         """Record one turn's usage (idempotent per turn)."""
         row = (turn_id, session, project, item, provider, input_tokens, output_tokens, cost_usd)
+        await self.db.write(self.job(row))
+
+    @staticmethod
+    def job(row: tuple[object, ...]) -> Callable[[sqlite3.Connection], None]:
+        """A write job storing ``row`` (the columns of ``turn_costs`` but ``ts``), to run
+        inside another transaction (the turn's own closing write)."""
 
         def job(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -49,7 +56,7 @@ class CostBook:
                 (*row, time.time()),
             )
 
-        await self.db.write(job)
+        return job
 
     async def report(self, since_s: float = DAY_S, top: int = 5) -> str:
         """The last ``since_s`` seconds: total, top rooms, top items."""

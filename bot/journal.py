@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -165,8 +165,14 @@ class Journal:
 
         return await self.db.write(job)
 
-    async def finish_turn(self, turn_id: int, ids: Iterable[int], outcome: str) -> None:
-        """Mark the turn finished and its messages answered."""
+    async def finish_turn(
+        self,
+        turn_id: int,
+        ids: Iterable[int],
+        outcome: str,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Mark the turn finished and its messages answered; ``also`` joins the transaction."""
         id_list = list(ids)
 
         def job(conn: sqlite3.Connection) -> None:
@@ -175,6 +181,8 @@ class Journal:
                 (time.time(), outcome, turn_id),
             )
             _set_state(conn, id_list, State.ANSWERED)
+            if also is not None:
+                also(conn)
 
         await self.db.write(job)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -14,7 +15,7 @@ def strip_mention(text: str, names: Iterable[str]) -> tuple[str, bool]:
     (Slack and Discord user ids given in ``names``).
     """
     stripped = text.lstrip()
-    for name in sorted({n for n in names if n}, key=len, reverse=True):
+    for name in _longest_first(tuple(names)):
         pattern = _pattern(name)
         match = pattern.match(stripped)
         if match:
@@ -22,6 +23,7 @@ def strip_mention(text: str, names: Iterable[str]) -> tuple[str, bool]:
     return text.strip(), False
 
 
+@functools.lru_cache(maxsize=256)
 def _pattern(name: str) -> re.Pattern[str]:
     bare = name.lstrip("@")
     escaped = re.escape(bare)
@@ -31,3 +33,8 @@ def _pattern(name: str) -> re.Pattern[str]:
         rf"{escaped}(?=[:,])",  # name: / name,
     ]
     return re.compile(rf"(?:{'|'.join(forms)})[:,]?", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _longest_first(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({n for n in names if n}, key=len, reverse=True))

@@ -53,9 +53,9 @@ class TurnRunner:
             s.metrics.turns.inc(outcome)
             s.metrics.turn_seconds.observe(time.monotonic() - started)
         tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
-        await s.costs.record(turn_id, session, s.provider.name, *tokens)
         s.metrics.record_usage(*tokens)
-        await s.journal.finish_turn(turn_id, ids, outcome)
+        cost = s.costs.job((turn_id, session, None, None, s.provider.name, *tokens))
+        await s.journal.finish_turn(turn_id, ids, outcome, also=cost)
 
     def _request(
         self, session: str, batch: Sequence[QueuedText], reminder: Sequence[str]

@@ -45,6 +45,10 @@ async def test_a_tool_call_runs_a_command_and_the_answer_streams_in_paragraphs(
         assert "alice: what can you do?" in str(server.requests[0].body)
         log = daemon.log_text()
         assert "k-123" not in log
+        await asyncio.to_thread(daemon.post, "lobby", "cost")
+        cost = (await asyncio.to_thread(daemon.wait_for, "lobby", 3))[2]
+        assert "over 1 turns (22 tokens in, 14 out)" in cost  # both API calls of the turn
+        assert "web:lobby" in cost
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
