@@ -171,8 +171,10 @@ class Stack:
         journal = services.journal
         original = journal.finish_turn
 
-        async def finish_turn(turn_id: int, ids: Iterable[int], outcome: str) -> None:
-            await original(turn_id, ids, outcome)
+        async def finish_turn(
+            turn_id: int, ids: Iterable[int], outcome: str, **kwargs: Any
+        ) -> None:
+            await original(turn_id, ids, outcome, **kwargs)
             self.turns_finished += 1
             self._wake()
 
