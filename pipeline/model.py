@@ -11,27 +11,15 @@ raises :class:`PipelineError` instead of existing. Pure code: no I/O, no clock.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeGuard, assert_never
 
+from pipeline.errors import PipelineError, require_positive, require_text
+from pipeline.origin import AgentOrigin, Origin, SystemOrigin, UserOrigin
 
-class PipelineError(Exception):
-    """A pipeline value or event is invalid; ``str(err)`` is fit to show a user."""
-
-
-def _text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise PipelineError(f"{what} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _positive(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PipelineError(f"{what} must be a positive integer, got {value!r}")
-    return value
+__all__ = ["AgentOrigin", "Origin", "PipelineError", "SystemOrigin", "UserOrigin"]
 
 
 # --- stages (P1) ---------------------------------------------------------------------------
@@ -44,7 +32,7 @@ class _Reasoned:
     reason: str
 
     def __post_init__(self) -> None:
-        _text(self.reason, f"{type(self).__name__}.reason")
+        require_text(self.reason, f"{type(self).__name__}.reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +63,7 @@ class Done:
 
     def __post_init__(self) -> None:
         if self.merge_commit is not None:
-            commit = _text(self.merge_commit, "merge_commit")
+            commit = require_text(self.merge_commit, "merge_commit")
             if any(ch.isspace() for ch in commit):
                 raise PipelineError(f"merge_commit must not contain spaces, got {commit!r}")
 
@@ -109,10 +97,10 @@ class MergeFailure:
     reason: str
 
     def __post_init__(self) -> None:
-        kind = _text(self.kind, "MergeFailure.kind")
+        kind = require_text(self.kind, "MergeFailure.kind")
         if any(ch.isspace() for ch in kind):
             raise PipelineError(f"MergeFailure.kind must not contain spaces, got {kind!r}")
-        _text(self.reason, "MergeFailure.reason")
+        require_text(self.reason, "MergeFailure.reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +130,7 @@ class Superseded:
     by: int
 
     def __post_init__(self) -> None:
-        _positive(self.by, "Superseded.by")
+        require_positive(self.by, "Superseded.by")
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,81 +310,6 @@ def stage_from_dict(data: Mapping[str, Any]) -> Stage:
     return _BY_NAME[name](**{key: data[key] for key in _FIELDS[name]})
 
 
-# --- origins (S2) --------------------------------------------------------------------------
-
-
-class Origin(ABC):
-    """Who caused a change: a person in a room, a coding agent, or the daemon itself.
-
-    Every field of every origin is a required non-blank string: attribution is never empty.
-    """
-
-    __slots__ = ()
-
-    def __post_init__(self) -> None:
-        for key, value in self.to_dict().items():
-            _text(value, f"origin {key}")
-
-    def to_dict(self) -> dict[str, str]:
-        """The op log form: exactly this origin's keys (see :meth:`from_dict`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-    @abstractmethod
-    def describe(self) -> str:
-        """A short human label, e.g. ``alice (web:lobby)``."""
-
-    @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> Origin:
-        """Rebuild an origin from :meth:`to_dict`'s output, chosen by its exact key set.
-
-        Raises:
-            PipelineError: the keys match no origin shape, or a value is blank or not a str.
-        """
-        if not isinstance(data, Mapping):
-            raise PipelineError(f"an origin must be an object, got {data!r}")
-        for cls in (UserOrigin, AgentOrigin, SystemOrigin):
-            if set(data) == {f.name for f in fields(cls)}:
-                return cls(**data)
-        raise PipelineError(
-            "an origin needs {transport, user, room}, {agent, name} or {system, reason};"
-            f" got {sorted(data)}"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UserOrigin(Origin):
-    """A person: ``user`` in ``room`` on ``transport`` (``web``, ``matrix``, ``slack``, …)."""
-
-    transport: str
-    user: str
-    room: str
-
-    def describe(self) -> str:
-        return f"{self.user} ({self.transport}:{self.room})"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentOrigin(Origin):
-    """A coding agent: ``agent`` is its kind (e.g. ``claude``), ``name`` its configured name."""
-
-    agent: str
-    name: str
-
-    def describe(self) -> str:
-        return f"{self.name} (agent {self.agent})"
-
-
-@dataclass(frozen=True, slots=True)
-class SystemOrigin(Origin):
-    """The daemon itself: ``system`` names the part (``timers``, ``deps``), ``reason`` why."""
-
-    system: str
-    reason: str
-
-    def describe(self) -> str:
-        return f"{self.system} ({self.reason})"
-
-
 # --- the work item -------------------------------------------------------------------------
 
 
@@ -437,10 +350,10 @@ class Item:
     updated_at: float
 
     def __post_init__(self) -> None:
-        n = _positive(self.number, "item number")
+        n = require_positive(self.number, "item number")
         if not isinstance(self.kind, ItemKind):
             raise PipelineError(f"item kind must be an ItemKind, got {self.kind!r}")
-        title = _text(self.title, "item title")
+        title = require_text(self.title, "item title")
         if "\n" in title or "\r" in title:
             raise PipelineError("item title must be a single line")
         if not isinstance(self.body, str):
@@ -450,11 +363,11 @@ class Item:
         if not isinstance(self.depends_on, tuple):
             raise PipelineError(f"depends_on must be a tuple, got {self.depends_on!r}")
         for dep in self.depends_on:
-            if _positive(dep, "dependency") == n:
+            if require_positive(dep, "dependency") == n:
                 raise PipelineError(f"#{n} cannot depend on itself")
         if len(set(self.depends_on)) != len(self.depends_on):
             raise PipelineError(f"#{n} names a dependency twice: {self.depends_on}")
-        if self.epic is not None and _positive(self.epic, "epic") == n:
+        if self.epic is not None and require_positive(self.epic, "epic") == n:
             raise PipelineError(f"#{n} cannot be its own epic")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise PipelineError(f"retries must be a non-negative integer, got {self.retries!r}")
