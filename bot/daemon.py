@@ -27,6 +27,7 @@ from typing import Any
 from bot.access import AccessPolicy
 from bot.clock import LoopClock
 from bot.commands.core import register_core
+from bot.commands.pipeline import register_pipeline
 from bot.commands.registry import Registry
 from bot.cost import CostBook
 from bot.db import Database
@@ -42,12 +43,15 @@ from bot.mcp_bridge import McpBridge
 from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.outbox import Outbox
+from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnRunner
 from config.models import Settings
+from pipeline.engine import Engine, project_slug
 from pipeline.keys import load_or_create
+from pipeline.model import SystemOrigin
 from pipeline.store import OpStore
 
 log = logging.getLogger("musher")
@@ -79,6 +83,7 @@ def build_services(
     metrics = Metrics()
     registry = Registry()
     register_core(registry)
+    register_pipeline(registry)
 
     async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
         await runner.run(session, batch)
@@ -111,11 +116,28 @@ def build_services(
         data_dir=db.path.parent,
         mcp=bridge,
         store=store,
+        engine=Engine(store, max_retries=settings.agents.max_retries),
     )
     runner = TurnRunner(services)
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     return services
+
+
+async def ensure_default_project(services: Services, cwd: Path | None = None) -> str:
+    """Register the default project unless it exists, and make it the rooms' default (N1).
+
+    Its name is ``[projects] default``, else a slug of ``cwd``'s name (the current
+    directory); its path is ``cwd``. Idempotent across restarts.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    settings = services.settings.projects
+    name = settings.default or project_slug(cwd.name)
+    await services.engine.ensure_project(
+        name, str(cwd), timezone=settings.timezone, origin=SystemOrigin("daemon", "startup")
+    )
+    services.engine.default_project = name
+    return name
 
 
 class Daemon:
@@ -148,6 +170,7 @@ class Daemon:
 
     async def _serve(self, db: Database, store: OpStore) -> None:
         services = build_services(self.settings, db, store)
+        log.info("default project: %s", await ensure_default_project(services))
         services.ambient.update(r.session for r in await store.rooms() if r.ambient)
         transports = self._load_transports(services, db)
         ingress = Ingress(services, {t.name: t.identities for t in transports})
@@ -162,6 +185,7 @@ class Daemon:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
         services.mcp.mount(app)
+        mount_pipeline_api(app, services.engine)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
         services.mcp.url = self.url

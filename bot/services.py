@@ -17,6 +17,7 @@ from bot.mcp_bridge import McpBridge
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from config.models import Settings
+from pipeline.engine import Engine
 from pipeline.store import OpStore
 
 
@@ -33,6 +34,7 @@ class Services:
     costs: CostBook
     data_dir: Path
     store: OpStore
+    engine: Engine
     mcp: McpBridge = field(default_factory=McpBridge)
     audit: AuditBuffer = field(default_factory=AuditBuffer)
     access: dict[str, AccessPolicy] = field(default_factory=dict)

@@ -330,6 +330,21 @@ class OpStore:
             ProjectRecord(r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5]) for r in rows
         ]
 
+    async def item_ops(self, project: str, number: int) -> list[AppliedOp]:
+        """Every op recorded against item ``number`` of ``project``, in log (rowid) order.
+
+        Read from the ``ops`` table itself (the item's history, purged items included);
+        ``effects`` is empty because only the original write knows what an op cleared.
+
+        Raises:
+            PipelineError: a stored op no longer decodes (the log was tampered with).
+        """
+        rows = await self._storage.read(
+            f"SELECT {audit.OP_COLUMNS} FROM ops WHERE project = ? AND item = ? ORDER BY rowid",
+            (project, number),
+        )
+        return [AppliedOp(op, op.decode(), ()) for op in map(audit.op_from_row, rows)]
+
     # --- audit ----------------------------------------------------------------------------
 
     async def verify(self) -> audit.AuditReport:

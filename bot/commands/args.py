@@ -80,7 +80,7 @@ def parse_args(model: type[Args], words: list[str], usage: str) -> Args:
     try:
         return model.model_validate(values)
     except ValidationError as err:
-        raise UsageError(_usage_message(usage, err)) from None
+        raise UsageError(usage_message(usage, err)) from None
 
 
 def _split_options(
@@ -113,7 +113,8 @@ def _option_flag(metadata: list[Any]) -> str | None:
     return None
 
 
-def _usage_message(usage: str, err: ValidationError) -> str:
+def usage_message(usage: str, err: ValidationError) -> str:
+    """``Usage: …`` followed by one line per problem pydantic found."""
     problems = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
-from bot.commands.args import Args, parse_args, split_words
+from bot.commands.args import Args, parse_args, split_words, usage_message
 from bot.errors import AccessDenied, MusherError, UsageError
 from bot.messages import Reply
 from pipeline.model import PipelineError, UserOrigin
@@ -171,10 +171,7 @@ class Registry:
         try:
             args = command.args.model_validate(dict(arguments))
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
-            )
-            return Reply(f"Usage: {command.usage}\n{problems}")
+            return Reply(usage_message(command.usage, err))
         return await self._call(command, args, ctx)
 
     async def _call(self, command: Command, args: Args, ctx: CommandContext) -> Reply:

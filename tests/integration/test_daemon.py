@@ -292,7 +292,7 @@ def test_room_settings_are_signed_ops_that_audit_verify_checks(make_daemon: Make
     verify = [sys.executable, "-m", "bot", "audit", "verify", "--config", str(daemon.config)]
     result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 1 ops")
+    assert result.stdout.startswith("ok: 2 ops")  # the default project's, then the room's
 
     with sqlite3.connect(daemon.data_dir / "musher.db") as conn:
         triggers = [
@@ -303,4 +303,4 @@ def test_room_settings_are_signed_ops_that_audit_verify_checks(make_daemon: Make
         conn.execute("UPDATE ops SET payload = replace(payload, 'true', 'false')")
     result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "op 1 " in result.stdout and "bad signature" in result.stdout
+    assert "op 2 " in result.stdout and "bad signature" in result.stdout

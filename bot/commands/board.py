@@ -1,0 +1,245 @@
+"""How the pipeline reads in a room: the board (``status``), one item, its history, summaries.
+
+Pure functions from items to text; the commands in :mod:`bot.commands.pipeline` fetch the
+items and reply with what these return. Badges and columns come from the typed stage only
+(P2, lesson 1052); a frozen item shows in the column it will resume to (lesson 1085).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipeline.history import HistoryEntry
+from pipeline.model import (
+    Abandoned,
+    Archived,
+    Badge,
+    Blocked,
+    Column,
+    Done,
+    Frozen,
+    Item,
+    MergeFailure,
+    Rejected,
+    ReviewHold,
+    Stage,
+    Superseded,
+    badge,
+    column,
+    is_finished,
+    stage_name,
+)
+from pipeline.store import ProjectRecord
+from pipeline.transitions import allowed_moves
+
+BOARD: tuple[tuple[Column, str], ...] = (
+    (Column.BACKLOG, "Backlog"),
+    (Column.CODING, "Coding"),
+    (Column.QA, "QA"),
+    (Column.MERGE, "Merge"),
+    (Column.DONE, "Done"),
+    (Column.CLOSED, "Closed"),
+)
+"""The columns ``status`` shows, in order; archived items are left out."""
+
+EMOJI: dict[Badge, str] = {
+    Badge.FROZEN: "❄️",
+    Badge.BLOCKED: "⛔",
+    Badge.ABANDONED: "🗑️",
+    Badge.SUPERSEDED: "🔀",
+    Badge.REJECTED: "🚫",
+}
+_DETAIL_LIMIT = 120
+_NO_REASON = "no reason given"
+
+
+def age(seconds: float) -> str:
+    """A compact age: ``5m``, ``2h``, ``3d`` (at least ``1m``)."""
+    minutes = max(1, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h"
+    return f"{minutes // (24 * 60)}d"
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+
+def stage_reason(stage: Stage) -> str:
+    """Why the item is where it is, or ``""``: a block reason, ``by #7``, a merge commit."""
+    match stage:
+        case (
+            Blocked(reason=reason)
+            | ReviewHold(reason=reason)
+            | Rejected(reason=reason)
+            | Abandoned(reason=reason)
+            | Archived(reason=reason)
+        ):
+            return "" if reason in (_NO_REASON, "completed") else _clip(reason)
+        case MergeFailure(kind=kind, reason=reason):
+            return f"{kind}: {_clip(reason)}"
+        case Superseded(by=by):
+            return f"by #{by}"
+        case Done(merge_commit=commit):
+            return f"merged as {commit[:12]}" if commit else ""
+        case Frozen(resume_to=inner):
+            return stage_reason(inner)
+        case _:
+            return ""
+
+
+_REASON_LABEL: dict[type[Stage], str] = {
+    Blocked: "blocked: ",
+    ReviewHold: "on hold: ",
+    Rejected: "rejected: ",
+    MergeFailure: "merge failed, ",
+    Superseded: "superseded ",
+}
+
+
+def stage_detail(stage: Stage) -> str:
+    """What the board says after an item's title, or ``""``: ``blocked: no keys``, …"""
+    inner = stage.resume_to if isinstance(stage, Frozen) else stage
+    reason = stage_reason(inner)
+    return _REASON_LABEL.get(type(inner), "") + reason if reason else ""
+
+
+def is_met(dep: Item | None) -> bool:
+    """A dependency is met when it is Done or Archived (a purged one never is)."""
+    return dep is not None and column(dep.stage) in (Column.DONE, Column.ARCHIVED)
+
+
+def waiting_on(item: Item, by_number: dict[int, Item]) -> list[int]:
+    """The item's dependencies that are not met yet (none once the item is finished)."""
+    if is_finished(item.stage):
+        return []
+    return [n for n in item.depends_on if not is_met(by_number.get(n))]
+
+
+def item_line(item: Item, by_number: dict[int, Item], now: float) -> str:
+    """``⛔ #3 API keys (waiting on: #1) — blocked: no keys · 2h``."""
+    emoji = EMOJI.get(badge(item.stage))
+    line = f"{emoji} {item.label}" if emoji else item.label
+    unmet = waiting_on(item, by_number)
+    if unmet:
+        line += f" (waiting on: {', '.join(f'#{n}' for n in unmet)})"
+    detail = stage_detail(item.stage)
+    if detail:
+        line += f" — {detail}"
+    return f"{line} · {age(now - item.created_at)}"
+
+
+def render_board(project: str, items: Sequence[Item], now: float) -> str:
+    """The ``status`` board: one section per non-empty column, items by number."""
+    by_number = {item.number: item for item in items}
+    archived = sum(1 for item in items if column(item.stage) is Column.ARCHIVED)
+    shown = len(items) - archived
+    head = f"{project}: {shown} item{'s' * (shown != 1)}"
+    if archived:
+        head += f" ({archived} archived not shown)"
+    if not shown:
+        return f"{head}. Add one with `new story <title>`."
+    lines = [head]
+    for col, label in BOARD:
+        in_column = [item for item in items if column(item.stage) is col]
+        if in_column:
+            lines.append(f"{label} ({len(in_column)})")
+            lines.extend(f"  {item_line(item, by_number, now)}" for item in in_column)
+    return "\n".join(lines)
+
+
+_UNSTICK: dict[type[Stage], str] = {
+    Frozen: "unfreeze",
+    Blocked: "unblock",
+    ReviewHold: "release",
+    Done: "accept",
+    Abandoned: "reopen",
+    Superseded: "reopen",
+    Rejected: "reopen",
+}
+
+
+def _next_steps(item: Item) -> list[str]:
+    steps = []
+    moves = allowed_moves(item.stage)
+    if moves:
+        steps.append(f"Can move to: {', '.join(moves)}.")
+    verb = _UNSTICK.get(type(item.stage))
+    if verb:
+        steps.append(f"`{verb} {item.number}` takes it on.")
+    return steps or ["Nothing more can happen to it."]
+
+
+def render_item(project: str, item: Item, items: Sequence[Item], now: float) -> str:
+    """``status N``: one item's stage, dependencies, epic, origin and where it can go."""
+    by_number = {i.number: i for i in items}
+    stage = stage_name(item.stage)
+    if isinstance(item.stage, Frozen):
+        stage += f" (resumes to {stage_name(item.stage.resume_to)})"
+    detail = stage_detail(item.stage)
+    lines = [
+        f"{item.label} ({item.kind.value}) in {project}",
+        f"Stage: {stage}{' — ' + detail if detail else ''}; column {column(item.stage).value},"
+        f" badge {badge(item.stage).value}",
+    ]
+    if item.depends_on:
+        deps = [_dep(n, by_number.get(n)) for n in item.depends_on]
+        lines.append(f"Depends on: {', '.join(deps)}")
+    if item.epic is not None:
+        epic = by_number.get(item.epic)
+        lines.append(f"Epic: {epic.label if epic else f'#{item.epic} (gone)'}")
+    if item.retries:
+        lines.append(f"QA retries: {item.retries}")
+    lines.append(
+        f"Created {age(now - item.created_at)} ago by {item.origin.describe()};"
+        f" last change {age(now - item.updated_at)} ago"
+    )
+    lines.extend(_next_steps(item))
+    return "\n".join(lines)
+
+
+def _dep(number: int, dep: Item | None) -> str:
+    if dep is None:
+        return f"#{number} (gone)"
+    return f"{dep.label} ({stage_name(dep.stage)}{'' if is_met(dep) else ', not done'})"
+
+
+def render_history(entries: Iterable[HistoryEntry], timezone: str) -> str:
+    """``show N``'s history: one ``2025-05-01 14:03 UTC alice (web:lobby): …`` line per op."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    lines = ["History:"]
+    for entry in entries:
+        when = datetime.fromtimestamp(entry.ts, zone).strftime("%Y-%m-%d %H:%M %Z")
+        lines.append(f"  {when} {entry.origin.describe()}: {entry.summary}")
+    return "\n".join(lines)
+
+
+def render_projects(projects: Sequence[ProjectRecord], active: str | None) -> str:
+    """``projects``: one line per project, the room's active one marked."""
+    if not projects:
+        return "No projects yet."
+    lines = ["Projects:"]
+    for p in projects:
+        mark = " (this room)" if p.name == active else ""
+        lines.append(f"  {p.name}{mark} — {p.path}, branch {p.base_branch}, {p.timezone}")
+    lines.append("Change this room's project with `switch <project>`.")
+    return "\n".join(lines)
+
+
+def summary_line(project: str, items: Sequence[Item], active: bool) -> str:
+    """``all_status``: ``demo: backlog 2 · coding 1 · qa 0 · merge 0 · done 1 · closed 0``."""
+    counts = {col: 0 for col, _ in BOARD}
+    for item in items:
+        col = column(item.stage)
+        if col in counts:
+            counts[col] += 1
+    mark = " (this room)" if active else ""
+    return f"{project}{mark}: " + " · ".join(f"{col.value} {n}" for col, n in counts.items())

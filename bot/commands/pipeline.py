@@ -1,0 +1,313 @@
+"""The pipeline commands (C2): the board, items, transitions, dependencies, projects.
+
+Each handler resolves the room's active project (its ``switch``, else the default project),
+names items through the engine's one lookup (C3) and credits ``ctx.origin`` in the op log.
+A command writes at most one op, after every check passed, so bad input changes nothing
+(C4); refusals (unknown item, refused transition) come back as the engine's own words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest
+from bot.commands.board import (
+    render_board,
+    render_history,
+    render_item,
+    render_projects,
+    stage_reason,
+    summary_line,
+)
+from bot.commands.registry import CommandContext, Permission, Registry
+from bot.messages import Reply
+from pipeline.engine import Changed, Engine, ProjectNotFound
+from pipeline.model import Frozen, ItemKind, stage_name
+from pipeline.transitions import (
+    MOVE_TARGETS,
+    Abandon,
+    Accept,
+    Block,
+    Event,
+    Freeze,
+    Hold,
+    Move,
+    Reject,
+    Release,
+    Reopen,
+    Supersede,
+    Unblock,
+    Unfreeze,
+)
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _numbers(value: object) -> object:
+    """``"3,4"``, ``"#3 #4"`` → ``["3", "4"]`` (each then checked as an item number)."""
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return ()
+        words = [w.removeprefix("#") for w in _SEPARATORS.split(value) if w]
+        if not words or not all(w.isdecimal() for w in words):
+            raise PydanticCustomError("numbers", "give item numbers like 3 4, or none")
+        return words
+    return value
+
+
+Numbers = Annotated[tuple[ItemNumber, ...], BeforeValidator(_numbers)]
+Reason = Annotated[str | None, Rest, Field(description="why (optional)", max_length=500)]
+
+
+class ItemArgs(Args):
+    number: ItemNumber
+
+
+class StatusArgs(Args):
+    number: Annotated[ItemNumber | None, Field(description="one item's detail")] = None
+
+
+class NewArgs(Args):
+    kind: Annotated[ItemKind, BeforeValidator(_lower), Field(description="what sort of work")]
+    title: Annotated[str, Rest, Field(min_length=1, max_length=200, description="one line")]
+    depends: Annotated[Numbers, Option("--depends"), Field(description="item numbers")] = ()
+    epic: Annotated[ItemNumber | None, Option("--epic"), Field(description="its epic")] = None
+
+
+class MoveArgs(Args):
+    number: ItemNumber
+    stage: Annotated[
+        str, Field(description="target stage", json_schema_extra={"enum": list(MOVE_TARGETS)})
+    ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_stage(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            stage = _lower(data.get("stage"))
+            if stage not in MOVE_TARGETS:
+                raise PydanticCustomError(
+                    "stage", "Valid stages: {stages}.", {"stages": ", ".join(MOVE_TARGETS)}
+                )
+            data = {**data, "stage": stage}
+        return data
+
+
+class DependsArgs(Args):
+    number: ItemNumber
+    depends_on: Annotated[Numbers, Rest, Field(description="item numbers, or none to clear")]
+
+
+class ReasonArgs(Args):
+    number: ItemNumber
+    reason: Reason = None
+
+
+class RejectArgs(Args):
+    number: ItemNumber
+    reason: Annotated[str, Rest, Field(min_length=1, max_length=500, description="why")]
+
+
+class SupersedeArgs(Args):
+    number: ItemNumber
+    by_word: SkipJsonSchema[Annotated[Literal["by"], BeforeValidator(_lower)]] = "by"
+    by: Annotated[ItemNumber, Field(description="the item that replaces it")]
+
+
+class ProjectArgs(Args):
+    project: Annotated[str, BeforeValidator(_lower), Field(description="project name")]
+
+
+def changed_line(changed: Changed) -> str:
+    """``#3 Login page: coding → blocked (no keys).``"""
+    before, after = changed.before, changed.after
+    reason = "" if isinstance(after.stage, Frozen) else stage_reason(after.stage)
+    tail = f" ({reason})" if reason else ""
+    return f"{after.label}: {stage_name(before.stage)} → {stage_name(after.stage)}{tail}."
+
+
+def register_pipeline(registry: Registry) -> None:
+    """Add the pipeline and project commands to ``registry``."""
+    _register_board(registry)
+    _register_items(registry)
+    _register_purge(registry)
+    _register_transitions(registry)
+    _register_projects(registry)
+
+
+async def _project(ctx: CommandContext) -> tuple[Engine, str]:
+    engine = ctx.services.engine
+    return engine, await engine.room_project(ctx.session)
+
+
+def _register_board(registry: Registry) -> None:
+    @registry.command(
+        "status", summary="The board, or one item's detail", usage="status [N]", args=StatusArgs
+    )
+    async def status(ctx: CommandContext, args: StatusArgs) -> Reply:
+        engine, project = await _project(ctx)
+        items = await engine.items(project)
+        if args.number is None:
+            return Reply(render_board(project, items, engine.now()))
+        item = await engine.lookup(project, args.number)
+        return Reply(render_item(project, item, items, engine.now()))
+
+    @registry.command(
+        "show", summary="An item in full, with its history", usage="show N", args=ItemArgs
+    )
+    async def show(ctx: CommandContext, args: ItemArgs) -> Reply:
+        engine, project = await _project(ctx)
+        item = await engine.lookup(project, args.number)
+        text = render_item(project, item, await engine.items(project), engine.now())
+        if item.body.strip():
+            text += f"\n\n{item.body.strip()}"
+        record = await engine.project(project)
+        history = render_history(await engine.history(project, item.number), record.timezone)
+        return Reply(f"{text}\n\n{history}")
+
+
+def _register_items(registry: Registry) -> None:
+    @registry.command(
+        "new",
+        summary="Add a story, bug, spike, refactor or epic to the backlog",
+        usage="new story|bug|spike|refactor|epic <title…> [--depends 3,4] [--epic N]",
+        args=NewArgs,
+    )
+    async def new(ctx: CommandContext, args: NewArgs) -> Reply:
+        engine, project = await _project(ctx)
+        created = await engine.create(
+            project, args.kind, args.title, ctx.origin, depends_on=args.depends, epic=args.epic
+        )
+        item = created.item
+        lines = [f"Created {item.label} ({item.kind.value}) in {project}."]
+        if item.depends_on:
+            lines.append(f"Depends on: {', '.join(f'#{n}' for n in item.depends_on)}.")
+        return Reply("\n".join([*lines, *created.warnings]))
+
+    @registry.command(
+        "depends",
+        summary="Set what an item waits for (none clears it)",
+        usage="depends N <M…|none>",
+        args=DependsArgs,
+    )
+    async def depends(ctx: CommandContext, args: DependsArgs) -> Reply:
+        engine, project = await _project(ctx)
+        changed = await engine.set_depends(project, args.number, args.depends_on, ctx.origin)
+        deps = changed.after.depends_on
+        line = (
+            f"{changed.after.label} now depends on {', '.join(f'#{n}' for n in deps)}."
+            if deps
+            else f"{changed.after.label} depends on nothing now."
+        )
+        return Reply("\n".join([line, *changed.warnings]))
+
+
+def _register_purge(registry: Registry) -> None:
+    @registry.command(
+        "purge",
+        summary="Delete an item for good (its number is never reused)",
+        usage="purge N",
+        args=ItemArgs,
+        permission=Permission.ADMIN,
+        destructive=True,
+    )
+    async def purge(ctx: CommandContext, args: ItemArgs) -> Reply:
+        engine, project = await _project(ctx)
+        item = await engine.find(project, args.number)
+        layers = await engine.purge(project, args.number, ctx.origin)
+        if not layers or item is None:
+            return Reply(f"#{args.number} is already gone from {project}; nothing to clear.")
+        return Reply(f"Purged {item.label} from {project}. Cleared: {', '.join(layers)}.")
+
+
+_TRANSITIONS: tuple[tuple[str, str, str, type[Args], Callable[[Any], Event]], ...] = (
+    ("move", "Move an item to another stage", "move N <stage>", MoveArgs,
+     lambda a: Move(a.stage)),
+    ("block", "Block an item until someone unblocks it", "block N [reason]", ReasonArgs,
+     lambda a: Block(a.reason) if a.reason else Block()),
+    ("unblock", "Send a blocked item back to the backlog", "unblock N", ItemArgs,
+     lambda a: Unblock()),
+    ("freeze", "Pause an item where it is", "freeze N", ItemArgs, lambda a: Freeze()),
+    ("unfreeze", "Resume a frozen item where it was", "unfreeze N", ItemArgs,
+     lambda a: Unfreeze()),
+    ("hold", "Hold an item in QA for review", "hold N [reason]", ReasonArgs,
+     lambda a: Hold(a.reason) if a.reason else Hold()),
+    ("release", "Release a held item back to QA", "release N", ItemArgs, lambda a: Release()),
+    ("accept", "Accept a done item (archives it)", "accept N", ItemArgs, lambda a: Accept()),
+    ("abandon", "Give up on an item", "abandon N", ItemArgs, lambda a: Abandon()),
+    ("supersede", "Mark an item as replaced by another", "supersede N by M", SupersedeArgs,
+     lambda a: Supersede(a.by)),
+    ("reject", "Turn an item down", "reject N <reason>", RejectArgs, lambda a: Reject(a.reason)),
+    ("reopen", "Bring an abandoned, superseded or rejected item back", "reopen N", ItemArgs,
+     lambda a: Reopen()),
+)  # fmt: skip
+"""name, summary, usage, argument model, and the event the arguments make."""
+
+
+def _register_transitions(registry: Registry) -> None:
+    for name, summary, usage, model, make in _TRANSITIONS:
+        registry.command(name, summary=summary, usage=usage, args=model)(_transition(make))
+
+
+def _transition(make: Callable[[Any], Event]) -> Callable[[CommandContext, Any], Any]:
+    async def handler(ctx: CommandContext, args: Any) -> Reply:
+        engine, project = await _project(ctx)
+        event = make(args)
+        changed = await engine.apply(project, args.number, event, ctx.origin)
+        return Reply(changed_line(changed))
+
+    return handler
+
+
+def _register_projects(registry: Registry) -> None:
+    @registry.command("projects", summary="List the projects", usage="projects", args=NoArgs)
+    async def projects(ctx: CommandContext, args: NoArgs) -> Reply:
+        engine = ctx.services.engine
+        active = await _active_or_none(ctx)
+        return Reply(render_projects(await engine.projects(), active))
+
+    @registry.command(
+        "switch",
+        summary="Make another project this room's project",
+        usage="switch <project>",
+        args=ProjectArgs,
+    )
+    async def switch(ctx: CommandContext, args: ProjectArgs) -> Reply:
+        record = await ctx.services.engine.switch(ctx.session, args.project, ctx.origin)
+        return Reply(f"This room now works on {record.name} ({record.path}).")
+
+    @registry.command(
+        "all_status",
+        summary="One line per project: items per column",
+        usage="all_status",
+        args=NoArgs,
+        aliases=("all-status",),
+    )
+    async def all_status(ctx: CommandContext, args: NoArgs) -> Reply:
+        engine = ctx.services.engine
+        active = await _active_or_none(ctx)
+        records = await engine.projects()
+        if not records:
+            return Reply("No projects yet.")
+        lines = [
+            summary_line(p.name, await engine.items(p.name), p.name == active) for p in records
+        ]
+        return Reply("\n".join(lines))
+
+
+async def _active_or_none(ctx: CommandContext) -> str | None:
+    engine = ctx.services.engine
+    try:
+        return await engine.room_project(ctx.session)
+    except ProjectNotFound:
+        return None

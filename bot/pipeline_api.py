@@ -1,0 +1,53 @@
+"""The pipeline's read API: ``GET /api/v1/projects`` and ``/api/v1/projects/{name}/items``.
+
+Under ``/api/`` so the bearer-token middleware guards it. Read-only; every answer comes
+from the store's materialised tables through the engine (S3).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.http import error
+from pipeline.engine import Engine, ProjectNotFound
+from pipeline.model import Item, badge, column, stage_name
+
+
+def item_json(item: Item) -> dict[str, object]:
+    """One item as the API shows it: number, kind, title, stage, column, badge, depends_on."""
+    return {
+        "number": item.number,
+        "kind": item.kind.value,
+        "title": item.title,
+        "stage": stage_name(item.stage),
+        "column": column(item.stage).value,
+        "badge": badge(item.stage).value,
+        "depends_on": list(item.depends_on),
+    }
+
+
+def mount(app: web.Application, engine: Engine) -> None:
+    """Add the project and item routes to ``app`` (before the server starts)."""
+
+    async def projects(request: web.Request) -> web.Response:
+        records = await engine.projects()
+        return web.json_response(
+            {
+                "projects": [
+                    {"name": p.name, "path": p.path, "base_branch": p.base_branch,
+                     "timezone": p.timezone}
+                    for p in records
+                ]
+            }
+        )  # fmt: skip
+
+    async def items(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            await engine.project(name)
+        except ProjectNotFound as err:
+            return error(404, str(err))
+        return web.json_response({"items": [item_json(i) for i in await engine.items(name)]})
+
+    app.router.add_get("/api/v1/projects", projects)
+    app.router.add_get("/api/v1/projects/{name}/items", items)

@@ -1,0 +1,381 @@
+"""The pipeline engine: the one service that changes work items and the rooms' projects.
+
+Every mutation goes through here: the item is looked up in the store (the single source of
+truth, S3), the change is checked in full (transition table, dependencies, numbers), exactly
+one op is written, and only after its commit are the listeners told. Pure logic over
+:class:`~pipeline.store.OpStore`; nothing here imports ``bot/``.
+
+    PipelineError
+    ├── ItemNotFound       no live item with that number in the project (C3)
+    ├── ProjectNotFound    no project with that name, or no project at all
+    └── TransitionError    the item's stage refuses the event (pipeline.transitions)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pipeline.events import (
+    Fanout,
+    ItemChanged,
+    ItemCreated,
+    ItemPurged,
+    Listener,
+    PipelineEvent,
+)
+from pipeline.history import HistoryEntry, history_of, numbers
+from pipeline.model import (
+    Abandoned,
+    Item,
+    ItemKind,
+    Origin,
+    PipelineError,
+    Rejected,
+    Superseded,
+    stage_name,
+)
+from pipeline.ops import KEEP, PROJECT_NAME, CreateProject, PurgeItem, SetRoom, UpdateItem
+from pipeline.store import OpStore, ProjectRecord
+from pipeline.transitions import Event, QaFail, Supersede, transition
+
+_NEVER_DONE = (Abandoned, Superseded, Rejected)
+
+
+class ItemNotFound(PipelineError):
+    """No live item ``number`` in ``project``; ``str(err)`` is ``No item #N in <project>.``"""
+
+    def __init__(self, project: str, number: int) -> None:
+        super().__init__(f"No item #{number} in {project}.")
+        self.project = project
+        self.number = number
+
+
+class ProjectNotFound(PipelineError):
+    """The named project does not exist (or no project exists at all); nothing changed."""
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A new item as committed, and warnings for the room (lesson 503)."""
+
+    item: Item
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """An item before and after one committed change, and warnings for the room."""
+
+    before: Item
+    after: Item
+    warnings: tuple[str, ...] = ()
+
+
+def project_slug(text: str) -> str:
+    """A valid project name (N1) made from ``text``: ``"My App"`` → ``"my-app"``.
+
+    Guarantees: the result matches ``^[a-z0-9][a-z0-9-]{0,62}$``; ``"default"`` when
+    ``text`` has no ASCII letter or digit.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].rstrip("-")
+    return slug if PROJECT_NAME.fullmatch(slug) else "default"
+
+
+class Engine:
+    """Reads and changes one store's projects, items and room projects.
+
+    Guarantees: each mutation writes at most one op and either commits fully or changes
+    nothing (bad input raises before the write). Read-check-write sequences of one project
+    are serialised, so two concurrent moves cannot both pass a check against the same
+    stale stage. Listeners run synchronously after the commit, in subscription order; one
+    that raises is logged and neither the caller nor the other listeners notice. A caller
+    cancelled after the write was queued may miss the listeners (their reconcile covers it).
+    """
+
+    def __init__(
+        self, store: OpStore, clock: Callable[[], float] = time.time, max_retries: int = 3
+    ) -> None:
+        self.store = store
+        self.max_retries = max_retries
+        self.default_project: str | None = None  # a room without `switch` works on this
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._fanout = Fanout()
+
+    def now(self) -> float:
+        """The engine's clock (unix seconds)."""
+        return self._clock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` after every commit from now on; returns the unsubscribe function."""
+        return self._fanout.subscribe(listener)
+
+    # --- projects and rooms ---------------------------------------------------------------
+
+    async def projects(self) -> list[ProjectRecord]:
+        """Every registered project, by name."""
+        return await self.store.projects()
+
+    async def project(self, name: str) -> ProjectRecord:
+        """The project called ``name``.
+
+        Raises:
+            ProjectNotFound: ``No project 'x'. Projects: a, b.``
+        """
+        projects = await self.store.projects()
+        for record in projects:
+            if record.name == name:
+                return record
+        known = ", ".join(p.name for p in projects) or "none yet"
+        raise ProjectNotFound(f"No project {name!r}. Projects: {known}.")
+
+    async def ensure_project(
+        self,
+        name: str,
+        path: str,
+        base_branch: str = "main",
+        timezone: str = "UTC",
+        *,
+        origin: Origin,
+    ) -> ProjectRecord:
+        """Register the project unless one of that name exists; return the stored record.
+
+        Idempotent: an existing project is returned unchanged (its path is not updated).
+        """
+        async with self._lock(name):
+            for record in await self.store.projects():
+                if record.name == name:
+                    return record
+            await self.store.append(CreateProject(name, path, base_branch, timezone), origin)
+            return await self.project(name)
+
+    async def room_project(self, session: str) -> str:
+        """The active project of ``session``: its ``switch``, else :attr:`default_project`.
+
+        Raises:
+            ProjectNotFound: the room chose none and there is no default project.
+        """
+        room = await self.store.room(session)
+        if room is not None and room.project is not None:
+            return room.project
+        if self.default_project is None:
+            raise ProjectNotFound("No project is set up yet.")
+        return self.default_project
+
+    async def switch(self, session: str, name: str, origin: Origin) -> ProjectRecord:
+        """Make ``name`` the active project of ``session`` (one ``room.set`` op).
+
+        Raises:
+            ProjectNotFound: no such project; the room keeps its project.
+        """
+        record = await self.project(name)
+        await self.store.append(SetRoom(session, project=name), origin)
+        return record
+
+    # --- items ----------------------------------------------------------------------------
+
+    async def items(self, project: str) -> list[Item]:
+        """Every live item of ``project`` by number (empty for an unknown project)."""
+        return await self.store.items(project)
+
+    async def find(self, project: str, number: int) -> Item | None:
+        """Item ``number`` of ``project``, or None when it never existed or was purged."""
+        return await self.store.item(project, number)
+
+    async def lookup(self, project: str, number: int) -> Item:
+        """THE lookup of an item number (C3, lesson 512): the store's live rows only.
+
+        Raises:
+            ItemNotFound: ``No item #N in <project>.``
+        """
+        item = await self.store.item(project, number)
+        if item is None:
+            raise ItemNotFound(project, number)
+        return item
+
+    async def create(
+        self,
+        project: str,
+        kind: ItemKind,
+        title: str,
+        origin: Origin,
+        depends_on: Iterable[int] = (),
+        epic: int | None = None,
+        body: str = "",
+    ) -> Created:
+        """Create an item in Backlog numbered after the last ever issued (P5).
+
+        Every named dependency and the epic must be live items of ``project``; the epic
+        must be an epic. A dependency that is already Abandoned, Superseded or Rejected is
+        accepted with a warning, since it will never count as done (lesson 503).
+
+        Raises:
+            ProjectNotFound, ItemNotFound, PipelineError: nothing was written.
+        """
+        await self.project(project)
+        deps = _distinct(depends_on)
+        async with self._lock(project):
+            warnings = await self._check_deps(project, None, deps)
+            if epic is not None:
+                parent = await self.lookup(project, epic)
+                if parent.kind is not ItemKind.EPIC:
+                    raise PipelineError(f"#{epic} is a {parent.kind.value}, not an epic.")
+            item = await self.store.create_item(
+                project, origin, kind=kind, title=title.strip(), body=body, depends_on=deps,
+                epic=epic,
+            )  # fmt: skip
+        self._fanout.emit(
+            ItemCreated(
+                project=project, number=item.number, title=item.title, kind=item.kind,
+                stage=item.stage, depends_on=item.depends_on, origin=origin, ts=item.created_at,
+            )
+        )  # fmt: skip
+        return Created(item, warnings)
+
+    async def apply(self, project: str, number: int, event: Event, origin: Origin) -> Changed:
+        """Apply ``event`` through the transition table (P3) as one ``item.update`` op.
+
+        Raises:
+            ItemNotFound: no such item (or ``supersede … by`` names a missing one).
+            TransitionError: the stage refuses the event; its text lists where it can go.
+        """
+        async with self._lock(project):
+            before = await self.lookup(project, number)
+            after = transition(before, event, self._clock())
+            if isinstance(event, Supersede):
+                await self.lookup(project, event.by)
+            retries = after.retries if after.retries != before.retries else KEEP
+            change = UpdateItem(project, number, stage=after.stage, retries=retries)
+            applied = await self.store.append(change, origin)
+        after = dataclasses.replace(after, updated_at=applied.op.ts)
+        self._changed(project, before, after, origin)
+        return Changed(before, after)
+
+    async def qa_failed(
+        self, project: str, number: int, origin: Origin, detail: str = ""
+    ) -> Changed:
+        """``qa_fail`` with the engine's ``max_retries``: back to Coding, or Blocked."""
+        return await self.apply(project, number, QaFail(self.max_retries, detail), origin)
+
+    async def set_depends(
+        self, project: str, number: int, depends_on: Iterable[int], origin: Origin
+    ) -> Changed:
+        """Replace the item's dependencies (empty clears them); no op when nothing changes.
+
+        Refuses unknown items, the item itself and cycles; warns about dependencies that
+        will never be done (lesson 503).
+
+        Raises:
+            ItemNotFound, PipelineError: nothing was written.
+        """
+        deps = _distinct(depends_on)
+        async with self._lock(project):
+            before = await self.lookup(project, number)
+            if number in deps:
+                raise PipelineError(f"#{number} cannot depend on itself.")
+            warnings = await self._check_deps(project, number, deps)
+            if deps == before.depends_on:
+                return Changed(before, before, warnings)
+            applied = await self.store.append(UpdateItem(project, number, depends_on=deps), origin)
+        after = dataclasses.replace(before, depends_on=deps, updated_at=applied.op.ts)
+        self._changed(project, before, after, origin)
+        return Changed(before, after, warnings)
+
+    async def purge(self, project: str, number: int, origin: Origin) -> list[str]:
+        """Remove the item and its timers in one transaction (S5); return the layers cleared.
+
+        Idempotent: an item purged before gives ``[]`` and writes nothing. Its number is
+        never issued again, across restarts (P5).
+
+        Raises:
+            ItemNotFound: ``project`` never issued ``number``.
+        """
+        async with self._lock(project):
+            item = await self.store.item(project, number)
+            if item is None:
+                if number >= await self.store.next_number(project):
+                    raise ItemNotFound(project, number)
+                return []
+            applied = await self.store.append(PurgeItem(project, number), origin)
+        layers = tuple(applied.effects)
+        self._fanout.emit(ItemPurged(project, number, item.title, layers, origin, applied.op.ts))
+        return list(layers)
+
+    async def history(self, project: str, number: int) -> list[HistoryEntry]:
+        """The item's ops from the op log, oldest first: who did what, and when."""
+        return history_of(await self.store.item_ops(project, number))
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _lock(self, project: str) -> asyncio.Lock:
+        return self._locks.setdefault(project, asyncio.Lock())
+
+    def _changed(self, project: str, before: Item, after: Item, origin: Origin) -> None:
+        self._fanout.emit(
+            ItemChanged(
+                project=project, number=after.number, title=after.title,
+                from_stage=before.stage, to_stage=after.stage, origin=origin, ts=after.updated_at,
+            )
+        )  # fmt: skip
+
+    async def _check_deps(
+        self, project: str, number: int | None, deps: tuple[int, ...]
+    ) -> tuple[str, ...]:
+        """Refuse missing dependencies and cycles; warn about never-done ones."""
+        warnings = []
+        for dep in deps:
+            item = await self.lookup(project, dep)
+            if isinstance(item.stage, _NEVER_DONE):
+                warnings.append(
+                    f"⚠️ {item.label} is {stage_name(item.stage)}: it will never be done, so"
+                    " this dependency will never be met on its own."
+                )
+        if number is not None and deps:
+            graph = {item.number: item.depends_on for item in await self.store.items(project)}
+            graph[number] = deps
+            if _reaches(graph, deps, number):
+                raise PipelineError(
+                    f"#{number} cannot depend on {numbers(deps)}: that would make a cycle."
+                )
+        return tuple(warnings)
+
+
+def _distinct(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _reaches(graph: dict[int, tuple[int, ...]], start: tuple[int, ...], target: int) -> bool:
+    seen: set[int] = set()
+    todo = list(start)
+    while todo:
+        node = todo.pop()
+        if node == target:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return False
+
+
+__all__ = [
+    "Changed",
+    "Created",
+    "Engine",
+    "HistoryEntry",
+    "ItemChanged",
+    "ItemCreated",
+    "ItemNotFound",
+    "ItemPurged",
+    "Listener",
+    "PipelineEvent",
+    "ProjectNotFound",
+    "project_slug",
+]
