@@ -1,13 +1,16 @@
 """The composition root behind ``musher run``: builds every part, runs, shuts down in order.
 
-Startup: open the database → build services → load the enabled transports by name (lazily,
-so an unused SDK is never imported) → mount their routes → listen → start transports →
-replay what a crash left unanswered → write ``daemon.json``.
+Startup: open the database → build services (the event bus subscribes to the engine here,
+before anything slow, lesson 1078) → load the enabled transports by name (lazily, so an
+unused SDK is never imported) → mount their routes → listen → start transports → start the
+timers' trigger and the bus subscribers (each reconciles first) → replay what a crash left
+unanswered → write ``daemon.json``.
 
 Shutdown (the one ordered contract, STYLE.md): stop intake (transports and HTTP) → drain
 the dispatcher (running turns are cancelled and parked: their messages stay unanswered in
-the journal and are replayed on the next start) → stop background jobs → close the
-provider → flush and close the store last.
+the journal and are replayed on the next start) → stop the bus subscribers in order (the
+timers' scheduler with them) and background jobs → close the provider → flush and close
+the store last.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bot.access import AccessPolicy
+from bot.audit_buffer import AuditBuffer
+from bot.board_api import mount as mount_board_api
 from bot.clock import LoopClock
 from bot.commands.core import register_core
 from bot.commands.pipeline import register_pipeline
 from bot.commands.registry import Registry
+from bot.commands.timers import register_timers
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
@@ -46,6 +52,7 @@ from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
+from bot.subscribers import build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnRunner
 from config.models import Settings
@@ -73,7 +80,7 @@ def enabled_transports(settings: Settings) -> list[str]:
 def build_services(
     settings: Settings, db: Database, store: OpStore, *, provider: Provider | None = None
 ) -> Services:
-    """Wire journal, feed, metrics, registry, dispatcher and turn runner over ``db``.
+    """Wire journal, feed, metrics, registry, dispatcher, turn runner, engine and bus.
 
     ``provider`` overrides ``[llm] provider`` (benchmarks and tests).
     """
@@ -84,6 +91,7 @@ def build_services(
     registry = Registry()
     register_core(registry)
     register_pipeline(registry)
+    register_timers(registry)
 
     async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
         await runner.run(session, batch)
@@ -91,8 +99,45 @@ def build_services(
     async def discard(session: str, batch: Sequence[QueuedText]) -> None:
         await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
 
+    dispatcher = _dispatcher(settings, metrics, run_turn, discard)
+    engine = Engine(store, max_retries=settings.agents.max_retries)
+    outbox, audit = Outbox(journal, feed, metrics, settings.daemon.name), AuditBuffer()
+    parts = build_pipeline(settings, engine, journal, outbox, audit, LoopClock())
+    services = Services(
+        settings=settings,
+        journal=journal,
+        feed=feed,
+        metrics=metrics,
+        outbox=outbox,
+        registry=registry,
+        provider=provider or make_provider(settings, db, bridge),
+        dispatcher=dispatcher,
+        costs=CostBook(db),
+        data_dir=db.path.parent,
+        mcp=bridge,
+        store=store,
+        engine=engine,
+        bus=parts.bus,
+        followers=parts.followers,
+        notifier=parts.notifier,
+        timers=parts.timers,
+        audit=audit,
+    )
+    runner = TurnRunner(services)
+    metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
+    metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
+    bus_gauges(metrics, parts.bus)
+    return services
+
+
+def _dispatcher(
+    settings: Settings,
+    metrics: Metrics,
+    run_turn: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
+    discard: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
+) -> Dispatcher:
     d = settings.dispatcher
-    dispatcher = Dispatcher(
+    return Dispatcher(
         run_turn=run_turn,
         discard=discard,
         clock=LoopClock(),
@@ -103,25 +148,6 @@ def build_services(
         idle_ttl_s=d.idle_session_ttl_s,
         on_batch=metrics.batch_size.observe,
     )
-    services = Services(
-        settings=settings,
-        journal=journal,
-        feed=feed,
-        metrics=metrics,
-        outbox=Outbox(journal, feed, metrics, settings.daemon.name),
-        registry=registry,
-        provider=provider or make_provider(settings, db, bridge),
-        dispatcher=dispatcher,
-        costs=CostBook(db),
-        data_dir=db.path.parent,
-        mcp=bridge,
-        store=store,
-        engine=Engine(store, max_retries=settings.agents.max_retries),
-    )
-    runner = TurnRunner(services)
-    metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
-    metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
-    return services
 
 
 async def ensure_default_project(services: Services, cwd: Path | None = None) -> str:
@@ -186,6 +212,7 @@ class Daemon:
                 transport.mount(app)
         services.mcp.mount(app)
         mount_pipeline_api(app, services.engine)
+        mount_board_api(app, services.engine)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
         services.mcp.url = self.url
@@ -194,6 +221,7 @@ class Daemon:
                 self.health[f"transport:{transport.name}"] = "starting"
                 await transport.start(ingress)
                 self.health[f"transport:{transport.name}"] = "ok"
+            await self._start_pipeline(services)
             self.health["dispatcher"] = "ok"
             await ingress.replay()
             self._write_daemon_json()
@@ -222,7 +250,16 @@ class Daemon:
                 await transport.aclose()
         await server.aclose()
         await services.dispatcher.aclose()  # 2. park running turns
-        await services.provider.aclose()  # 3. background jobs were stopped by the task group
+        await services.bus.aclose()  # 3. subscribers in order; the timers' scheduler stops
+        await services.provider.aclose()  # background jobs were stopped by the task group
+
+    async def _start_pipeline(self, services: Services) -> None:
+        """Load who follows what, start the timers' trigger, then the bus subscribers (each
+        reconciles first: due timers fire, missed promotions happen)."""
+        log.info("%d rooms follow a project", await services.followers.load())
+        services.timers.start()
+        await services.bus.start()
+        self.health["bus"] = "ok"
 
     def _load_transports(self, services: Services, db: Database) -> list[Transport]:
         ctx = TransportContext(self.settings, db, services.journal, services.feed, services.metrics)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.db import Database
-from bot.messages import InboundMessage
+from bot.messages import InboundMessage, session_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound (
@@ -249,6 +249,12 @@ class Journal:
             return cursor.rowcount == 1
 
         return await self.db.write(job)
+
+    async def command_rooms(self) -> list[str]:
+        """The sessions that ran a command in the journal's memory (about ``DEDUPE_DAYS``)."""
+        rows = await self.db.read("SELECT DISTINCT transport, room FROM inbound WHERE kind = ?",
+                                  (Kind.COMMAND.value,))  # fmt: skip
+        return sorted({session_key(transport, room) for transport, room in rows})
 
     async def prune(self, days: float = DEDUPE_DAYS) -> int:
         """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""

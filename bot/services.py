@@ -11,14 +11,18 @@ from bot.commands.registry import Registry
 from bot.cost import CostBook
 from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
+from bot.followers import Followers
 from bot.journal import Journal
 from bot.llm.base import Provider
 from bot.mcp_bridge import McpBridge
 from bot.metrics import Metrics
+from bot.notifier import Notifier
 from bot.outbox import Outbox
 from config.models import Settings
+from pipeline.bus import Bus
 from pipeline.engine import Engine
 from pipeline.store import OpStore
+from pipeline.timers import Timers
 
 
 @dataclass(slots=True)
@@ -35,6 +39,10 @@ class Services:
     data_dir: Path
     store: OpStore
     engine: Engine
+    bus: Bus  # the engine's changes to the subscribers below (and any added later)
+    followers: Followers  # which rooms follow which project
+    notifier: Notifier
+    timers: Timers
     mcp: McpBridge = field(default_factory=McpBridge)
     audit: AuditBuffer = field(default_factory=AuditBuffer)
     access: dict[str, AccessPolicy] = field(default_factory=dict)

@@ -83,6 +83,15 @@ class DaemonConfig(Section):
     name: str = Field(default="musher", min_length=1, description="Bot name, stripped as mention")
     log_level: LogLevel = Field(default="INFO", description="Minimum level of log lines")
     shutdown_timeout_s: float = Field(default=10.0, gt=0, description="Graceful shutdown limit")
+    reconcile_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between the pipeline subscribers' reconciles"
+    )
+    misfire_grace_s: float = Field(
+        default=600.0, ge=0, description="A timer missed by up to this many seconds still fires"
+    )
+    notify_window_s: float = Field(
+        default=1.0, ge=0, description="Pipeline notifications to a room merge over this window"
+    )
 
 
 class HttpConfig(Section):

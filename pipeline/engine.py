@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.events import (
@@ -39,7 +39,7 @@ from pipeline.model import (
     Superseded,
     stage_name,
 )
-from pipeline.ops import KEEP, PROJECT_NAME, CreateProject, PurgeItem, SetRoom, UpdateItem
+from pipeline.ops import KEEP, PROJECT_NAME, Change, CreateProject, PurgeItem, SetRoom, UpdateItem
 from pipeline.store import OpStore, ProjectRecord
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
@@ -240,8 +240,18 @@ class Engine:
         )  # fmt: skip
         return Created(item, warnings)
 
-    async def apply(self, project: str, number: int, event: Event, origin: Origin) -> Changed:
+    async def apply(
+        self,
+        project: str,
+        number: int,
+        event: Event,
+        origin: Origin,
+        also: Sequence[Change] = (),
+    ) -> Changed:
         """Apply ``event`` through the transition table (P3) as one ``item.update`` op.
+
+        ``also`` are ops written before it in the same transaction (a firing timer's
+        ``timer.cancel``): all commit together or none does.
 
         Raises:
             ItemNotFound: no such item (or ``supersede … by`` names a missing one).
@@ -254,7 +264,7 @@ class Engine:
                 await self.lookup(project, event.by)
             retries = after.retries if after.retries != before.retries else KEEP
             change = UpdateItem(project, number, stage=after.stage, retries=retries)
-            applied = await self.store.append(change, origin)
+            applied = (await self.store.append_many([*also, change], origin))[-1]
         after = dataclasses.replace(after, updated_at=applied.op.ts)
         self._changed(project, before, after, origin)
         return Changed(before, after)

@@ -145,9 +145,13 @@ def register_pipeline(registry: Registry) -> None:
     _register_projects(registry)
 
 
-async def _project(ctx: CommandContext) -> tuple[Engine, str]:
+async def room_project(ctx: CommandContext) -> tuple[Engine, str]:
+    """The engine and the room's active project; the room follows that project from now on
+    (its notifications and audit lines, see :mod:`bot.followers`)."""
     engine = ctx.services.engine
-    return engine, await engine.room_project(ctx.session)
+    project = await engine.room_project(ctx.session)
+    ctx.services.followers.note(ctx.session, project)
+    return engine, project
 
 
 def _register_board(registry: Registry) -> None:
@@ -155,7 +159,7 @@ def _register_board(registry: Registry) -> None:
         "status", summary="The board, or one item's detail", usage="status [N]", args=StatusArgs
     )
     async def status(ctx: CommandContext, args: StatusArgs) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         items = await engine.items(project)
         if args.number is None:
             return Reply(render_board(project, items, engine.now()))
@@ -166,7 +170,7 @@ def _register_board(registry: Registry) -> None:
         "show", summary="An item in full, with its history", usage="show N", args=ItemArgs
     )
     async def show(ctx: CommandContext, args: ItemArgs) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         item = await engine.lookup(project, args.number)
         text = render_item(project, item, await engine.items(project), engine.now())
         if item.body.strip():
@@ -184,7 +188,7 @@ def _register_items(registry: Registry) -> None:
         args=NewArgs,
     )
     async def new(ctx: CommandContext, args: NewArgs) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         created = await engine.create(
             project, args.kind, args.title, ctx.origin, depends_on=args.depends, epic=args.epic
         )
@@ -201,7 +205,7 @@ def _register_items(registry: Registry) -> None:
         args=DependsArgs,
     )
     async def depends(ctx: CommandContext, args: DependsArgs) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         changed = await engine.set_depends(project, args.number, args.depends_on, ctx.origin)
         deps = changed.after.depends_on
         line = (
@@ -222,7 +226,7 @@ def _register_purge(registry: Registry) -> None:
         destructive=True,
     )
     async def purge(ctx: CommandContext, args: ItemArgs) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         item = await engine.find(project, args.number)
         layers = await engine.purge(project, args.number, ctx.origin)
         if not layers or item is None:
@@ -261,7 +265,7 @@ def _register_transitions(registry: Registry) -> None:
 
 def _transition(make: Callable[[Any], Event]) -> Callable[[CommandContext, Any], Any]:
     async def handler(ctx: CommandContext, args: Any) -> Reply:
-        engine, project = await _project(ctx)
+        engine, project = await room_project(ctx)
         event = make(args)
         changed = await engine.apply(project, args.number, event, ctx.origin)
         return Reply(changed_line(changed))
@@ -284,6 +288,7 @@ def _register_projects(registry: Registry) -> None:
     )
     async def switch(ctx: CommandContext, args: ProjectArgs) -> Reply:
         record = await ctx.services.engine.switch(ctx.session, args.project, ctx.origin)
+        ctx.services.followers.note(ctx.session, record.name)
         return Reply(f"This room now works on {record.name} ({record.path}).")
 
     @registry.command(

@@ -2,6 +2,8 @@
 // Plain ES module, no dependencies. Message text is only ever assigned via
 // textContent, never innerHTML, so whatever the bot or a user says is inert.
 
+import { createBoard } from "./board.js";
+
 const ROOM_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const KEY_SENDER = "musher.sender";
 const KEY_TOKEN = "musher.token";
@@ -44,6 +46,8 @@ async function api(url, options = {}) {
   try { body = await res.json(); } catch { /* non-JSON body */ }
   return { status: res.status, body };
 }
+
+const board = createBoard({ api, token: () => state.token });
 
 function setStatus(text, kind = "") {
   ui.status.textContent = text;
@@ -164,6 +168,7 @@ async function openRoom() {
   ui.typing.hidden = true;
   ui.room.value = state.room;
   document.title = `${state.room} · musher`;
+  board.showRoom(state.room);
   setStatus("loading…");
   ui.list.setAttribute("aria-busy", "true");    // don't announce the backlog
 
@@ -198,7 +203,10 @@ function connect(gen, after) {
 
   es.onopen = () => setStatus("live", "ok");
   es.addEventListener("message", (e) => {
-    try { addMessages([JSON.parse(e.data)]); } catch { /* ignore bad frame */ }
+    let m;
+    try { m = JSON.parse(e.data); } catch { return; }  // ignore a bad frame
+    addMessages([m]);
+    if (m.role === "bot") board.roomActivity();      // maybe a `switch`: recheck
   });
   es.addEventListener("typing", (e) => {
     try { ui.typing.hidden = !JSON.parse(e.data).active; } catch { /* ignore */ }

@@ -1,0 +1,212 @@
+// musher web console: the pipeline board of the room's project, live over SSE.
+//
+// The server sends `event: items` with the whole board ({project, items}) on connect
+// and after every change, so rendering is a pure function of the last frame. Which
+// project a room works on is asked from /api/v1/rooms/{room}/project when the room
+// opens and again whenever the bot says something (a `switch` is a chat command).
+// Like the chat, every string from the server goes through textContent only.
+
+const COLUMNS = [
+  ["backlog", "Backlog"], ["coding", "Coding"], ["qa", "QA"],
+  ["merge", "Merge"], ["done", "Done"], ["closed", "Closed"],
+];
+
+// Badge → [emoji, label]. "active" and "done" need no marker: the column says it.
+const BADGES = {
+  "frozen": ["❄️", "frozen"],
+  "blocked": ["⛔", "blocked"],
+  "review-hold": ["🔍", "review hold"],
+  "merge-failure": ["⚠️", "merge failed"],
+  "abandoned": ["🗑️", "abandoned"],
+  "superseded": ["🔀", "superseded"],
+  "rejected": ["🚫", "rejected"],
+};
+
+const RETRY_MS = 5000;
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** One item as a card: `#12 Title`, its kind and badge, unmet deps, the stage detail. */
+function card(item) {
+  const li = el("li", "card");
+  li.dataset.number = item.number;
+  li.dataset.badge = item.badge;
+  li.dataset.kind = item.kind;
+
+  const title = el("p", "card-title");
+  title.append(el("span", "card-number", `#${item.number}`), ` ${item.title}`);
+  li.append(title);
+
+  const meta = el("p", "card-meta");
+  meta.append(el("span", "kind", item.kind));
+  const badge = BADGES[item.badge];
+  if (badge) {
+    const tag = el("span", "badge", `${badge[0]} ${badge[1]}`);
+    if (item.badge === "frozen") tag.title = `frozen in ${item.column}`;
+    meta.append(tag);
+  }
+  li.append(meta);
+
+  if (item.waiting_on?.length) {
+    li.append(el("p", "card-wait",
+      `waiting on ${item.waiting_on.map((n) => `#${n}`).join(", ")}`));
+  }
+  if (item.detail) li.append(el("p", "card-detail", item.detail));
+  return li;
+}
+
+/**
+ * The board in #board (see index.html). `api(url)` is the chat's fetch helper (it adds
+ * the bearer token); `token()` gives the token for the EventSource URL.
+ */
+export function createBoard({ api, token }) {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    project: $("board-project"), total: $("board-total"), note: $("board-note"),
+    columns: $("board-columns"), archived: $("board-archived"),
+    archivedCount: $("board-archived-count"), archivedList: $("board-archived-list"),
+  };
+  const state = {
+    room: null,
+    project: null,    // the project shown (null: none yet)
+    source: null,     // the board's EventSource
+    epoch: 0,         // bumps on showRoom(); a room-project answer for an older one is dropped
+    gen: 0,           // bumps on every (re)connect; frames and retries of older ones are dropped
+    checking: null,   // the room-project request in flight, if any
+    again: false,     // another check was asked for while one was in flight
+  };
+
+  // The six columns are built once; each frame only replaces their cards.
+  const lists = new Map();
+  for (const [key, label] of COLUMNS) {
+    const col = el("section", "column");
+    col.dataset.column = key;
+    const head = el("h3", "column-head");
+    const count = el("span", "count", "0");
+    head.append(el("span", "column-name", label), count);
+    const list = el("ol", "cards");
+    list.setAttribute("aria-label", label);
+    col.append(head, list);
+    ui.columns.append(col);
+    lists.set(key, { list, count });
+  }
+
+  function note(text) {
+    ui.note.textContent = text || "";
+    ui.note.hidden = !text;
+  }
+
+  function render(items) {
+    const by = new Map([...lists.keys(), "archived"].map((k) => [k, []]));
+    for (const item of items) by.get(item.column)?.push(item);
+    for (const [key, { list, count }] of lists) {
+      const cards = by.get(key);
+      list.replaceChildren(...cards.map(card));
+      count.textContent = String(cards.length);
+    }
+    const archived = by.get("archived");
+    ui.archivedList.replaceChildren(...archived.map(card));
+    ui.archivedCount.textContent = String(archived.length);
+    ui.archived.hidden = archived.length === 0;
+    const shown = items.length - archived.length;
+    ui.total.textContent = `${shown} item${shown === 1 ? "" : "s"}`;
+    note(items.length ? "" : "No items yet. Try “new story Login page” in the chat.");
+  }
+
+  function clear() {
+    render([]);
+    ui.total.textContent = "";
+    note("");
+  }
+
+  function connect(gen, project) {
+    state.source?.close();
+    let url = `/api/v1/projects/${encodeURIComponent(project)}/events`;
+    if (token()) url += `?token=${encodeURIComponent(token())}`;
+    const es = new EventSource(url);
+    state.source = es;
+    es.addEventListener("items", (e) => {
+      if (gen !== state.gen) return;
+      let frame;
+      try { frame = JSON.parse(e.data); } catch { return; }  // ignore a bad frame
+      if (frame.project === state.project) render(frame.items || []);
+    });
+    es.onerror = () => {
+      if (gen !== state.gen || es.readyState !== EventSource.CLOSED) return;
+      // The browser gave up (an HTTP error, e.g. the project is gone): ask again later.
+      note("Board disconnected, retrying…");
+      setTimeout(() => gen === state.gen && refresh(true), RETRY_MS);
+    };
+  }
+
+  /** Ask which project the room works on; reconnect when it changed (or `force`). */
+  function refresh(force = false) {
+    if (state.checking) {             // one request at a time; ask once more after it
+      state.again ||= force ? "force" : "check";
+      return;
+    }
+    const epoch = state.epoch;
+    const run = check(epoch, force);
+    state.checking = run;
+    run.finally(() => {
+      if (state.checking !== run) return;   // showRoom() moved on meanwhile
+      state.checking = null;
+      const again = state.again;
+      state.again = false;
+      if (again) refresh(again === "force");
+    });
+  }
+
+  async function check(epoch, force) {
+    const room = state.room;
+    try {
+      const { status, body } = await api(`/api/v1/rooms/${encodeURIComponent(room)}/project`);
+      if (epoch !== state.epoch) return;    // another room (or a reload) since
+      if (status === 401) { note("The board needs the access token."); return; }
+      if (status !== 200 || !body) throw new Error(body?.error || `HTTP ${status}`);
+      const project = body.project ?? null;
+      if (project === state.project && state.source && !force) return;
+      const gen = ++state.gen;
+      if (project !== state.project) {
+        state.project = project;
+        ui.project.textContent = project || "no project";
+        clear();
+      }
+      if (project) connect(gen, project);
+      else {
+        state.source?.close();
+        state.source = null;
+        note("This room has no project yet.");
+      }
+    } catch (err) {
+      if (epoch !== state.epoch) return;
+      note(`Board offline: ${err.message}`);
+      const gen = state.gen;
+      setTimeout(() => gen === state.gen && refresh(true), RETRY_MS);
+    }
+  }
+
+  return {
+    /** The page opened `room` (or reloaded it): show that room's project. */
+    showRoom(room) {
+      if (room !== state.room) {
+        state.room = room;
+        state.project = null;
+        ui.project.textContent = "";
+        clear();
+      }
+      state.epoch++;                    // answers for the old room are ignored on return
+      state.gen++;                      // and so are its frames and retries
+      state.checking = null;
+      state.again = false;
+      refresh(true);
+    },
+    /** The bot said something in the room: it may have been a `switch`. */
+    roomActivity() { if (state.room) refresh(false); },
+  };
+}
