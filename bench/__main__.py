@@ -19,6 +19,8 @@ from bench.common import progress
 BENCHES = [
     ("B1", "dispatch", "dispatch_overhead"),
     ("B2", "intake", "http_intake"),
+    ("B3", "commands", "B3_commands"),
+    ("B4", "oplog", "B4_oplog"),
     ("B5", "spawn", "B5_turn_spawn"),
     ("B6", "sessions", "session_scale"),
 ]

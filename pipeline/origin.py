@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -24,7 +25,7 @@ class Origin(ABC):
 
     def to_dict(self) -> dict[str, str]:
         """The op log form: exactly this origin's keys (see :meth:`from_dict`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {name: getattr(self, name) for name in _field_names(type(self))}
 
     @abstractmethod
     def describe(self) -> str:
@@ -39,8 +40,9 @@ class Origin(ABC):
         """
         if not isinstance(data, Mapping):
             raise PipelineError(f"an origin must be an object, got {data!r}")
+        keys = frozenset(data)
         for cls in (UserOrigin, AgentOrigin, SystemOrigin):
-            if set(data) == {f.name for f in fields(cls)}:
+            if keys == frozenset(_field_names(cls)):
                 return cls(**data)
         raise PipelineError(
             "an origin needs {transport, user, room}, {agent, name} or {system, reason};"
@@ -80,3 +82,9 @@ class SystemOrigin(Origin):
 
     def describe(self) -> str:
         return f"{self.system} ({self.reason})"
+
+
+@functools.cache
+def _field_names(cls: type[Origin]) -> tuple[str, ...]:
+    """The field names of an origin class, computed once (decoding the log calls this a lot)."""
+    return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]

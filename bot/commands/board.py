@@ -134,10 +134,18 @@ def item_line(item: Item, by_number: dict[int, Item], now: float) -> str:
     return f"{line} · {age(now - item.created_at)}"
 
 
+PER_COLUMN = 15  # items listed per column; the rest are counted (a chat reply must stay small)
+_NEWEST_FIRST = (Column.DONE, Column.CLOSED)  # finished columns show the latest work
+
+
 def render_board(project: str, items: Sequence[Item], now: float) -> str:
-    """The ``status`` board: one section per non-empty column, items by number."""
+    """The ``status`` board: one section per non-empty column, at most ``PER_COLUMN`` items
+    each (by number; newest first in Done and Closed), the rest counted."""
     by_number = {item.number: item for item in items}
-    archived = sum(1 for item in items if column(item.stage) is Column.ARCHIVED)
+    grouped: dict[Column, list[Item]] = {}
+    for item in items:
+        grouped.setdefault(column(item.stage), []).append(item)
+    archived = len(grouped.get(Column.ARCHIVED, ()))
     shown = len(items) - archived
     head = f"{project}: {shown} item{'s' * (shown != 1)}"
     if archived:
@@ -146,10 +154,14 @@ def render_board(project: str, items: Sequence[Item], now: float) -> str:
         return f"{head}. Add one with `new story <title>`."
     lines = [head]
     for col, label in BOARD:
-        in_column = [item for item in items if column(item.stage) is col]
-        if in_column:
-            lines.append(f"{label} ({len(in_column)})")
-            lines.extend(f"  {item_line(item, by_number, now)}" for item in in_column)
+        in_column = grouped.get(col, [])
+        if not in_column:
+            continue
+        lines.append(f"{label} ({len(in_column)})")
+        listed = in_column[::-1] if col in _NEWEST_FIRST else in_column
+        lines.extend(f"  {item_line(item, by_number, now)}" for item in listed[:PER_COLUMN])
+        if len(in_column) > PER_COLUMN:
+            lines.append(f"  … and {len(in_column) - PER_COLUMN} more (`status N` shows one)")
     return "\n".join(lines)
 
 

@@ -259,14 +259,22 @@ async def test_status_groups_columns_with_badges_deps_and_ages(chat: Chat) -> No
             "  ❄️ #4 Frozen in QA · 3h",
             "Done (1)",
             "  #2 Crash · 3h",
-            "Closed (3)",
-            "  🗑️ #6 closed 6 · 3h",
-            "  🔀 #7 closed 7 — superseded by #1 · 3h",
+            "Closed (3)",  # finished columns list the newest first
             "  🚫 #8 closed 8 — rejected: not needed · 3h",
+            "  🔀 #7 closed 7 — superseded by #1 · 3h",
+            "  🗑️ #6 closed 6 · 3h",
         ]
     )
     assert (await chat.services.engine.lookup("webshop", 4)).stage == Frozen(Qa())
     assert (await chat.services.engine.lookup("webshop", 10)).stage == Frozen(Backlog())
+
+
+async def test_a_long_column_is_cut_and_counted(chat: Chat) -> None:
+    for n in range(1, 21):
+        await chat.say(f"new story item {n}")
+    board = [line.rsplit(" · ", 1)[0] for line in (await chat.say("status")).splitlines()]
+    assert board[:3] == ["webshop: 20 items", "Backlog (20)", "  #1 item 1"]
+    assert board[-2:] == ["  #15 item 15", "  … and 5 more (`status N` shows one)"]
 
 
 async def test_an_empty_board_says_how_to_start(chat: Chat) -> None:
