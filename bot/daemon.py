@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress
 from bot.journal import Journal, State
+from bot.kv import TransportState
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
@@ -199,7 +200,7 @@ class Daemon:
         log.info("default project: %s", await ensure_default_project(services))
         services.ambient.update(r.session for r in await store.rooms() if r.ambient)
         transports = self._load_transports(services, db)
-        ingress = Ingress(services, {t.name: t.identities for t in transports})
+        ingress = Ingress(services, _Identities(transports))
         token = self.settings.http.token
         app = build_app(
             services.metrics,
@@ -262,7 +263,9 @@ class Daemon:
         self.health["bus"] = "ok"
 
     def _load_transports(self, services: Services, db: Database) -> list[Transport]:
-        ctx = TransportContext(self.settings, db, services.journal, services.feed, services.metrics)
+        ctx = TransportContext(
+            self.settings, db, services.journal, services.feed, services.metrics, TransportState(db)
+        )
         transports: list[Transport] = []
         for name in enabled_transports(self.settings):
             try:
@@ -304,3 +307,20 @@ class Daemon:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url}))
         tmp.replace(path)
+
+
+class _Identities(Mapping[str, tuple[str, ...]]):
+    """Each transport's own ids, read live: some learn them while starting (Slack's
+    ``auth.test``, Matrix's display name)."""
+
+    def __init__(self, transports: Sequence[Transport]) -> None:
+        self._transports = {t.name: t for t in transports}
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._transports[name].identities
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._transports)
+
+    def __len__(self) -> int:
+        return len(self._transports)

@@ -9,8 +9,9 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.commands.registry import CommandContext
 from bot.journal import Kind, Pending, State
@@ -29,9 +30,9 @@ COMMAND_INTERRUPTED = (
 
 
 class Ingress:
-    def __init__(self, services: Services, identities: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, services: Services, identities: Mapping[str, tuple[str, ...]]) -> None:
         self.services = services
-        self.identities = identities  # per transport: the bot's own ids/names
+        self.identities = identities  # per transport: the bot's own ids/names, read live
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
         """Journal ``msg`` (durably, before returning) and act on it."""
@@ -70,6 +71,12 @@ class Ingress:
             reply = await s.registry.run(invocation, ctx)
             await s.journal.mark([journal_id], State.DONE)
             if reply.text:
+                reply = dataclasses.replace(
+                    reply,
+                    key=f"c{journal_id}",
+                    reply_to=msg.reply_to,
+                    ephemeral=reply.ephemeral or msg.ephemeral_ok,
+                )
                 await s.outbox.send(msg.session, reply)
         else:
             s.dispatcher.submit(msg.session, QueuedText(msg.sender, text, journal_id, msg.ts))
@@ -80,7 +87,9 @@ class Ingress:
         if not s.settings.access.reply_to_strangers:
             return
         if await s.journal.first_refusal_today(msg.transport, msg.sender):
-            await s.outbox.send(msg.session, Reply(REFUSAL))
+            await s.outbox.send(
+                msg.session, Reply(REFUSAL, ephemeral=msg.ephemeral_ok, reply_to=msg.reply_to)
+            )
 
     async def replay(self) -> int:
         """Re-dispatch what a crash left unanswered (D6); returns how many messages.

@@ -47,11 +47,20 @@ def split_session(session: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Text for a room. ``ephemeral`` asks for a reply only the sender sees, where supported."""
+    """Text for a room. ``ephemeral`` asks for a reply only the sender sees, where supported.
+
+    ``key`` identifies this text for idempotent delivery: a transport that retries a send
+    uses it (Matrix transaction ids, Slack message metadata) so a retry never posts twice.
+    The outbox gives every chunk its own key, derived from the turn or command when known.
+    ``reply_to`` is the inbound message's opaque handle (e.g. a Slack ``response_url``);
+    only command replies carry it.
+    """
 
     text: str
     ephemeral: bool = False
     notice: bool = False
+    key: str = ""
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)

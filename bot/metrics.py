@@ -78,6 +78,16 @@ class Metrics:
         self.sends_failed = Counter(
             "musher_sends_failed_total", "Replies a transport failed to deliver", "transport"
         )
+        self.sends_retried = Counter(
+            "musher_sends_retried_total",
+            "Sends retried after a rate limit, a 5xx or a dropped connection",
+            "transport",
+        )
+        self.webhook_rejected = Counter(
+            "musher_webhook_verifications_failed_total",
+            "Webhook requests refused for a bad or stale signature",
+            "transport",
+        )
         self.tokens = Counter("musher_llm_tokens_total", "LLM tokens by direction", "direction")
         self.cost_usd = Counter("musher_llm_cost_usd_total", "LLM spend in US dollars")
         self.gauges: list[Gauge] = []
@@ -98,6 +108,8 @@ class Metrics:
             self.batch_size,
             self.turn_seconds,
             self.sends_failed,
+            self.sends_retried,
+            self.webhook_rejected,
         ):
             lines += metric.render()
         for gauge in self.gauges:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 
 from bot.feed import RoomFeed, Typing
 from bot.journal import Journal
@@ -28,14 +30,17 @@ class Outbox:
 
         A delivery failure is logged and counted, never raised to the caller: the turn or
         command that produced the reply has already happened. Every chunk delivered (or
-        attempted) is in the room log.
+        attempted) is in the room log. Chunk ``i`` gets the key ``<reply.key>.<i>`` (a random
+        base when the reply has none), so a transport's retries of one chunk are idempotent.
         """
         transport = self.transports.get(split_session(session)[0])
         limit = transport.capabilities.max_length if transport else 4000
-        for chunk in split_text(reply.text, limit):
+        base = reply.key or uuid.uuid4().hex
+        for i, chunk in enumerate(split_text(reply.text, limit)):
             if transport is not None:
                 try:
-                    await transport.send(session, Reply(chunk, reply.ephemeral, reply.notice))
+                    part = dataclasses.replace(reply, text=chunk, key=f"{base}.{i}")
+                    await transport.send(session, part)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bot.messages import InboundMessage, Reply
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from bot.db import Database
     from bot.feed import RoomFeed
     from bot.journal import Journal
+    from bot.kv import TransportState
     from bot.metrics import Metrics
     from config.models import Settings
 
@@ -78,3 +80,8 @@ class TransportContext:
     journal: Journal
     feed: RoomFeed
     metrics: Metrics
+    state: TransportState
+
+    @property
+    def data_dir(self) -> Path:
+        return self.db.path.parent

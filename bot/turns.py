@@ -23,6 +23,7 @@ from bot.prompt import build_prompt
 from bot.tools import batch_is_admin, tool_caller, tools_for
 
 if TYPE_CHECKING:
+    from bot.outbox import Outbox
     from bot.services import Services
 
 log = logging.getLogger("musher.turns")
@@ -44,7 +45,7 @@ class TurnRunner:
         await s.outbox.typing(session, True)
         outcome = "cancelled"
         try:
-            outcome, usage = await self._stream(request)
+            outcome, usage = await self._stream(request, turn_id)
         finally:
             s.mcp.release(session)
             if outcome == "cancelled":
@@ -74,10 +75,11 @@ class TurnRunner:
             cwd=s.data_dir,
         )
 
-    async def _stream(self, request: TurnRequest) -> tuple[str, Usage]:
+    async def _stream(self, request: TurnRequest, turn_id: int) -> tuple[str, Usage]:
         s = self.services
         session = request.session
         paragraphs = ParagraphBuffer()
+        say = _Speaker(s.outbox, session, f"t{turn_id}")
         sent_any = False
         usage = Usage()
         timeout = s.settings.llm.turn_timeout_s
@@ -90,37 +92,47 @@ class TurnRunner:
                     match event:
                         case TextDelta(text):
                             for paragraph in paragraphs.feed(text):
-                                await s.outbox.send(session, Reply(paragraph))
+                                await say(paragraph)
                                 sent_any = True
                         case Done(text):
-                            sent_any = await self._flush(session, paragraphs) or sent_any
+                            sent_any = await _flush(say, paragraphs) or sent_any
                             if text and not sent_any:
-                                await s.outbox.send(session, Reply(text))
+                                await say(text)
                         case Failed(message):
-                            await self._flush(session, paragraphs)
-                            await s.outbox.send(session, Reply(f"⚠️ {message}"))
+                            await _flush(say, paragraphs)
+                            await say(f"⚠️ {message}")
                             return "error", usage
                         case Usage():
                             usage = _add(usage, event)
-            await self._flush(session, paragraphs)
+            await _flush(say, paragraphs)
             return "ok", usage
         except TimeoutError:
-            await s.outbox.send(
-                session, Reply(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
-            )
+            await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
             return "timeout", usage
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("turn failed in %s", session)
-            await s.outbox.send(session, Reply(f"⚠️ The answer failed: {exc}"))
+            await say(f"⚠️ The answer failed: {exc}")
             return "error", usage
 
-    async def _flush(self, session: str, paragraphs: ParagraphBuffer) -> bool:
-        rest = paragraphs.flush()
-        if rest:
-            await self.services.outbox.send(session, Reply(rest))
-        return bool(rest)
+
+class _Speaker:
+    """Sends a turn's texts in order, each keyed ``t<turn>.<n>`` for idempotent delivery."""
+
+    def __init__(self, outbox: Outbox, session: str, base: str) -> None:
+        self.outbox, self.session, self.base, self.count = outbox, session, base, 0
+
+    async def __call__(self, text: str) -> None:
+        self.count += 1
+        await self.outbox.send(self.session, Reply(text, key=f"{self.base}.{self.count}"))
+
+
+async def _flush(say: _Speaker, paragraphs: ParagraphBuffer) -> bool:
+    rest = paragraphs.flush()
+    if rest:
+        await say(rest)
+    return bool(rest)
 
 
 def _add(a: Usage, b: Usage) -> Usage:

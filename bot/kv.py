@@ -1,0 +1,39 @@
+"""Small durable values a transport keeps between runs (a sync token, a warned-room flag)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transport_state (
+    transport TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (transport, key)
+);
+"""
+
+
+class TransportState:
+    """``(transport, key) → value`` rows in the daemon database; writes are durable on return."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, transport: str, key: str) -> str | None:
+        rows = await self.db.read(
+            "SELECT value FROM transport_state WHERE transport = ? AND key = ?", (transport, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def put(self, transport: str, key: str, value: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
+                (transport, key, value),
+            )
+
+        await self.db.write(job)
