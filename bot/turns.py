@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.commands.registry import CommandContext
@@ -21,6 +22,7 @@ from bot.messages import QueuedText, Reply, split_session
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.tools import batch_is_admin, tool_caller, tools_for
+from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from bot.outbox import Outbox
@@ -40,7 +42,8 @@ class TurnRunner:
         turn_id = await s.journal.start_turn(session, ids)
         started = time.monotonic()
         reminder = s.audit.drain(session)
-        request = self._request(session, batch, reminder)
+        project, cwd = await self._workspace(session)
+        request = self._request(session, batch, reminder, cwd)
         usage = Usage()
         await s.outbox.typing(session, True)
         outcome = "cancelled"
@@ -55,11 +58,22 @@ class TurnRunner:
             s.metrics.turn_seconds.observe(time.monotonic() - started)
         tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
         s.metrics.record_usage(*tokens)
-        cost = s.costs.job((turn_id, session, None, None, s.provider.name, *tokens))
+        cost = s.costs.job((turn_id, session, project, None, s.provider.name, *tokens))
         await s.journal.finish_turn(turn_id, ids, outcome, also=cost)
 
+    async def _workspace(self, session: str) -> tuple[str | None, Path]:
+        """The room's project and where the turn runs: the project's directory when it
+        exists on this machine, else the data dir."""
+        s = self.services
+        try:
+            record = await s.engine.project(await s.engine.room_project(session))
+        except PipelineError:
+            return None, s.data_dir
+        path = Path(record.path)
+        return record.name, path if await asyncio.to_thread(path.is_dir) else s.data_dir
+
     def _request(
-        self, session: str, batch: Sequence[QueuedText], reminder: Sequence[str]
+        self, session: str, batch: Sequence[QueuedText], reminder: Sequence[str], cwd: Path
     ) -> TurnRequest:
         s = self.services
         policy = s.policy(split_session(session)[0])
@@ -72,7 +86,7 @@ class TurnRunner:
             batch=tuple(batch),
             tools=tools_for(s.registry, admin),
             call_tool=tool_caller(s.registry, ctx),
-            cwd=s.data_dir,
+            cwd=cwd,
         )
 
     async def _stream(self, request: TurnRequest, turn_id: int) -> tuple[str, Usage]:

@@ -50,6 +50,8 @@ def test_each_room_keeps_its_own_claude_conversation(
     assert "--resume" not in argvs[2]  # type: ignore[operator]
     mcp = [a for a in argvs[0] if a.startswith("--mcp-config=")]  # type: ignore[union-attr]
     assert mcp, "claude gets musher's commands over MCP"
+    # the turn runs in the room's project: here the default one, the daemon's directory
+    assert {c["cwd"] for c in calls(state)} == {str(Path.cwd())}
 
 
 def test_stop_kills_the_claude_process_tree(make_daemon: MakeDaemon, tmp_path: Path) -> None:
