@@ -17,9 +17,10 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from pipeline.board import BoardView
 from pipeline.events import (
     Fanout,
     ItemChanged,
@@ -31,6 +32,7 @@ from pipeline.events import (
 from pipeline.history import HistoryEntry, history_of, numbers
 from pipeline.model import (
     Abandoned,
+    Column,
     Item,
     ItemKind,
     Origin,
@@ -185,6 +187,20 @@ class Engine:
     async def items(self, project: str) -> list[Item]:
         """Every live item of ``project`` by number (empty for an unknown project)."""
         return await self.store.items(project)
+
+    async def items_numbered(self, project: str, numbers: Iterable[int]) -> list[Item]:
+        """The live items of ``project`` among ``numbers``, by number (others left out)."""
+        return await self.store.items_numbered(project, numbers)
+
+    async def board_view(
+        self,
+        project: str,
+        columns: Sequence[Column],
+        per_column: int,
+        newest_first: Collection[Column] = (),
+    ) -> BoardView:
+        """Per column of ``project``: its count and first ``per_column`` items (``status``)."""
+        return await self.store.board_view(project, columns, per_column, newest_first)
 
     async def find(self, project: str, number: int) -> Item | None:
         """Item ``number`` of ``project``, or None when it never existed or was purged."""

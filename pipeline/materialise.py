@@ -13,13 +13,23 @@ commit group), and replay runs in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
-from pipeline.model import Item, ItemKind, Origin, PipelineError, is_finished, stage_from_dict
+from pipeline.model import (
+    Item,
+    ItemKind,
+    Origin,
+    PipelineError,
+    Stage,
+    column,
+    is_finished,
+    stage_from_dict,
+)
 from pipeline.model import stage_to_dict as _stage_dict
 from pipeline.ops import (
     KEEP,
@@ -51,7 +61,8 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
         title TEXT NOT NULL, body TEXT NOT NULL, stage TEXT NOT NULL,
         depends_on TEXT NOT NULL, epic INTEGER, retries INTEGER NOT NULL,
         origin TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-        PRIMARY KEY (project, number))""",
+        col TEXT NOT NULL, PRIMARY KEY (project, number))""",
+    "CREATE INDEX IF NOT EXISTS items_by_column ON items (project, col, number)",
     """CREATE TABLE IF NOT EXISTS item_numbers (
         project TEXT PRIMARY KEY, last INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS timers (
@@ -63,7 +74,14 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
         session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0)""",
 )
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
-"""The op log and its materialised tables; every statement is idempotent."""
+"""The op log and its materialised tables; every statement is idempotent. As a script it
+suits a fresh database only: :func:`create_tables` also brings one written by an older
+version up to date (it adds ``items.col`` before the index on it is created).
+
+``items.col`` is derived, not recorded: the board column of the row's stage
+(:func:`pipeline.model.column`), written by :func:`apply` with every item row so ``status``
+can read one column's first items and every column's count through ``items_by_column``
+without decoding the rest. Replay recomputes it, so ``audit verify`` checks it too."""
 
 MATERIALISED: dict[str, str] = {
     "projects": "name",
@@ -78,6 +96,8 @@ ITEM_COLUMNS = (
     "project, number, kind, title, body, stage, depends_on, epic, retries, origin,"
     " created_at, updated_at"
 )
+"""The columns an :class:`Item` is read from (:func:`item_from_row`); ``col`` follows them
+in the table and in :func:`item_row`."""
 Effects = tuple[str, ...]
 """What an op cleared, for replies: e.g. ``("item row", "2 timers")``; empty when nothing."""
 
@@ -90,18 +110,51 @@ def _rows(conn: sqlite3.Connection, query: str, params: tuple[Any, ...] = ()) ->
 
 
 def create_tables(conn: sqlite3.Connection) -> None:
-    """Create the op log and the materialised tables if missing (idempotent)."""
+    """Create the op log and the materialised tables if missing, and bring an ``items``
+    table of an older version up to date (:func:`add_board_column`). Idempotent."""
+    add_board_column(conn)
     for statement in SCHEMA_STATEMENTS:
         conn.execute(statement)
 
 
+def has_board_column(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn``'s ``items`` table has ``col`` (False for an older one, or none)."""
+    return any(row[1] == "col" for row in _rows(conn, "PRAGMA table_info(items)"))
+
+
+def add_board_column(conn: sqlite3.Connection) -> bool:
+    """Add ``items.col`` to an ``items`` table written before it existed, and fill it in
+    from each row's stage; returns whether it did. Run it inside the caller's transaction.
+
+    A stage that no longer decodes (an edited row) leaves ``col`` empty: the item is then on
+    no board column, and ``audit verify`` names the row.
+    """
+    if "items" not in existing_tables(conn) or has_board_column(conn):
+        return False
+    conn.execute("ALTER TABLE items ADD COLUMN col TEXT NOT NULL DEFAULT ''")
+    rows = _rows(conn, "SELECT rowid, stage FROM items")
+    conn.executemany(
+        "UPDATE items SET col = ? WHERE rowid = ?",
+        [(board_column(stage), rowid) for rowid, stage in rows],
+    )
+    return True
+
+
+def board_column(stage_json: str) -> str:
+    """The ``col`` value for a stored stage: its board column, or ``""`` if it won't decode."""
+    try:
+        return column(_stage(stage_json)).value
+    except (PipelineError, TypeError, ValueError):
+        return ""
+
+
 def item_row(project: str, item: Item) -> tuple[Any, ...]:
-    """The ``items`` row for ``item``, in :data:`ITEM_COLUMNS` order."""
+    """The ``items`` row for ``item``: :data:`ITEM_COLUMNS`, then ``col``."""
     return (
         project, item.number, item.kind.value, item.title, item.body,
         canonical_json(_stage_dict(item.stage)), canonical_json(list(item.depends_on)),
         item.epic, item.retries, canonical_json(item.origin.to_dict()),
-        float(item.created_at), float(item.updated_at),
+        float(item.created_at), float(item.updated_at), column(item.stage).value,
     )  # fmt: skip
 
 
@@ -109,10 +162,29 @@ def item_from_row(row: Any) -> Item:
     """Rebuild an :class:`Item` from an ``items`` row in :data:`ITEM_COLUMNS` order."""
     return Item(
         number=row[1], kind=ItemKind(row[2]), title=row[3], body=row[4],
-        stage=stage_from_dict(loads(row[5])), depends_on=tuple(loads(row[6])), epic=row[7],
-        retries=row[8], origin=Origin.from_dict(loads(row[9])), created_at=row[10],
-        updated_at=row[11],
+        stage=_stage(row[5]), depends_on=_numbers(row[6]), epic=row[7], retries=row[8],
+        origin=_origin(row[9]), created_at=row[10], updated_at=row[11],
     )  # fmt: skip
+
+
+# Stages, origins and dependency lists are frozen values that repeat across rows (most items
+# share a handful of stages and origins), so each stored text is decoded once. A text that
+# fails to decode raises every time: errors are not cached.
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage(text: str) -> Stage:
+    return stage_from_dict(loads(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin(text: str) -> Origin:
+    return Origin.from_dict(loads(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(loads(text))
 
 
 def last_number(conn: sqlite3.Connection, project: str) -> int:
@@ -134,12 +206,19 @@ def existing_tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every materialised table, in key order (a missing table reads empty)."""
+    """Every row of every materialised table, in key order (a missing table reads empty).
+
+    An ``items`` table of an older version (no ``col``) reads as :func:`add_board_column`
+    would leave it, so ``audit verify`` (which never writes) can check a data dir that no
+    daemon of this version opened yet.
+    """
     out: dict[str, list[tuple[Any, ...]]] = {}
     present = existing_tables(conn)
     for table, key in MATERIALISED.items():
         rows = _rows(conn, f"SELECT * FROM {table} ORDER BY {key}") if table in present else []
         out[table] = [tuple(row) for row in rows]
+    if "items" in present and not has_board_column(conn):  # older: read it as if migrated
+        out["items"] = [(*row, board_column(row[5])) for row in out["items"]]
     return out
 
 
@@ -191,7 +270,7 @@ def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:
             f" the last was #{last})"
         )
     conn.execute(
-        f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+        f"INSERT INTO items ({ITEM_COLUMNS}, col) VALUES ({', '.join('?' * 13)})",
         item_row(change.project, change.item),
     )
     conn.execute(
@@ -216,7 +295,7 @@ def _update_item(conn: sqlite3.Connection, change: UpdateItem, op: SignedOp) -> 
     row = item_row(change.project, new)
     conn.execute(
         "UPDATE items SET kind = ?, title = ?, body = ?, stage = ?, depends_on = ?, epic = ?,"
-        " retries = ?, origin = ?, created_at = ?, updated_at = ?"
+        " retries = ?, origin = ?, created_at = ?, updated_at = ?, col = ?"
         " WHERE project = ? AND number = ?",
         (*row[2:], change.project, change.number),
     )

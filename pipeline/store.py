@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from pipeline import audit, log_check
+from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp, origin_json, seal
 from pipeline.keys import NodeKey
@@ -33,7 +34,7 @@ from pipeline.materialise import (
     item_from_row,
     last_number,
 )
-from pipeline.model import Backlog, Item, ItemKind, Origin, PipelineError, Stage
+from pipeline.model import Backlog, Column, Item, ItemKind, Origin, PipelineError, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
 
 __all__ = ["SCHEMA", "AppliedOp", "OpStore", "Storage", "StoreWriteError"]
@@ -118,6 +119,59 @@ _TIMER_COLUMNS = "id, project, item, fire_at, action, origin, created_at"
 _BACKLOG = Backlog()
 
 
+_NULLS = ", ".join(["NULL"] * len(ITEM_COLUMNS.split(",")))
+_COLUMNS = {col.value: col for col in Column}
+
+
+def _board_query(columns: Sequence[Column], newest_first: Collection[Column]) -> str:
+    """One statement (so one snapshot) for :meth:`OpStore.board_view`; parameters: project,
+    per_column, then each of ``columns``. Rows are ``(part, col, n, *ITEM_COLUMNS)``:
+    ``count`` (``n`` live items in ``col``), ``item`` (a listed item of ``col``) and ``dep``
+    (item ``n``, which a listed item depends on, is in ``col``). Each listed column is read
+    from the ``items_by_column`` index, ``per_column`` rows at most; no other row is decoded.
+    """
+    heads = [
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS}, col FROM items WHERE project = ?1"
+        f" AND col = ?{i + 3} ORDER BY number {'DESC' if col in newest_first else 'ASC'}"
+        " LIMIT ?2)"
+        for i, col in enumerate(columns)
+    ] or [f"SELECT {ITEM_COLUMNS}, col FROM items WHERE 0"]
+    return (
+        f"WITH listed AS ({' UNION ALL '.join(heads)})"
+        f" SELECT 'count', col, COUNT(*), {_NULLS} FROM items WHERE project = ?1 GROUP BY col"
+        f" UNION ALL SELECT 'item', col, NULL, {ITEM_COLUMNS} FROM listed"
+        f" UNION ALL SELECT 'dep', col, number, {_NULLS} FROM (SELECT DISTINCT value AS n"
+        "  FROM listed, json_each(listed.depends_on)) AS deps"
+        "  CROSS JOIN items WHERE project = ?1 AND number = deps.n"  # one key lookup each
+    )
+
+
+def _board_from_rows(
+    rows: Iterable[Any], columns: Sequence[Column], newest_first: Collection[Column]
+) -> BoardView:
+    """Assemble :func:`_board_query`'s rows; a ``col`` that is no column (a row whose stage
+    no longer decodes, see :func:`pipeline.materialise.add_board_column`) is left out."""
+    counts: dict[Column, int] = {}
+    listed: dict[Column, list[Item]] = {}
+    dep_columns: dict[int, Column] = {}
+    for row in rows:
+        part, col = row[0], _COLUMNS.get(row[1])
+        if col is None:
+            continue
+        if part == "count":
+            counts[col] = row[2]
+        elif part == "item":
+            listed.setdefault(col, []).append(item_from_row(tuple(row)[3:]))
+        else:
+            dep_columns[row[2]] = col
+    in_order = {
+        col: tuple(board_order(listed[col], col in newest_first))
+        for col in columns
+        if col in listed
+    }
+    return BoardView(counts, in_order, dep_columns)
+
+
 def _timer_from_row(r: Any) -> TimerRecord:
     return TimerRecord(
         id=r[0], project=r[1], item=r[2], fire_at=r[3], action=loads(r[4]),
@@ -144,7 +198,9 @@ class OpStore:
     async def open(
         cls, storage: Storage, key: NodeKey, *, clock: Callable[[], float] = time.time
     ) -> OpStore:
-        """Create the tables if missing, check the log, and resume this key's seq.
+        """Create the tables if missing (migrating an older ``items`` table: see
+        :func:`pipeline.materialise.add_board_column`), check the log, and resume this key's
+        seq.
 
         Every op's signature (by its own author key), rowid continuity and per-author seq
         order is checked (:func:`pipeline.log_check.check_log`; ops this key already
@@ -284,6 +340,30 @@ class OpStore:
         """Every live item of ``project``, by number (purged items are gone)."""
         query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? ORDER BY number"
         return [item_from_row(row) for row in await self._storage.read(query, (project,))]
+
+    async def items_numbered(self, project: str, numbers: Iterable[int]) -> list[Item]:
+        """The live items of ``project`` among ``numbers``, by number (others are left out)."""
+        query = (
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ?"
+            " AND number IN (SELECT value FROM json_each(?)) ORDER BY number"
+        )
+        wanted = canonical_json(sorted(set(numbers)))
+        return [item_from_row(row) for row in await self._storage.read(query, (project, wanted))]
+
+    async def board_view(
+        self,
+        project: str,
+        columns: Sequence[Column],
+        per_column: int,
+        newest_first: Collection[Column] = (),
+    ) -> BoardView:
+        """What ``status`` shows of ``project``: equal to :func:`pipeline.board.board_view`
+        of :meth:`items`, read in one statement that decodes only the listed items."""
+        if per_column < 1:
+            raise ValueError(f"per_column must be at least 1, got {per_column}")
+        query = _board_query(columns, newest_first)
+        params = (project, per_column, *(col.value for col in columns))
+        return _board_from_rows(await self._storage.read(query, params), columns, newest_first)
 
     async def item(self, project: str, number: int) -> Item | None:
         """Item ``number`` of ``project``, or None if it never existed or was purged."""

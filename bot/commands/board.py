@@ -7,10 +7,11 @@ items and reply with what these return. Badges and columns come from the typed s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.board import BoardView, board_view
 from pipeline.history import HistoryEntry
 from pipeline.model import (
     Abandoned,
@@ -43,6 +44,7 @@ BOARD: tuple[tuple[Column, str], ...] = (
     (Column.CLOSED, "Closed"),
 )
 """The columns ``status`` shows, in order; archived items are left out."""
+BOARD_COLUMNS: tuple[Column, ...] = tuple(col for col, _ in BOARD)
 
 EMOJI: dict[Badge, str] = {
     Badge.FROZEN: "❄️",
@@ -109,23 +111,33 @@ def stage_detail(stage: Stage) -> str:
     return _REASON_LABEL.get(type(inner), "") + reason if reason else ""
 
 
+_MET = (Column.DONE, Column.ARCHIVED)
+
+
 def is_met(dep: Item | None) -> bool:
     """A dependency is met when it is Done or Archived (a purged one never is)."""
-    return dep is not None and column(dep.stage) in (Column.DONE, Column.ARCHIVED)
+    return dep is not None and column(dep.stage) in _MET
+
+
+def unmet_deps(item: Item, dep_columns: Mapping[int, Column]) -> list[int]:
+    """The item's dependencies that are not met yet (none once the item is finished), given
+    the board column of each live dependency (a purged one is absent: never met)."""
+    if is_finished(item.stage):
+        return []
+    return [n for n in item.depends_on if dep_columns.get(n) not in _MET]
 
 
 def waiting_on(item: Item, by_number: dict[int, Item]) -> list[int]:
     """The item's dependencies that are not met yet (none once the item is finished)."""
-    if is_finished(item.stage):
-        return []
-    return [n for n in item.depends_on if not is_met(by_number.get(n))]
+    deps = (by_number.get(n) for n in item.depends_on)
+    return unmet_deps(item, {dep.number: column(dep.stage) for dep in deps if dep is not None})
 
 
-def item_line(item: Item, by_number: dict[int, Item], now: float) -> str:
+def item_line(item: Item, dep_columns: Mapping[int, Column], now: float) -> str:
     """``⛔ #3 API keys (waiting on: #1) — blocked: no keys · 2h``."""
     emoji = EMOJI.get(badge(item.stage))
     line = f"{emoji} {item.label}" if emoji else item.label
-    unmet = waiting_on(item, by_number)
+    unmet = unmet_deps(item, dep_columns)
     if unmet:
         line += f" (waiting on: {', '.join(f'#{n}' for n in unmet)})"
     detail = stage_detail(item.stage)
@@ -135,18 +147,24 @@ def item_line(item: Item, by_number: dict[int, Item], now: float) -> str:
 
 
 PER_COLUMN = 15  # items listed per column; the rest are counted (a chat reply must stay small)
-_NEWEST_FIRST = (Column.DONE, Column.CLOSED)  # finished columns show the latest work
+NEWEST_FIRST = (Column.DONE, Column.CLOSED)  # finished columns show the latest work
 
 
 def render_board(project: str, items: Sequence[Item], now: float) -> str:
-    """The ``status`` board: one section per non-empty column, at most ``PER_COLUMN`` items
-    each (by number; newest first in Done and Closed), the rest counted."""
-    by_number = {item.number: item for item in items}
-    grouped: dict[Column, list[Item]] = {}
-    for item in items:
-        grouped.setdefault(column(item.stage), []).append(item)
-    archived = len(grouped.get(Column.ARCHIVED, ()))
-    shown = len(items) - archived
+    """The ``status`` board of ``items`` (every live item of ``project``): see
+    :func:`render_view`, which ``status`` calls on the store's cut of the board."""
+    return render_view(project, board_view(items, BOARD_COLUMNS, PER_COLUMN, NEWEST_FIRST), now)
+
+
+def render_view(project: str, view: BoardView, now: float) -> str:
+    """The ``status`` board: one section per non-empty column, the items ``view`` lists
+    (at most ``PER_COLUMN``, by number; newest first in Done and Closed), the rest counted.
+
+    ``view`` comes from ``board_view(…, BOARD_COLUMNS, PER_COLUMN, NEWEST_FIRST)``, of the
+    store or of a full item list: the same board either way.
+    """
+    archived = view.counts.get(Column.ARCHIVED, 0)
+    shown = sum(view.counts.values()) - archived
     head = f"{project}: {shown} item{'s' * (shown != 1)}"
     if archived:
         head += f" ({archived} archived not shown)"
@@ -154,14 +172,14 @@ def render_board(project: str, items: Sequence[Item], now: float) -> str:
         return f"{head}. Add one with `new story <title>`."
     lines = [head]
     for col, label in BOARD:
-        in_column = grouped.get(col, [])
-        if not in_column:
+        count = view.counts.get(col, 0)
+        if not count:
             continue
-        lines.append(f"{label} ({len(in_column)})")
-        listed = in_column[::-1] if col in _NEWEST_FIRST else in_column
-        lines.extend(f"  {item_line(item, by_number, now)}" for item in listed[:PER_COLUMN])
-        if len(in_column) > PER_COLUMN:
-            lines.append(f"  … and {len(in_column) - PER_COLUMN} more (`status N` shows one)")
+        lines.append(f"{label} ({count})")
+        listed = view.listed.get(col, ())
+        lines.extend(f"  {item_line(item, view.dep_columns, now)}" for item in listed)
+        if count > len(listed):
+            lines.append(f"  … and {count - len(listed)} more (`status N` shows one)")
     return "\n".join(lines)
 
 

@@ -18,17 +18,20 @@ from pydantic_core import PydanticCustomError
 
 from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest
 from bot.commands.board import (
-    render_board,
+    BOARD_COLUMNS,
+    NEWEST_FIRST,
+    PER_COLUMN,
     render_history,
     render_item,
     render_projects,
+    render_view,
     stage_reason,
     summary_line,
 )
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply
 from pipeline.engine import Changed, Engine, ProjectNotFound
-from pipeline.model import Frozen, ItemKind, stage_name
+from pipeline.model import Frozen, Item, ItemKind, stage_name
 from pipeline.transitions import (
     MOVE_TARGETS,
     Abandon,
@@ -160,11 +163,13 @@ def _register_board(registry: Registry) -> None:
     )
     async def status(ctx: CommandContext, args: StatusArgs) -> Reply:
         engine, project = await room_project(ctx)
-        items = await engine.items(project)
         if args.number is None:
-            return Reply(render_board(project, items, engine.now()))
+            view = await engine.board_view(project, BOARD_COLUMNS, PER_COLUMN, NEWEST_FIRST)
+            return Reply(render_view(project, view, engine.now()))
         item = await engine.lookup(project, args.number)
-        return Reply(render_item(project, item, items, engine.now()))
+        return Reply(
+            render_item(project, item, await _related(engine, project, item), engine.now())
+        )
 
     @registry.command(
         "show", summary="An item in full, with its history", usage="show N", args=ItemArgs
@@ -172,12 +177,18 @@ def _register_board(registry: Registry) -> None:
     async def show(ctx: CommandContext, args: ItemArgs) -> Reply:
         engine, project = await room_project(ctx)
         item = await engine.lookup(project, args.number)
-        text = render_item(project, item, await engine.items(project), engine.now())
+        text = render_item(project, item, await _related(engine, project, item), engine.now())
         if item.body.strip():
             text += f"\n\n{item.body.strip()}"
         record = await engine.project(project)
         history = render_history(await engine.history(project, item.number), record.timezone)
         return Reply(f"{text}\n\n{history}")
+
+
+async def _related(engine: Engine, project: str, item: Item) -> list[Item]:
+    """The items :func:`render_item` names besides ``item``: its dependencies and epic."""
+    epic = () if item.epic is None else (item.epic,)
+    return await engine.items_numbered(project, (*item.depends_on, *epic))
 
 
 def _register_items(registry: Registry) -> None:

@@ -40,6 +40,7 @@ from hypothesis.stateful import (
 
 from bot.db import Database
 from pipeline import transitions as tr
+from pipeline.board import board_view
 from pipeline.engine import Changed, Created, Engine, ItemNotFound
 from pipeline.keys import NodeKey
 from pipeline.materialise import read_tables
@@ -49,6 +50,7 @@ from pipeline.model import (
     Backlog,
     Blocked,
     Coding,
+    Column,
     Done,
     Frozen,
     Item,
@@ -71,6 +73,7 @@ PROJECT = "demo"
 ALICE = UserOrigin("web", "alice", "lobby")
 MAX_RETRIES = 1  # the engine's own limit, used by ``qa_fail`` without an explicit one
 ROOMY = 8  # no more creations past this many live items: the rest of the steps work on them
+NEWEST = (Column.DONE, Column.CLOSED)  # newest first, as ``status`` lists them
 
 # --- the model (DESIGN P3–P5), in plain tuples -----------------------------------------------
 #
@@ -635,6 +638,14 @@ class PipelineMachine(RuleBasedStateMachine):
         assert self.run(self.store.next_number(PROJECT)) == self.model.last + 1, "number reused"
         assert self.run(self._op_count()) == self.model.ops, "an op too many or too few"
         self.clean = True
+
+    @invariant()
+    def board_view_matches_items(self) -> None:
+        """``status``'s cut of the board (from ``items.col``) equals the cut of every item."""
+        items = self.run(self.engine.items(PROJECT))
+        for per_column in (1, 2):
+            view = self.run(self.store.board_view(PROJECT, tuple(Column), per_column, NEWEST))
+            assert view == board_view(items, tuple(Column), per_column, NEWEST), per_column
 
     async def _op_count(self) -> int:
         assert self.db is not None
