@@ -1,4 +1,4 @@
-"""``musher`` command line: ``run``, ``check``, ``say``."""
+"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``slack-manifest``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--data-dir", help="overrides [daemon] data_dir")
     verify.set_defaults(handler=_audit_verify)
 
+    manifest = sub.add_parser(
+        "slack-manifest", help="print the Slack app manifest for [transports.slack]"
+    )
+    manifest.add_argument("--config")
+    manifest.add_argument(
+        "--url", help="the daemon's public URL (http mode), e.g. https://musher.example.org"
+    )
+    manifest.set_defaults(handler=_slack_manifest)
+
     mcp = sub.add_parser("mcp", help="stdio MCP server for an LLM turn (started by the daemon)")
     mcp.set_defaults(handler=_mcp)
     return parser
@@ -117,6 +126,20 @@ def _say(args: argparse.Namespace) -> int:
             args.timeout,
         )
     )
+
+
+def _slack_manifest(args: argparse.Namespace) -> int:
+    import json
+
+    from transports.slack.manifest import command_registry, manifest
+
+    settings, _ = _settings(args)
+    try:
+        app = manifest(settings.transports.slack, command_registry(), args.url)
+    except ValueError as err:
+        raise ConfigError([f"musher slack-manifest: {err}"]) from None
+    print(json.dumps(app, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _mcp(args: argparse.Namespace) -> int:

@@ -33,6 +33,8 @@ class Ingress:
     def __init__(self, services: Services, identities: Mapping[str, tuple[str, ...]]) -> None:
         self.services = services
         self.identities = identities  # per transport: the bot's own ids/names, read live
+        # journal ids fed in this run before replay() read the journal: not replayed twice
+        self._fed_before_replay: set[int] | None = set()
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
         """Journal ``msg`` (durably, before returning) and act on it."""
@@ -56,6 +58,8 @@ class Ingress:
             s.metrics.inbound.inc("deduped")
             return FeedResult.DUPLICATE
         journal_id, entry = recorded
+        if self._fed_before_replay is not None:
+            self._fed_before_replay.add(journal_id)
         if entry is not None:
             s.feed.publish(msg.session, entry)
         if kind is Kind.IGNORED:
@@ -98,7 +102,8 @@ class Ingress:
         interrupted command is reported, not re-run (it may have taken effect).
         """
         pending = await self.services.journal.pending()
-        return await self._replay(pending)
+        fed, self._fed_before_replay = self._fed_before_replay or set(), None
+        return await self._replay([p for p in pending if p.id not in fed])
 
     async def _replay(self, pending: Sequence[Pending]) -> int:
         s = self.services

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fakes.synapse import Human, Synapse, SynapseMissing, start_synapse, unique
 from tests.integration.daemon import DaemonProcess
 
 
@@ -21,3 +23,23 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for daemon in made:
         daemon.kill()
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    """One real Synapse for the session (installed on first use; CI=true fails without it)."""
+    try:
+        with start_synapse(tmp_path_factory.mktemp("synapse")) as hs:
+            yield hs
+    except SynapseMissing as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"Synapse is not available: {err}")
+
+
+@pytest.fixture
+async def alice(synapse: Synapse) -> AsyncIterator[Human]:
+    """A fresh person on the session's Synapse, with a real nio client."""
+    human = Human(synapse, unique("alice"))
+    yield human
+    await human.close()

@@ -1,0 +1,1 @@
+"""The Slack transport (slack-bolt, async): Socket Mode or HTTP mode; see ``app.py``."""
