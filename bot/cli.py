@@ -131,11 +131,12 @@ def _say(args: argparse.Namespace) -> int:
 def _slack_manifest(args: argparse.Namespace) -> int:
     import json
 
-    from transports.slack.manifest import command_registry, manifest
+    from bot.commands.catalogue import build_registry
+    from transports.slack.manifest import manifest
 
     settings, _ = _settings(args)
     try:
-        app = manifest(settings.transports.slack, command_registry(), args.url)
+        app = manifest(settings.transports.slack, build_registry(), args.url)
     except ValueError as err:
         raise ConfigError([f"musher slack-manifest: {err}"]) from None
     print(json.dumps(app, indent=2, ensure_ascii=False))

@@ -31,10 +31,7 @@ from bot.access import AccessPolicy
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
 from bot.clock import LoopClock
-from bot.commands.core import register_core
-from bot.commands.pipeline import register_pipeline
-from bot.commands.registry import Registry
-from bot.commands.timers import register_timers
+from bot.commands.catalogue import build_registry
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
@@ -89,10 +86,7 @@ def build_services(
     bridge = McpBridge()
     feed = RoomFeed()
     metrics = Metrics()
-    registry = Registry()
-    register_core(registry)
-    register_pipeline(registry)
-    register_timers(registry)
+    registry = build_registry()
 
     async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
         await runner.run(session, batch)
@@ -264,7 +258,13 @@ class Daemon:
 
     def _load_transports(self, services: Services, db: Database) -> list[Transport]:
         ctx = TransportContext(
-            self.settings, db, services.journal, services.feed, services.metrics, TransportState(db)
+            self.settings,
+            db,
+            services.journal,
+            services.feed,
+            services.metrics,
+            TransportState(db),
+            services.registry,
         )
         transports: list[Transport] = []
         for name in enabled_transports(self.settings):

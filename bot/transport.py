@@ -12,6 +12,7 @@ from bot.messages import InboundMessage, Reply
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from bot.commands.registry import Registry
     from bot.db import Database
     from bot.feed import RoomFeed
     from bot.journal import Journal
@@ -81,6 +82,7 @@ class TransportContext:
     feed: RoomFeed
     metrics: Metrics
     state: TransportState
+    registry: Registry
 
     @property
     def data_dir(self) -> Path:

@@ -15,6 +15,8 @@ import time
 import urllib.parse
 from typing import Any
 
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+
 SECRET = "fake-signing-secret"
 _ids = itertools.count(1)
 
@@ -116,3 +118,16 @@ def envelope(payload: dict[str, Any], kind: str = "events_api", retry: int = 0) 
         "retry_reason": "timeout" if retry else "",
         "payload": payload,
     }
+
+
+def slack_config(slack: FakeSlack, extra: str = "") -> str:
+    """``[transports.slack]`` in HTTP mode against ``slack``, plus ``extra`` lines."""
+    return f"""
+[transports.slack]
+enabled = true
+mode = "http"
+bot_token = "{BOT_TOKEN}"
+signing_secret = "{SECRET}"
+api_base_url = "{slack.api_url}"
+{extra}
+"""

@@ -5,35 +5,25 @@ server take what comes out."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.fakes.slack_payloads import SECRET, command, event, form_request, json_request, sign
+from tests.fakes.slack_payloads import (
+    SECRET,
+    command,
+    event,
+    form_request,
+    json_request,
+    sign,
+    slack_config,
+)
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]
-
-
-def slack_config(slack: FakeSlack, extra: str = "") -> str:
-    return f"""
-[transports.slack]
-enabled = true
-mode = "http"
-bot_token = "{BOT_TOKEN}"
-signing_secret = "{SECRET}"
-api_base_url = "{slack.api_url}"
-{extra}
-"""
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -5,49 +5,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.fakes.slack_payloads import SECRET, event, json_request
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_payloads import event, json_request, slack_config
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]
-
-
-def config(slack: FakeSlack) -> str:
-    return f"""
-[transports.slack]
-enabled = true
-mode = "http"
-bot_token = "{BOT_TOKEN}"
-signing_secret = "{SECRET}"
-api_base_url = "{slack.api_url}"
-"""
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    made: list[DaemonProcess] = []
-
-    def make(**kwargs: Any) -> DaemonProcess:
-        made.append(DaemonProcess(tmp_path / f"d{len(made)}", **kwargs))
-        return made[-1]
-
-    yield make
-    for daemon in made:
-        daemon.kill()
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
 
 
 def deliver(daemon: DaemonProcess, raw: bytes, headers: dict[str, str]) -> int:
@@ -58,7 +25,7 @@ def deliver(daemon: DaemonProcess, raw: bytes, headers: dict[str, str]) -> int:
 def test_r8_redeliveries_during_a_slow_turn_never_make_a_second_turn(
     make_daemon: MakeDaemon, slack: FakeSlack
 ) -> None:
-    daemon = make_daemon(delay=2.0, window_ms=200, extra=config(slack)).start()
+    daemon = make_daemon(delay=2.0, window_ms=200, extra=slack_config(slack)).start()
     events = [
         event(f"<@UBOT> question-{i}", channel=f"C{i % 4}", ts=f"1800000{i:03d}.000100")
         for i in range(16)
@@ -88,7 +55,7 @@ def test_r8_redeliveries_during_a_slow_turn_never_make_a_second_turn(
 def test_r11_rate_limits_and_committed_5xx_never_duplicate_a_reply(
     make_daemon: MakeDaemon, slack: FakeSlack
 ) -> None:
-    daemon = make_daemon(extra=config(slack)).start()
+    daemon = make_daemon(extra=slack_config(slack)).start()
     slack.fail("chat.postMessage", 429, retry_after=2)
     slack.fail("chat.postMessage", 502, commit=True)
     assert deliver(daemon, *json_request(event("<@UBOT> first"))) == 200

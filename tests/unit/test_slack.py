@@ -11,6 +11,7 @@ import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.cli import main
+from bot.commands.catalogue import build_registry
 from bot.messages import InboundMessage, Reply
 from bot.metrics import Metrics
 from bot.transport import FeedResult
@@ -18,7 +19,7 @@ from config.models import SlackConfig
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import SECRET, command, event
 from transports.slack.app import SlackTransport
-from transports.slack.manifest import aliases, command_registry, manifest
+from transports.slack.manifest import aliases, manifest
 from transports.slack.mrkdwn import to_mrkdwn
 from transports.slack.wire import Bot, event_message, room_of, split_room
 
@@ -85,7 +86,7 @@ def test_events_that_are_not_messages_to_answer(changes: dict[str, object]) -> N
 
 
 def test_the_manifest_lists_every_command_as_an_alias() -> None:
-    registry = command_registry()
+    registry = build_registry()
     found = aliases(registry, "/musher")
     assert found["/musher-status"] == "status"
     assert found["/musher-timer-cancel"] == "timer cancel"

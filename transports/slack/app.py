@@ -31,7 +31,7 @@ from bot.metrics import Metrics
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from config.models import SlackConfig
 from transports.slack.events import ACK_BUDGET_S, Listeners
-from transports.slack.manifest import aliases, command_registry
+from transports.slack.manifest import aliases
 from transports.slack.mrkdwn import to_mrkdwn
 from transports.slack.send import Poster, RateLimit, respond
 from transports.slack.webhook import Webhook
@@ -240,5 +240,5 @@ def create(ctx: TransportContext) -> SlackTransport:
         config,
         ctx.metrics,
         ctx.settings.http.max_body_bytes,
-        aliases(command_registry(), config.command),
+        aliases(ctx.registry, config.command),
     )

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.commands.core import register_core
-from bot.commands.pipeline import register_pipeline
 from bot.commands.registry import Registry
-from bot.commands.timers import register_timers
 from config.models import SlackConfig
 
 BOT_SCOPES = (
@@ -26,15 +23,6 @@ BOT_SCOPES = (
 )
 BOT_EVENTS = ("app_mention", "message.channels", "message.groups", "message.im", "message.mpim")
 SLASH_NAME_MAX = 32  # Slack's limit on a command's length, slash included
-
-
-def command_registry() -> Registry:
-    """The daemon's command registry (the same commands ``musher run`` registers)."""
-    registry = Registry()
-    register_core(registry)
-    register_pipeline(registry)
-    register_timers(registry)
-    return registry
 
 
 def aliases(registry: Registry, command: str) -> dict[str, str]:

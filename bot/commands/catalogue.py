@@ -1,0 +1,17 @@
+"""Every command the daemon offers, in one registry (chat, slash commands, MCP and tools)."""
+
+from __future__ import annotations
+
+from bot.commands.core import register_core
+from bot.commands.pipeline import register_pipeline
+from bot.commands.registry import Registry
+from bot.commands.timers import register_timers
+
+
+def build_registry() -> Registry:
+    """A registry holding the core, pipeline and timer commands."""
+    registry = Registry()
+    register_core(registry)
+    register_pipeline(registry)
+    register_timers(registry)
+    return registry
