@@ -44,7 +44,7 @@ HTTP_TIMEOUT_S = 10
 
 class SlackTransport:
     name = "slack"
-    capabilities = Capabilities(max_length=3900, threads=True, ephemeral=True)
+    capabilities = Capabilities(max_length=3000, threads=True, ephemeral=True)  # L3
 
     def __init__(
         self,
