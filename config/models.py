@@ -245,7 +245,9 @@ class MatrixConfig(TransportConfig):
     access_token: Secret = Field(default=None, description="Access token (or password)")
     device_name: str = Field(default="musher", description="Device name of the login")
     rooms: list[str] = Field(default=[], description="Room ids or aliases to serve")
-    encryption: bool = Field(default=False, description="Support encrypted rooms (not yet)")
+    encryption: bool = Field(
+        default=False, description="Read and write encrypted rooms (needs the musher[e2e] extra)"
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> MatrixConfig:

@@ -4,7 +4,7 @@
 venv, ``.cache/synapse``, or ``$SYNAPSE_PYTHON``) on 127.0.0.1, sqlite, with raised rate
 limits; :func:`register` creates users through the shared-secret admin API;
 :class:`Human` is a logged-in ``nio.AsyncClient`` with helpers to make rooms, talk and
-read what the bot said.
+read what the bot said — with end-to-end encryption when given a key store.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from nio import (
     AsyncClient,
+    AsyncClientConfig,
     MessageDirection,
     RoomCreateResponse,
     RoomMessagesResponse,
@@ -187,13 +188,33 @@ class Bot:
 
 
 class Human:
-    """A person on the homeserver, driving a real ``nio.AsyncClient``."""
+    """A person on the homeserver, driving a real ``nio.AsyncClient``; with a ``store`` the
+    client encrypts and decrypts (it syncs before talking or reading, to learn keys)."""
 
-    def __init__(self, hs: Synapse, localpart: str) -> None:
+    def __init__(self, hs: Synapse, localpart: str, store: Path | None = None) -> None:
         login = register(hs, localpart, "pw-" + localpart)
         self.user_id: str = login["user_id"]
-        self.client = AsyncClient(hs.url, self.user_id)
+        self.encrypted = store is not None
+        if store is not None:
+            store.mkdir(parents=True, exist_ok=True)
+            config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False)
+            self.client = AsyncClient(hs.url, self.user_id, store_path=str(store), config=config)
+        else:
+            self.client = AsyncClient(hs.url, self.user_id)
         self.client.restore_login(self.user_id, login["device_id"], login["access_token"])
+        self.access_token: str = login["access_token"]
+
+    async def catch_up(self) -> None:
+        """Sync once and do the key upkeep an E2EE client does between syncs."""
+        resp = await self.client.sync(timeout=0, full_state=not self.client.next_batch)
+        assert isinstance(resp, SyncResponse), resp
+        if self.client.should_upload_keys:
+            await self.client.keys_upload()
+        if self.client.should_query_keys:
+            await self.client.keys_query()
+        if self.client.should_claim_keys:
+            await self.client.keys_claim(self.client.get_users_for_key_claiming())
+        await self.client.send_to_device_messages()
 
     async def room(self, invite: list[str], direct: bool = False, **extra: Any) -> str:
         resp = await self.client.room_create(invite=invite, is_direct=direct, **extra)
@@ -202,11 +223,18 @@ class Human:
 
     async def say(self, room_id: str, text: str, **content: Any) -> str:
         body = {"msgtype": "m.text", "body": text, **content}
-        resp = await self.client.room_send(room_id, "m.room.message", body)
+        if self.encrypted:
+            await self.catch_up()
+        resp = await self.client.room_send(
+            room_id, "m.room.message", body, ignore_unverified_devices=True
+        )
         return str(resp.event_id)
 
     async def events(self, room_id: str) -> list[dict[str, Any]]:
-        """Every event of the room (up to 500), oldest first, as raw dicts."""
+        """Every event of the room (up to 500), oldest first, as raw dicts (decrypted when
+        the keys are known)."""
+        if self.encrypted:
+            await self.catch_up()
         resp = await self.client.room_messages(
             room_id, start="", direction=MessageDirection.back, limit=500
         )

@@ -3,7 +3,9 @@
 Start: log in (saved session, token or password) → learn the display name → resolve and
 join the configured rooms → run the sync loop in the background. Replies go out as
 ``m.notice`` with HTML, under a transaction id derived from the reply's key; typing
-notifications are renewed while a turn runs.
+notifications are renewed while a turn runs. With ``encryption = true`` nio encrypts and
+decrypts (see :mod:`transports.matrix.e2ee`); a message it cannot decrypt is logged and
+the room told, at most once an hour.
 """
 
 from __future__ import annotations
@@ -12,16 +14,24 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from typing import Any
 
 import aiohttp
-from nio import AsyncClient, AsyncClientConfig, ErrorResponse, ProfileGetDisplayNameResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    MegolmEvent,
+    ProfileGetDisplayNameResponse,
+)
 
 from bot.errors import PermanentError
 from bot.messages import Reply, split_session
 from bot.transport import Capabilities, Sink, TransportContext
 from config.models import MatrixConfig
+from transports.matrix import e2ee
 from transports.matrix.login import Login
 from transports.matrix.rooms import Rooms
 from transports.matrix.send import RateWindow, notice, send_event, transaction_id
@@ -37,15 +47,18 @@ ENCRYPTED = (
     "cannot read the messages here. Use an unencrypted room or a direct chat without "
     "encryption, or ask the operator to enable encryption for musher's Matrix transport."
 )
+UNREADABLE = (
+    "🔒 I could not decrypt a message in this room: its keys have not reached me (yet). "
+    "If it was for me, please send it again; if this keeps happening, your client may not "
+    "share keys with unverified devices — allow that for this room."
+)
+UNREADABLE_EVERY_S = 3600
 
 
 def create(ctx: TransportContext) -> MatrixTransport:
     cfg = ctx.settings.transports.matrix
     if cfg.encryption:
-        raise PermanentError(
-            "matrix: encryption = true is not supported by this version of musher; set"
-            " encryption = false and use unencrypted rooms"
-        )
+        e2ee.require()
     return MatrixTransport(ctx, cfg)
 
 
@@ -58,12 +71,14 @@ class MatrixTransport:
         self.cfg = cfg
         self.identities: tuple[str, ...] = (cfg.user_id or "",)
         self.display_name: str | None = None
+        store = str(e2ee.store_path(ctx.data_dir)) if cfg.encryption else ""
         self.client = AsyncClient(
             cfg.homeserver or "",
             cfg.user_id or "",
+            store_path=store,
             config=AsyncClientConfig(
-                encryption_enabled=False,
-                store_sync_tokens=False,
+                encryption_enabled=cfg.encryption,
+                store_sync_tokens=False,  # the token is musher's, stored after the journal
                 max_timeouts=0,  # network errors come back to us: the loops below retry
                 max_limit_exceeded=3,
                 request_timeout=30,
@@ -73,10 +88,19 @@ class MatrixTransport:
         self.client.add_response_callback(self.window.on_response, ErrorResponse)
         self.login = Login(self.client, cfg, ctx.data_dir / "matrix" / "session.json")
         self.rooms = Rooms(self.client, cfg)
+        self.keys = e2ee.Keys(self.client) if cfg.encryption else None
+        undecryptable = self._unreadable if cfg.encryption else self._encrypted
         self.sync = SyncLoop(
-            self.client, ctx, self.rooms, self.login, lambda: self.display_name, self._encrypted
+            self.client,
+            ctx,
+            self.rooms,
+            self.login,
+            lambda: self.display_name,
+            undecryptable,
+            self.keys,
         )
         self._prefix = ""
+        self._unreadable_told: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._typing: dict[str, asyncio.Task[None]] = {}
 
@@ -87,6 +111,8 @@ class MatrixTransport:
             if isinstance(resp, ProfileGetDisplayNameResponse) and resp.displayname:
                 self.display_name = resp.displayname
             self.identities = tuple(n for n in (session.user_id, self.display_name) if n)
+            if self.keys is not None:
+                await self.keys.maintain()  # a new device uploads its keys here
             await self.rooms.resolve()
             await self.rooms.join_configured()
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
@@ -97,7 +123,8 @@ class MatrixTransport:
             await self.ctx.state.put(NAME, "txn_prefix", self._prefix)
         self._task = asyncio.create_task(self.sync.run(sink), name="matrix-sync")
         self._task.add_done_callback(_report)
-        log.info("syncing as %s (%s)", session.user_id, self.display_name)
+        encrypting = f", encryption on, device {session.device_id}" if self.keys else ""
+        log.info("syncing as %s (%s)%s", session.user_id, self.display_name, encrypting)
 
     async def send(self, session: str, reply: Reply) -> str | None:
         room_id = split_session(session)[1]
@@ -105,6 +132,8 @@ class MatrixTransport:
         return await self._send(room_id, notice(reply.text), tx_id)
 
     async def _send(self, room_id: str, content: dict[str, Any], tx_id: str) -> str:
+        if self.keys is not None:
+            await self.keys.before_send(room_id)
         metrics, renew = self.ctx.metrics, self.login.renew
         return await send_event(self.client, room_id, content, tx_id, metrics, renew, self.window)
 
@@ -128,7 +157,7 @@ class MatrixTransport:
             except (aiohttp.ClientError, TimeoutError, OSError) as err:
                 log.debug("typing in %s failed: %s", room_id, err)
 
-    async def _encrypted(self, room_id: str) -> None:
+    async def _encrypted(self, room_id: str, event: MegolmEvent) -> None:
         """Tell an encrypted room once, ever, that musher cannot read it."""
         key = f"encrypted_warned:{room_id}"
         if await self.ctx.state.get(NAME, key):
@@ -141,6 +170,29 @@ class MatrixTransport:
             log.exception("could not tell %s that it is encrypted", room_id)
             return
         await self.ctx.state.put(NAME, key, "1")
+
+    async def _unreadable(self, room_id: str, event: MegolmEvent) -> None:
+        """Encryption is on but ``event`` could not be decrypted: log it, and tell the room
+        at most once an hour (the transaction id is per hour, so a batch delivered again
+        after a restart is not told twice)."""
+        log.warning(
+            "could not decrypt %s from %s in %s (session %s, device %s)",
+            event.event_id,
+            event.sender,
+            room_id,
+            event.session_id,
+            event.device_id,
+        )
+        now = time.time()
+        if now - self._unreadable_told.get(room_id, 0.0) < UNREADABLE_EVERY_S:
+            return
+        self._unreadable_told[room_id] = now
+        hour = int(now // UNREADABLE_EVERY_S)
+        tx_id = transaction_id(self._prefix, f"unreadable:{room_id}:{hour}")
+        try:
+            await self._send(room_id, notice(UNREADABLE), tx_id)
+        except Exception:
+            log.exception("could not tell %s that a message was unreadable", room_id)
 
     async def aclose(self) -> None:
         """Stop syncing (a batch being fed gets a moment to finish) and close the client."""

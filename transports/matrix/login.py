@@ -3,7 +3,8 @@
 The session (``user_id``, ``device_id``, ``access_token``) lives in
 ``<data_dir>/matrix/session.json`` (mode 0600). A start prefers that saved session, then
 the configured ``access_token``, then a password login that reuses the saved device id, so
-the bot stays one device. When the homeserver rejects a token later (``M_UNKNOWN_TOKEN``),
+the bot stays one device — and, with encryption on, keeps the keys nio stored for that
+device. When the homeserver rejects a token later (``M_UNKNOWN_TOKEN``),
 :meth:`Login.renew` logs in again with the password.
 """
 
@@ -61,6 +62,23 @@ def describe(resp: Any) -> str:
     return f"{said} (HTTP {status})" if status else said
 
 
+def restore(client: AsyncClient, session: Session) -> None:
+    """Use ``session`` on ``client``. With encryption on, nio opens the device's key store
+    (which needs the device id); with it off, no store is touched even when the E2EE extra
+    is installed."""
+    if not client.config.encryption_enabled:
+        client.user_id = session.user_id
+        client.device_id = session.device_id
+        client.access_token = session.access_token
+        return
+    if not session.device_id:
+        raise PermanentError(
+            f"matrix: encryption = true needs a device, and the access token of"
+            f" {session.user_id} has none; log in with a password instead"
+        )
+    client.restore_login(session.user_id, session.device_id, session.access_token)
+
+
 class Login:
     """Gets ``client`` a working access token and keeps the session file current."""
 
@@ -103,6 +121,8 @@ class Login:
             return False
         log.warning("the access token of %s expired; logging in again", self.user_id)
         await self._password(self.client.device_id or None)
+        if self.client.olm is not None:  # a logout deleted the device's keys on the server:
+            self.client.olm.account.shared = False  # upload them again (same keys) next sync
         return True
 
     async def _check(self, token: str) -> Session | None:
@@ -115,7 +135,7 @@ class Login:
                     f"matrix: the access token belongs to {resp.user_id}, not {self.user_id}"
                 )
             session = Session(resp.user_id, resp.device_id or "", token)
-            self.client.restore_login(session.user_id, session.device_id, token)
+            restore(self.client, session)
             save_session(self.path, session)
             return session
         self.client.access_token = ""

@@ -4,7 +4,9 @@
 fed (journalled) — the token is never ahead of the journal (R10). A crash in between
 means the batch is delivered again, and ingress drops what it already has. The first
 start (no token) answers nothing older than the start; a restart resumes from the token
-with ``full_state`` so room members and names are known again.
+with ``full_state`` so room members and names are known again. With encryption on, nio
+decrypts a batch inside ``sync`` (what it cannot decrypt stays a ``MegolmEvent``), and the
+keys are looked after once the batch is done.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nio.responses import InviteInfo, RoomInfo
 
 from bot.messages import InboundMessage
 from bot.transport import Sink, TransportContext
+from transports.matrix.e2ee import Keys
 from transports.matrix.login import UNKNOWN_TOKEN, Login, describe
 from transports.matrix.mentions import is_mentioned
 from transports.matrix.rooms import Rooms
@@ -56,7 +59,8 @@ class SyncLoop:
         rooms: Rooms,
         login: Login,
         display_name: Callable[[], str | None],
-        on_encrypted: Callable[[str], Awaitable[None]],
+        on_encrypted: Callable[[str, MegolmEvent], Awaitable[None]],
+        keys: Keys | None = None,
     ) -> None:
         self.client = client
         self.ctx = ctx
@@ -64,6 +68,7 @@ class SyncLoop:
         self.login = login
         self.display_name = display_name
         self.on_encrypted = on_encrypted
+        self.keys = keys
         self.started_ms = int(time.time() * 1000)
         self.idle = asyncio.Event()
 
@@ -105,6 +110,8 @@ class SyncLoop:
                 continue
             await self.ctx.state.put(NAME, TOKEN_KEY, resp.next_batch)
             token, first, backoff = resp.next_batch, False, 1.0
+            if self.keys is not None:
+                await self.keys.maintain()
 
     async def _renew(self) -> bool:
         try:
@@ -183,7 +190,7 @@ class SyncLoop:
         if getattr(event, "sender", me) == me:
             return
         if isinstance(event, MegolmEvent):
-            await self.on_encrypted(room_id)
+            await self.on_encrypted(room_id, event)  # not decrypted: no key, or encryption off
             return
         if not isinstance(event, RoomMessageText):
             return  # notices (bots), emotes, media, state, redactions
