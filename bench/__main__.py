@@ -4,7 +4,9 @@ Each benchmark runs alone in its own interpreter (``python -m bench.<module>``),
 cannot leave threads, memory or a busy event loop behind for the next; its stdout (the JSON
 line) is passed through, its stderr (progress) goes straight to ours. A benchmark that fails
 gets a line with an ``error`` instead and the others still run; the exit status is then 1.
-Nothing asserts a timing: targets are printed next to the figures for context.
+Nothing asserts a timing: targets are printed next to the figures for context. B2 is two
+modules: ``intake`` (the web API) and ``slack_intake`` (a signed Slack event, plus a short
+retry storm); each takes ``--sweep``/``--reps``/``--duration`` for a full-size run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bench.common import progress
 BENCHES = [
     ("B1", "dispatch", "dispatch_overhead"),
     ("B2", "intake", "http_intake"),
+    ("B2", "slack_intake", "http_intake_slack"),
     ("B3", "commands", "B3_commands"),
     ("B4", "oplog", "B4_oplog"),
     ("B5", "spawn", "B5_turn_spawn"),

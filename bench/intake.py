@@ -1,4 +1,4 @@
-"""B2 HTTP intake: ``POST /api/v1/rooms/{room}/messages`` on the real daemon vs bare aiohttp.
+"""B2 HTTP intake, web half: ``POST /api/v1/rooms/{room}/messages`` on the daemon vs bare aiohttp.
 
 Three kinds of process, all on 127.0.0.1:
 
@@ -13,11 +13,17 @@ Three kinds of process, all on 127.0.0.1:
   for ``WARMUP_S`` (discarded) + ``DURATION_S`` seconds.
 
 Figure: for each server, the best requests/s among the concurrency sweep whose p99 latency
-is under 100 ms; per repetition, then the median over ``REPS`` repetitions; and the ratio
-ours / bare. Between runs against the daemon the bench waits until its turns have drained.
-The signed Slack event of BENCH.md is not measured: the Slack transport does not exist yet.
+is under 100 ms; per repetition, then the median over ``REPS`` repetitions; the p50/p99 at
+that point; and the ratio ours / bare. Between runs against the daemon the bench waits until
+its turns have drained.
 
-Run alone: ``python -m bench.intake``.
+The signed Slack event of BENCH.md B2 is :mod:`bench.slack_intake`, which reuses this
+module's load generator (:func:`load` with another :data:`RequestFactory`), process handling
+(:func:`start_daemon`, :func:`start_child`, :class:`Server`) and figures
+(:func:`sweep_figures`).
+
+Run alone: ``python -m bench.intake``; full size e.g.
+``python -m bench.intake --sweep 8,32,64,128 --reps 5 --duration 5``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from bench.common import emit, machine, median, percentile, progress, rnd
 
@@ -69,19 +78,11 @@ max_wait_ms = 7500
 # --- the bare baseline server --------------------------------------------------------------
 
 
-def _bare_server() -> None:
-    """Serve ``POST /api/v1/rooms/{room}/messages`` → 202 until SIGTERM; print the URL."""
-    from aiohttp import web
-
-    async def post(request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        return web.json_response({"id": body.get("id"), "status": "accepted"}, status=202)
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post("/api/v1/rooms/{room}/messages", post)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+async def serve_app(app: web.Application) -> None:
+    """Serve ``app`` on 127.0.0.1 (a free port) until SIGTERM/SIGINT; print its URL first."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
@@ -93,26 +94,61 @@ def _bare_server() -> None:
             loop.add_signal_handler(sig, stop.set)
         print(f"http://127.0.0.1:{port}", flush=True)
         await stop.wait()
+    finally:
         await runner.cleanup()
 
-    asyncio.run(serve())
+
+def _bare_server() -> None:
+    """Serve ``POST /api/v1/rooms/{room}/messages`` → 202 until SIGTERM; print the URL."""
+
+    async def post(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        return web.json_response({"id": body.get("id"), "status": "accepted"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/rooms/{room}/messages", post)
+    asyncio.run(serve_app(app))
 
 
 # --- the load generator --------------------------------------------------------------------
 
 
-async def _load(url: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
+"""``(worker, i) -> (path, body, headers)`` of a load generator's ``i``-th request."""
+
+
+def web_requests() -> RequestFactory:
+    """``POST /api/v1/rooms/{room}/messages`` over ``ROOMS`` rooms with unique message ids."""
+    run_id = secrets.token_hex(4)
+    headers = {"Content-Type": "application/json"}
+
+    def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
+        room = f"room-{(w * 7919 + i) % ROOMS}"
+        body = (
+            f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
+            f'"id":"{run_id}-{w}-{i}"}}'
+        ).encode()
+        return f"/api/v1/rooms/{room}/messages", body, headers
+
+    return make
+
+
+async def load(
+    url: str, concurrency: int, warmup: float, duration: float, make: RequestFactory
+) -> dict[str, Any]:
+    """Closed loop: ``concurrency`` keep-alive workers post ``make``'s requests back to back.
+
+    Counted: the requests that *finish* inside the measured window (after ``warmup``).
+    """
     import aiohttp
 
     loop = asyncio.get_running_loop()
-    run_id = secrets.token_hex(4)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
     start = loop.time()
     measure_from = start + warmup
     end = measure_from + duration
-    headers = {"Content-Type": "application/json"}
 
     async def worker(session: aiohttp.ClientSession, w: int) -> None:
         nonlocal errors
@@ -121,16 +157,10 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
             t0 = loop.time()
             if t0 >= end:
                 return
-            room = f"room-{(w * 7919 + i) % ROOMS}"
-            body = (
-                f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
-                f'"id":"{run_id}-{w}-{i}"}}'
-            ).encode()
+            path, body, headers = make(w, i)
             i += 1
             try:
-                async with session.post(
-                    f"{url}/api/v1/rooms/{room}/messages", data=body, headers=headers
-                ) as response:
+                async with session.post(f"{url}{path}", data=body, headers=headers) as response:
                     await response.read()
                     status = response.status
             except (aiohttp.ClientError, OSError):
@@ -156,24 +186,22 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
     }
 
 
-def _run_loadgen(url: str, concurrency: int) -> dict[str, Any]:
+def run_loadgen(
+    module: str,
+    url: str,
+    concurrency: int,
+    warmup: float = WARMUP_S,
+    duration: float = DURATION_S,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run ``python -m <module> --loadgen URL ...`` and return its JSON line."""
+    argv = [sys.executable, "-m", module, "--loadgen", url, "--concurrency", str(concurrency)]
+    argv += ["--warmup", str(warmup), "--duration", str(duration), *extra]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.intake",
-            "--loadgen",
-            url,
-            "--concurrency",
-            str(concurrency),
-            "--warmup",
-            str(WARMUP_S),
-            "--duration",
-            str(DURATION_S),
-        ],
+        argv,
         capture_output=True,
         text=True,
-        timeout=WARMUP_S + DURATION_S + 60,
+        timeout=warmup + duration + 60,
         check=False,
     )
     if proc.returncode != 0:
@@ -212,10 +240,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start_daemon(tmp: Path) -> Server:
+def start_daemon(tmp: Path, extra_config: str = "", window_ms: int = WINDOW_MS) -> Server:
+    """``python -m bot run`` on ``DAEMON_CONFIG`` (+ ``extra_config``) in ``tmp``; its URL."""
     data_dir = tmp / "data"
     config = tmp / "bot.toml"
-    config.write_text(DAEMON_CONFIG.format(data_dir=data_dir, window_ms=WINDOW_MS))
+    config.write_text(DAEMON_CONFIG.format(data_dir=data_dir, window_ms=window_ms) + extra_config)
     log = (tmp / "daemon.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "run", "--config", str(config)],
@@ -238,18 +267,23 @@ def _start_daemon(tmp: Path) -> Server:
     raise RuntimeError(f"daemon did not start: {_tail(tmp / 'daemon.log')}")
 
 
-def _start_bare() -> Server:
+def start_child(name: str, module: str, *args: str) -> Server:
+    """``python -m <module> <args>``: a server that prints its URL as its first line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.intake", "--bare"],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         env=_env(),
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
+    try:
+        line = proc.stdout.readline().decode().strip()
+    except BaseException:
+        Server(name, proc, "").stop()
+        raise
     if not line.startswith("http://"):
-        Server("bare", proc, "").stop()
-        raise RuntimeError("bare server did not start")
-    return Server("bare", proc, line)
+        Server(name, proc, "").stop()
+        raise RuntimeError(f"{name} server did not start")
+    return Server(name, proc, line)
 
 
 def _tail(path: Path) -> str:
@@ -259,7 +293,7 @@ def _tail(path: Path) -> str:
 _METRIC = re.compile(r"^(musher_queue_depth|musher_turns_total)(\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
-def _drain(url: str, timeout: float = 60.0) -> float:
+def drain(url: str, timeout: float = 60.0) -> float:
     """Wait until the daemon has no queued messages and no turn ended for 0.3 s."""
     import httpx
 
@@ -283,57 +317,53 @@ def _drain(url: str, timeout: float = 60.0) -> float:
 
 # --- the benchmark -------------------------------------------------------------------------
 
-
-def _best(sweep: dict[int, dict[str, Any]]) -> float | None:
-    """The highest requests/s whose p99 stays under the limit (None if none does)."""
-    ok = [r["rps"] for r in sweep.values() if r["p99_ms"] < P99_LIMIT_MS and r["errors"] == 0]
-    return max(ok) if ok else None
+Sweep = dict[int, dict[str, Any]]
+"""One repetition against one server: concurrency → the load generator's result."""
 
 
-def run(reps: int = REPS) -> dict[str, Any]:
-    started = time.monotonic()
-    results: dict[str, list[dict[int, dict[str, Any]]]] = {"ours": [], "bare": []}
-    drains: list[float] = []
-    for rep in range(reps):
-        with tempfile.TemporaryDirectory(prefix="musher-b2-") as tmp:
-            servers: list[Server] = []
-            try:
-                servers.append(_start_daemon(Path(tmp)))
-                servers.append(_start_bare())
-                ours, bare = servers
-                sweeps: dict[str, dict[int, dict[str, Any]]] = {"ours": {}, "bare": {}}
-                order = [bare, ours] if rep % 2 == 0 else [ours, bare]
-                for concurrency in CONCURRENCY:
-                    for server in order:
-                        progress(f"B2 rep {rep + 1}/{reps} {server.name} c={concurrency}")
-                        sweeps[server.name][concurrency] = _run_loadgen(server.url, concurrency)
-                        if server is ours:
-                            drains.append(_drain(ours.url))
-                results["ours"].append(sweeps["ours"])
-                results["bare"].append(sweeps["bare"])
-            finally:
-                for server in servers:
-                    server.stop()
+def best_point(sweep: Sweep) -> dict[str, Any] | None:
+    """The run with the highest requests/s whose p99 stays under the limit (None if none)."""
+    ok = [r | {"concurrency": c} for c, r in sweep.items() if _within_limit(r)]
+    return max(ok, key=lambda r: r["rps"]) if ok else None
 
+
+def _within_limit(result: dict[str, Any]) -> bool:
+    return bool(result["p99_ms"] < P99_LIMIT_MS and result["errors"] == 0 and result["requests"])
+
+
+def _non_2xx(result: dict[str, Any]) -> int:
+    return sum(n for status, n in result["statuses"].items() if not status.startswith("2"))
+
+
+def sweep_figures(
+    results: dict[str, list[Sweep]], concurrency: Sequence[int], latency: str = "latency"
+) -> dict[str, Any]:
+    """Per server: best rps with p99 < limit (median of reps); the p50/p99 ``latency`` and the
+    concurrency of the median repetition's best point; the whole sweep (medians); then the
+    ratio ours / bare."""
     figures: dict[str, Any] = {}
     best: dict[str, list[float | None]] = {}
-    for name, sweeps_list in results.items():
-        best[name] = [_best(s) for s in sweeps_list]
-        figures[f"{name}_rps_at_p99_lt_100ms"] = rnd(
-            median(b for b in best[name] if b is not None), 1
-        )
+    for name, sweeps in results.items():
+        points = [best_point(s) for s in sweeps]
+        best[name] = [p["rps"] if p else None for p in points]
+        found = [p for p in points if p is not None]
+        figures[f"{name}_rps_at_p99_lt_100ms"] = rnd(median(p["rps"] for p in found), 1)
         figures[f"{name}_rps_at_p99_lt_100ms_reps"] = [rnd(b, 1) if b else None for b in best[name]]
+        # The latency "at that load": the median repetition's best point (lower median).
+        mid = sorted(found, key=lambda p: p["rps"])[(len(found) - 1) // 2] if found else None
+        figures[f"{name}_{latency}_p50_ms_at_best"] = rnd(mid["p50_ms"], 2) if mid else None
+        figures[f"{name}_{latency}_p99_ms_at_best"] = rnd(mid["p99_ms"], 2) if mid else None
+        figures[f"{name}_best_concurrency"] = mid["concurrency"] if mid else None
+        figures[f"{name}_best_concurrency_reps"] = [p["concurrency"] if p else None for p in points]
         figures[f"{name}_sweep"] = {
             str(c): {
-                "rps": rnd(median(s[c]["rps"] for s in sweeps_list), 1),
-                "p50_ms": rnd(median(s[c]["p50_ms"] for s in sweeps_list), 2),
-                "p99_ms": rnd(median(s[c]["p99_ms"] for s in sweeps_list), 2),
-                "errors": sum(s[c]["errors"] for s in sweeps_list),
-                "non_2xx": sum(
-                    n for s in sweeps_list for k, n in s[c]["statuses"].items() if k[0] != "2"
-                ),
+                "rps": rnd(median(s[c]["rps"] for s in sweeps), 1),
+                "p50_ms": rnd(median(s[c]["p50_ms"] for s in sweeps), 2),
+                "p99_ms": rnd(median(s[c]["p99_ms"] for s in sweeps), 2),
+                "errors": sum(s[c]["errors"] for s in sweeps),
+                "non_2xx": sum(_non_2xx(s[c]) for s in sweeps),
             }
-            for c in CONCURRENCY
+            for c in concurrency
         }
     ours_best = figures["ours_rps_at_p99_lt_100ms"]
     bare_best = figures["bare_rps_at_p99_lt_100ms"]
@@ -341,6 +371,39 @@ def run(reps: int = REPS) -> dict[str, Any]:
     per_rep = [o / b for o, b in zip(best["ours"], best["bare"], strict=True) if o and b]
     figures["ratio_ours_bare_per_rep"] = [rnd(r) for r in per_rep]
     figures["ratio_ours_bare_median_of_reps"] = rnd(median(per_rep)) if per_rep else None
+    return figures
+
+
+def run(
+    reps: int = REPS, concurrency: Sequence[int] = CONCURRENCY, duration: float = DURATION_S
+) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, list[Sweep]] = {"ours": [], "bare": []}
+    drains: list[float] = []
+    for rep in range(reps):
+        with tempfile.TemporaryDirectory(prefix="musher-b2-") as tmp:
+            servers: list[Server] = []
+            try:
+                servers.append(start_daemon(Path(tmp)))
+                servers.append(start_child("bare", "bench.intake", "--bare"))
+                ours, bare = servers
+                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
+                order = [bare, ours] if rep % 2 == 0 else [ours, bare]
+                for c in concurrency:
+                    for server in order:
+                        progress(f"B2 web rep {rep + 1}/{reps} {server.name} c={c}")
+                        sweeps[server.name][c] = run_loadgen(
+                            "bench.intake", server.url, c, duration=duration
+                        )
+                        if server is ours:
+                            drains.append(drain(ours.url))
+                results["ours"].append(sweeps["ours"])
+                results["bare"].append(sweeps["bare"])
+            finally:
+                for server in servers:
+                    server.stop()
+
+    figures = sweep_figures(results, concurrency)
     figures["daemon_drain_after_run_s_median"] = rnd(median(drains), 2)
     params = {
         "endpoint": "POST /api/v1/rooms/{room}/messages",
@@ -350,13 +413,13 @@ def run(reps: int = REPS) -> dict[str, Any]:
         "rooms": ROOMS,
         "bare": "aiohttp handler parsing the JSON body, 202 {id}, own process and port",
         "loadgen": "separate process, aiohttp client, closed loop, keep-alive, unique ids",
-        "concurrency": list(CONCURRENCY),
+        "concurrency": list(concurrency),
         "warmup_s": WARMUP_S,
-        "duration_s": DURATION_S,
+        "duration_s": duration,
         "reps": reps,
         "p99_limit_ms": P99_LIMIT_MS,
         "figure": "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare",
-        "slack_signed_event": "not measured: the Slack transport does not exist yet",
+        "slack_signed_event": "measured separately: python -m bench.slack_intake",
         "host": "127.0.0.1, loadgen and server share the machine's 2 cores",
         "target": TARGET,
         "machine": machine(),
@@ -365,22 +428,31 @@ def run(reps: int = REPS) -> dict[str, Any]:
     return {"bench": NAME, "params": params, "figures": figures}
 
 
+def sweep_arg(text: str) -> tuple[int, ...]:
+    """``"8,32,64"`` → ``(8, 32, 64)`` (argparse type)."""
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.intake")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--warmup", type=float, default=WARMUP_S)
-    parser.add_argument("--duration", type=float, default=DURATION_S)
+    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
+    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
+    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,32,64")
     args = parser.parse_args()
     if args.bare:
         _bare_server()
         return
     if args.loadgen:
-        out = asyncio.run(_load(args.loadgen, args.concurrency, args.warmup, args.duration))
+        out = asyncio.run(
+            load(args.loadgen, args.concurrency, args.warmup, args.duration, web_requests())
+        )
         print(json.dumps(out), flush=True)
         return
-    result = run()
+    result = run(args.reps, args.sweep, args.duration)
     emit(result["bench"], result["params"], result["figures"])
 
 

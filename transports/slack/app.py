@@ -115,6 +115,7 @@ class SlackTransport:
         self.bot = Bot(str(self._auth["user_id"]), str(self._auth.get("bot_id") or ""))
         self.identities = (self.bot.user_id,)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
+        self.client.session = self._http  # one pool of kept-alive connections for every call
         self._sink = sink
         if self.config.mode == "socket":
             await self._connect_socket()
@@ -157,6 +158,7 @@ class SlackTransport:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
+            self.client.session = None  # late sends (shutdown notices) open their own
             await self._http.close()
             self._http = None
 
