@@ -63,19 +63,23 @@ async def device_keys(synapse: Synapse, human: Human, user_id: str) -> dict[str,
     return keys
 
 
-async def encrypted_room(carol: Human, bot: Bot) -> str:
-    return await carol.room(invite=[bot.user_id], initial_state=[ENCRYPTION])
+async def encrypted_room(
+    synapse: Synapse, carol: Human, make_daemon: MakeDaemon
+) -> tuple[Bot, str, DaemonProcess]:
+    """A new bot account, an encrypted room of carol's it was invited to, and a running
+    daemon with ``encryption = true`` that has joined it."""
+    bot = Bot(synapse)
+    room = await carol.room(invite=[bot.user_id], initial_state=[ENCRYPTION])
+    daemon = await start(make_daemon(extra=bot.config([room], encryption=True)))
+    assert await carol.membership(room, bot.user_id) == "join"
+    return bot, room, daemon
 
 
 @pytest.mark.timeout(90)
 async def test_an_encrypted_room_round_trip_also_after_a_restart(
     synapse: Synapse, carol: Human, make_daemon: MakeDaemon
 ) -> None:
-    bot = Bot(synapse)
-    room = await encrypted_room(carol, bot)
-    daemon = make_daemon(extra=bot.config([room], encryption=True))
-    await start(daemon)
-    assert await carol.membership(room, bot.user_id) == "join"
+    bot, room, daemon = await encrypted_room(synapse, carol, make_daemon)
     await carol.say(room, f"{bot.localpart}: a secret")
     assert await carol.wait_for(room, bot.user_id, 1) == ["echo: a secret"]
     (reply,) = await carol.said_by(room, bot.user_id)
@@ -110,10 +114,7 @@ async def test_an_encrypted_room_round_trip_also_after_a_restart(
 async def test_an_undecryptable_message_is_reported_once(
     synapse: Synapse, carol: Human, make_daemon: MakeDaemon
 ) -> None:
-    bot = Bot(synapse)
-    room = await encrypted_room(carol, bot)
-    await start(make_daemon(extra=bot.config([room], encryption=True)))
-    assert await carol.membership(room, bot.user_id) == "join"
+    bot, room, _ = await encrypted_room(synapse, carol, make_daemon)
     for n in range(2):  # ciphertext of a session the bot was never given
         content = {
             "algorithm": "m.megolm.v1.aes-sha2",
@@ -139,11 +140,7 @@ async def test_an_undecryptable_message_is_reported_once(
 async def test_after_a_logout_the_bot_logs_in_again_and_still_reads_the_room(
     synapse: Synapse, carol: Human, make_daemon: MakeDaemon
 ) -> None:
-    bot = Bot(synapse)
-    room = await encrypted_room(carol, bot)
-    daemon = make_daemon(extra=bot.config([room], encryption=True))
-    await start(daemon)
-    assert await carol.membership(room, bot.user_id) == "join"
+    bot, room, daemon = await encrypted_room(synapse, carol, make_daemon)
     await carol.say(room, f"{bot.localpart}: before")
     assert await carol.wait_for(room, bot.user_id, 1) == ["echo: before"]
     session = json.loads((daemon.data_dir / "matrix" / "session.json").read_text())
