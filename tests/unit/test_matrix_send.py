@@ -11,8 +11,9 @@ from nio import RoomSendError, RoomSendResponse
 
 from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
+from bot.ratewindow import RateWindow
 from transports.matrix import send
-from transports.matrix.send import RateWindow, notice, send_event, transaction_id
+from transports.matrix.send import notice, send_event, transaction_id
 
 
 class _Status:

@@ -29,12 +29,13 @@ from nio import (
 
 from bot.errors import PermanentError
 from bot.messages import Reply, split_session
+from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, Sink, TransportContext
 from config.models import MatrixConfig
 from transports.matrix import e2ee
 from transports.matrix.login import Login
 from transports.matrix.rooms import Rooms
-from transports.matrix.send import RateWindow, notice, send_event, transaction_id
+from transports.matrix.send import notice, send_event, transaction_id, watch_rate_limits
 from transports.matrix.sync import NAME, SyncLoop
 
 log = logging.getLogger("musher.matrix")
@@ -85,7 +86,7 @@ class MatrixTransport:
             ),
         )
         self.window = RateWindow()
-        self.client.add_response_callback(self.window.on_response, ErrorResponse)
+        self.client.add_response_callback(watch_rate_limits(self.window), ErrorResponse)
         self.login = Login(self.client, cfg, ctx.data_dir / "matrix" / "session.json")
         self.rooms = Rooms(self.client, cfg)
         self.keys = e2ee.Keys(self.client) if cfg.encryption else None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from nio import AsyncClient, ErrorResponse, RoomSendResponse
 
 from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
+from bot.ratewindow import RateWindow
 from transports.matrix.html import render
 from transports.matrix.login import UNKNOWN_TOKEN, describe
 
@@ -33,26 +33,20 @@ MAX_DELAY_S = 8.0
 DEFAULT_RETRY_AFTER_MS = 5000  # what nio waits when a 429 does not say
 
 
-class RateWindow:
-    """Until when the homeserver asked us to hold back (monotonic clock)."""
+def hold_back(window: RateWindow, retry_after_ms: int | None) -> None:
+    """Open ``window`` for a 429's ``retry_after_ms`` (nio's default when it says none)."""
+    window.block((retry_after_ms or DEFAULT_RETRY_AFTER_MS) / 1000)
 
-    def __init__(self) -> None:
-        self.until = 0.0
 
-    def note(self, retry_after_ms: int | None) -> None:
-        wait = (retry_after_ms or DEFAULT_RETRY_AFTER_MS) / 1000
-        self.until = max(self.until, time.monotonic() + wait)
+def watch_rate_limits(window: RateWindow) -> Callable[[ErrorResponse], Awaitable[None]]:
+    """A nio response callback: every 429 the client sees opens ``window``."""
 
-    async def on_response(self, resp: ErrorResponse) -> None:
-        """nio response callback: every 429 seen by the client opens the window."""
+    async def on_response(resp: ErrorResponse) -> None:
         if resp.status_code == "M_LIMIT_EXCEEDED":
             log.warning("rate limited by the homeserver for %s ms", resp.retry_after_ms)
-            self.note(resp.retry_after_ms)
+            hold_back(window, resp.retry_after_ms)
 
-    async def wait(self) -> None:
-        delay = self.until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    return on_response
 
 
 def transaction_id(prefix: str, key: str) -> str:
@@ -100,7 +94,7 @@ async def send_event(
                     raise PermanentError(f"matrix: sending to {room_id} failed: {problem}")
                 wait = 0.0
             elif status == 429 or resp.status_code == "M_LIMIT_EXCEEDED":
-                window.note(resp.retry_after_ms)
+                hold_back(window, resp.retry_after_ms)
                 wait = 0.0  # window.wait() does it
             elif 0 < status < 500:
                 raise PermanentError(f"matrix: sending to {room_id} failed: {problem}")

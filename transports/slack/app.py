@@ -28,12 +28,13 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.errors import PermanentError
 from bot.messages import InboundMessage, Reply, split_session
 from bot.metrics import Metrics
+from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from config.models import SlackConfig
 from transports.slack.events import ACK_BUDGET_S, Listeners
 from transports.slack.manifest import aliases
 from transports.slack.mrkdwn import to_mrkdwn
-from transports.slack.send import Poster, RateLimit, respond
+from transports.slack.send import Poster, respond
 from transports.slack.webhook import Webhook
 from transports.slack.wire import Bot, CommandReply, split_room
 
@@ -97,7 +98,7 @@ class SlackTransport:
         self._sink: Sink | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._respond_limit = RateLimit()
+        self._respond_limit = RateWindow()
         self._tasks: set[asyncio.Task[object]] = set()
 
     def mount(self, app: web.Application) -> None:

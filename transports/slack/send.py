@@ -13,10 +13,9 @@ Every message carries our idempotency key in its metadata
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
+from bot.ratewindow import RateWindow
 
 log = logging.getLogger("musher.slack")
 
@@ -39,27 +39,6 @@ class Ambiguous(Exception):
     """The request may or may not have taken effect (5xx, timeout, dropped connection)."""
 
 
-class RateLimit:
-    """One Retry-After window shared by every call of this transport (monotonic clock)."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.clock = clock
-        self.sleep = sleep
-        self.until = 0.0
-
-    def block(self, seconds: float) -> None:
-        self.until = max(self.until, self.clock() + seconds)
-
-    async def wait(self) -> None:
-        """Return once no window is open (a window opened meanwhile is waited for too)."""
-        while (delay := self.until - self.clock()) > 0:
-            await self.sleep(delay)
-
-
 class Poster:
     """Posts messages with the rules above; counts each retry in ``sends_retried``."""
 
@@ -67,12 +46,12 @@ class Poster:
         self,
         client: AsyncWebClient,
         metrics: Metrics,
-        limit: RateLimit | None = None,
+        limit: RateWindow | None = None,
         backoff: Sequence[float] = BACKOFF_S,
     ) -> None:
         self.client = client
         self.metrics = metrics
-        self.limit = limit or RateLimit()
+        self.limit = limit or RateWindow()
         self.backoff = tuple(backoff)
 
     async def post(self, channel: str, text: str, thread_ts: str | None, key: str) -> str:
@@ -181,7 +160,7 @@ def retry_after(value: str | None) -> float:
     return min(max(seconds, 0.0), 3600.0) if seconds == seconds else 1.0
 
 
-async def respond(session: aiohttp.ClientSession, url: str, text: str, limit: RateLimit) -> None:
+async def respond(session: aiohttp.ClientSession, url: str, text: str, limit: RateWindow) -> None:
     """POST an ephemeral ``text`` to a slash command's ``response_url``, once.
 
     A 429 is waited out (``limit`` is this endpoint's own window) and retried; any other
