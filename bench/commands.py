@@ -4,7 +4,7 @@ Setup: one project whose 10,000 items are written straight into the op log with
 ``append_many`` (signed ``item.create`` ops in batches of 500) in a fixed, seeded mix of
 stages (many archived and done, a live middle, a few of every badge) with some dependencies.
 The stack is the daemon's: SQLite file (WAL, ``synchronous=FULL``, group commit), op store,
-engine and command registry from ``build_services``.
+engine and command registry from ``build_core``.
 
 Measured, each call timed alone, the kinds interleaved so the machine's noise hits them
 alike:
@@ -58,6 +58,7 @@ from bench.common import (
 )
 from bot.commands.board import render_board
 from bot.commands.registry import CommandContext
+from bot.messages import Session
 from pipeline.model import (
     Abandoned,
     Archived,
@@ -151,13 +152,13 @@ def generate(count: int, now: float) -> list[Item]:
 
 async def populate(stack: Stack, count: int) -> list[int]:
     """Write the project and its items; return the Backlog numbers for the move pool."""
-    engine = stack.services.engine
+    engine = stack.core.engine
     await engine.ensure_project(PROJECT, "/srv/bench", origin=SETUP_ORIGIN)
     engine.default_project = PROJECT
     items = generate(count, engine.now())
     for start in range(0, len(items), BATCH):
         batch = [CreateItem(PROJECT, item) for item in items[start : start + BATCH]]
-        await stack.services.store.append_many(batch, SETUP_ORIGIN)
+        await stack.core.engine.store.append_many(batch, SETUP_ORIGIN)
     return [item.number for item in items if isinstance(item.stage, Backlog)][:MOVE_POOL]
 
 
@@ -179,9 +180,9 @@ async def one_rep(
 ) -> tuple[dict[str, list[float]], int]:
     """``calls`` moves and commits, and ``status_calls`` of the status kinds spread evenly
     among them (every kind interleaved call by call); returns the timings and failed moves."""
-    services = stack.services
-    registry, store, engine, db = services.registry, services.store, services.engine, stack.db
-    ctx = CommandContext(SESSION, "alice", True, services)
+    core = stack.core
+    registry, store, engine, db = core.registry, core.engine.store, core.engine, stack.db
+    ctx = CommandContext(Session.of(SESSION), "alice", True)
     timer = Timer()
     failed = 0
     in_coding: set[int] = set()
@@ -223,10 +224,10 @@ async def one_rep(
 
 
 async def _status_text(stack: Stack) -> str:
-    invocation = stack.services.registry.match("status")
+    invocation = stack.core.registry.match("status")
     assert invocation is not None
-    ctx = CommandContext(SESSION, "alice", True, stack.services)
-    return (await stack.services.registry.run(invocation, ctx)).text
+    ctx = CommandContext(Session.of(SESSION), "alice", True)
+    return (await stack.core.registry.run(invocation, ctx)).text
 
 
 KINDS = ("status", "move", "rows", "items", "commit", "render")
@@ -270,7 +271,7 @@ async def run(count: int, calls: int, status_calls: int, reps: int) -> dict[str,
                 conn.execute("INSERT OR IGNORE INTO bench_scratch VALUES (1, 0)")
 
             await stack.db.write(scratch)
-            items = await stack.services.store.items(PROJECT)
+            items = await stack.core.engine.store.items(PROJECT)
             shown = sum(1 for item in items if not isinstance(item.stage, Archived))
             await one_rep(stack, pool, 20, 3)  # warm-up: caches, imports, pydantic
             status_chars = len(await _status_text(stack))

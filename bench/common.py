@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.daemon import build_services
+from bot.daemon import Core, build_core
 from bot.db import Database
 from bot.ingress import Ingress
 from bot.llm.base import Done, TurnEvent, TurnRequest
 from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
-from bot.services import Services
 from config import Settings, load_settings
 from pipeline.keys import load_or_create
 from pipeline.store import OpStore
@@ -155,20 +154,20 @@ class InstantProvider:
 
 
 class Stack:
-    """A real journal (SQLite file, WAL, ``synchronous=FULL``) + services + ingress.
+    """A real journal (SQLite file, WAL, ``synchronous=FULL``) + the daemon's core + ingress.
 
     Counts finished turns (``finish_turn`` committed) so a bench can wait for the work it
     started to be fully done, without polling.
     """
 
-    def __init__(self, db: Database, services: Services, provider: InstantProvider) -> None:
+    def __init__(self, db: Database, core: Core, provider: InstantProvider) -> None:
         self.db = db
-        self.services = services
+        self.core = core
         self.provider = provider
-        self.ingress = Ingress(services, {})
+        self.ingress: Ingress = core.ingress({})
         self.turns_finished = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        journal = services.journal
+        journal = core.journal
         original = journal.finish_turn
 
         async def finish_turn(
@@ -182,20 +181,20 @@ class Stack:
 
     @classmethod
     async def open(cls, directory: Path, settings: Settings, record: bool = True) -> Stack:
-        """Open the database and the op store as ``Daemon.run`` does, then the services."""
+        """Open the database and the op store as ``Daemon.run`` does, then the core."""
         db = await Database.open(directory / "musher.db", DAEMON_SCHEMA)
         provider = InstantProvider(record=record)
         try:
             store = await OpStore.open(db, load_or_create(directory))
-            services = build_services(settings, db, store, provider=provider)
+            core = build_core(settings, db, store, provider=provider)
         except BaseException:
             await db.aclose()  # its worker threads would otherwise keep the process alive
             raise
-        used: object = services.provider
+        used: object = core.provider
         if used is not provider:
             await db.aclose()
-            raise RuntimeError("build_services did not use the benchmark's provider")
-        return cls(db, services, provider)
+            raise RuntimeError("build_core did not use the benchmark's provider")
+        return cls(db, core, provider)
 
     def _wake(self) -> None:
         keep = []
@@ -228,5 +227,6 @@ class Stack:
         return True
 
     async def aclose(self) -> None:
-        await self.services.dispatcher.aclose()
+        await self.core.lanes.aclose(1.0)
+        await self.core.dispatcher.aclose()
         await self.db.aclose()

@@ -117,7 +117,7 @@ async def _timing(sessions: int, reps: int) -> dict[str, Any]:
                 if index % every == 0 and len(baseline) < reps:
                     baseline.append(await _baseline_rep())
                 waves.append(await _wave(big, first, min(WAVE, sessions - first), "s"))
-            held = big.services.dispatcher.session_count()
+            held = big.core.dispatcher.session_count()
         finally:
             await big.aclose()
     return {"wave_s": waves, "baseline_wave_s": baseline, "held": held}
@@ -137,7 +137,7 @@ async def _memory(sessions: int, ttl: float, trace: bool) -> dict[str, Any]:
     """Warm up, measure, push ``sessions`` sessions in waves, let them idle, measure."""
     with tempfile.TemporaryDirectory(prefix="musher-b6m-") as tmp:
         stack = await Stack.open(Path(tmp), bench_settings(0, idle_ttl_s=ttl), record=False)
-        dispatcher = stack.services.dispatcher
+        dispatcher = stack.core.dispatcher
         try:
             await _wave(stack, 0, WAVE, "warm")
             if ttl < 1:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.daemon import build_services
+from bot.daemon import build_core
 from bot.db import Database
 from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
@@ -66,10 +66,8 @@ async def measure(tmp: Path, script: Path, stamps: Path) -> tuple[list[float], l
     settings = load_settings(None, env)
     db = await Database.open(tmp / "musher.db", DAEMON_SCHEMA)
     store = await OpStore.open(db, load_or_create(tmp))
-    services = build_services(settings, db, store)
-    from bot.turns import TurnRunner
-
-    runner = TurnRunner(services)
+    core = build_core(settings, db, store)
+    runner = core.runner
     base, samples = [], []
     try:
         for n in range(RUNS):
@@ -78,8 +76,8 @@ async def measure(tmp: Path, script: Path, stamps: Path) -> tuple[list[float], l
             await runner.run(f"web:room{n}", [QueuedText("alice", "hello", n + 1)])
             samples.append(last_stamp(stamps) - start)
     finally:
-        await services.dispatcher.aclose()
-        await services.provider.aclose()
+        await core.dispatcher.aclose()
+        await core.provider.aclose()
         await db.aclose()
     return base, samples
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +36,32 @@ class AccessPolicy:
         if self.everyone_admin:
             return True
         return self.admins is not None and sender in self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicies:
+    """Each enabled transport's policy by name; a transport without one lets nobody admin."""
+
+    by_transport: Mapping[str, AccessPolicy]
+
+    @classmethod
+    def from_settings(cls, sections: Mapping[str, TransportAccess]) -> AccessPolicies:
+        """From the ``[transports.*]`` sections (the web console's senders are admins unless
+        its ``admins`` is set)."""
+        return cls({
+            name: AccessPolicy.build(s.allowed_users, s.admins, everyone_admin=(name == "web"))
+            for name, s in sections.items()
+        })  # fmt: skip
+
+    def of(self, transport: str) -> AccessPolicy:
+        return self.by_transport.get(transport, AccessPolicy())
+
+
+class TransportAccess(Protocol):
+    """The access keys of one ``[transports.<name>]`` section."""
+
+    @property
+    def allowed_users(self) -> Sequence[str]: ...
+
+    @property
+    def admins(self) -> Sequence[str] | None: ...

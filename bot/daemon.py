@@ -1,14 +1,15 @@
 """The composition root behind ``musher run``: builds every part, runs, shuts down in order.
 
-Startup: open the database → build services (the event bus subscribes to the engine here,
-before anything slow, lesson 1078) → load the enabled transports by name (lazily, so an
-unused SDK is never imported) → mount their routes → listen → start transports → start the
-timers' trigger and the bus subscribers (each reconciles first) → replay what a crash left
-unanswered → write ``daemon.json``.
+Startup: open the database → build the parts in dependency order (:func:`build_core`; the
+event bus subscribes to the engine here, before anything slow, lesson 1078) → load the
+enabled transports by name (lazily, so an unused SDK is never imported) → mount their routes
+→ listen → start transports → start the timers' trigger and the bus subscribers (each
+reconciles first) → replay what a crash left unanswered → write ``daemon.json``.
 
-Shutdown (the one ordered contract, STYLE.md): stop intake (transports and HTTP) → drain
-the dispatcher (running turns are cancelled and parked: their messages stay unanswered in
-the journal and are replayed on the next start) → stop the bus subscribers in order (the
+Shutdown (the one ordered contract, STYLE.md): stop intake (transports and HTTP) → let the
+lanes finish the commands already acknowledged (up to half the budget) → drain the
+dispatcher (running turns are cancelled and parked: their messages stay unanswered in the
+journal and are replayed on the next start) → stop the bus subscribers in order (the
 timers' scheduler with them) and background jobs → close the provider → flush and close
 the store last.
 """
@@ -24,35 +25,38 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.access import AccessPolicy
+from bot.access import AccessPolicies
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
-from bot.clock import LoopClock
+from bot.clock import Clock, LoopClock
 from bot.commands.catalogue import build_registry
+from bot.commands.pipeline import RoomProjects
+from bot.commands.registry import Registry
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
-from bot.ingress import Ingress
+from bot.ingress import Ingress, IngressParts
 from bot.journal import Journal, State
 from bot.kv import TransportState
+from bot.lanes import Lanes
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
-from bot.messages import QueuedText
+from bot.messages import QueuedText, Session
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
-from bot.services import Services
-from bot.subscribers import build_pipeline, bus_gauges
+from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
-from bot.turns import TurnRunner
+from bot.turns import TurnParts, TurnRunner
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
 from pipeline.keys import load_or_create
@@ -75,59 +79,111 @@ def enabled_transports(settings: Settings) -> list[str]:
     return [name for name in TRANSPORT_MODULES if getattr(settings.transports, name).enabled]
 
 
-def build_services(
-    settings: Settings, db: Database, store: OpStore, *, provider: Provider | None = None
-) -> Services:
-    """Wire journal, feed, metrics, registry, dispatcher, turn runner, engine and bus.
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The parts :func:`build_core` made, for the composition root to start, reach and stop.
 
-    ``provider`` overrides ``[llm] provider`` (benchmarks and tests).
+    No part receives this record: each one was given exactly what it uses.
     """
-    journal = Journal(db)
-    bridge = McpBridge()
-    feed = RoomFeed()
-    metrics = Metrics()
-    registry = build_registry()
 
-    async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
-        await runner.run(session, batch)
+    settings: Settings
+    journal: Journal
+    feed: RoomFeed
+    metrics: Metrics
+    outbox: Outbox
+    registry: Registry
+    provider: Provider
+    engine: Engine
+    pipeline: PipelineParts
+    mcp: McpBridge
+    runner: TurnRunner
+    dispatcher: Dispatcher
+    lanes: Lanes
+    access: AccessPolicies
+
+    def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
+        """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
+        parts = IngressParts(
+            journal=self.journal,
+            registry=self.registry,
+            rooms=self.engine,
+            access=self.access,
+            submit=self.dispatcher.submit,
+            send=self.outbox.send,
+            feed=self.feed,
+            metrics=self.metrics,
+            lanes=self.lanes,
+            bot_name=self.settings.daemon.name,
+            strangers=self.settings.access,
+        )
+        return Ingress(parts, identities)
+
+
+def build_core(
+    settings: Settings,
+    db: Database,
+    store: OpStore,
+    *,
+    provider: Provider | None = None,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    access: AccessPolicies | None = None,
+) -> Core:
+    """Build the daemon's parts in dependency order, each from parts built before it.
+
+    ``provider`` overrides ``[llm] provider``, ``engine`` the engine over ``store`` and
+    ``clock`` the dispatcher's and the pipeline subscribers' clock, ``access`` the policies
+    of the enabled ``[transports.*]`` (benchmarks and tests). The command registry is made
+    first and given its parts last: the ``stop`` command needs the dispatcher, which needs
+    the turn runner, whose tools are the registry's commands.
+    """
+    journal, feed, metrics, mcp = Journal(db), RoomFeed(), Metrics(), McpBridge()
+    registry, costs, audit = build_registry(), CostBook(db), AuditBuffer()
+    engine = engine or Engine(store, max_retries=settings.agents.max_retries)
+    outbox = Outbox(journal, feed, metrics, settings.daemon.name)
+    clock = clock or LoopClock()
+    pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
+    provider = provider or make_provider(settings, db, mcp)
+    sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
+    access = access or AccessPolicies.from_settings(sections)
+    runner = TurnRunner(
+        TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
+                  access, settings.llm.turn_timeout_s, db.path.parent)
+    )  # fmt: skip
+    dispatcher = _dispatcher(settings, metrics, clock, runner.run, _discarder(journal))
+
+    async def stop_session(session: Session) -> None:
+        runner.stop(session)
+        await dispatcher.stop(session)
+
+    registry.provide(
+        stop_session=stop_session,
+        reset_session=provider.reset,
+        engine=engine,
+        rooms=RoomProjects(engine, pipeline.followers),
+        timers=pipeline.timers,
+        cost_report=costs.report,
+    )
+    metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
+    metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
+    bus_gauges(metrics, pipeline.bus)
+    return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
+                mcp, runner, dispatcher, Lanes(), access)  # fmt: skip
+
+
+def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
+    """The dispatcher's ``discard``: what ``stop`` dropped is never answered."""
 
     async def discard(session: str, batch: Sequence[QueuedText]) -> None:
         await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
 
-    dispatcher = _dispatcher(settings, metrics, run_turn, discard)
-    engine = Engine(store, max_retries=settings.agents.max_retries)
-    outbox, audit = Outbox(journal, feed, metrics, settings.daemon.name), AuditBuffer()
-    parts = build_pipeline(settings, engine, journal, outbox, audit, LoopClock())
-    services = Services(
-        settings=settings,
-        journal=journal,
-        feed=feed,
-        metrics=metrics,
-        outbox=outbox,
-        registry=registry,
-        provider=provider or make_provider(settings, db, bridge),
-        dispatcher=dispatcher,
-        costs=CostBook(db),
-        data_dir=db.path.parent,
-        mcp=bridge,
-        store=store,
-        engine=engine,
-        bus=parts.bus,
-        followers=parts.followers,
-        notifier=parts.notifier,
-        timers=parts.timers,
-        audit=audit,
-    )
-    runner = TurnRunner(services)
-    metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
-    metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
-    bus_gauges(metrics, parts.bus)
-    return services
+    return discard
 
 
 def _dispatcher(
     settings: Settings,
     metrics: Metrics,
+    clock: Clock,
     run_turn: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
     discard: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
 ) -> Dispatcher:
@@ -135,7 +191,7 @@ def _dispatcher(
     return Dispatcher(
         run_turn=run_turn,
         discard=discard,
-        clock=LoopClock(),
+        clock=clock,
         coalesce_window_s=d.coalesce_window_ms / 1000,
         max_wait_s=d.max_wait_ms / 1000,
         busy_mode=d.busy_mode,
@@ -145,19 +201,19 @@ def _dispatcher(
     )
 
 
-async def ensure_default_project(services: Services, cwd: Path | None = None) -> str:
+async def ensure_default_project(core: Core, cwd: Path | None = None) -> str:
     """Register the default project unless it exists, and make it the rooms' default (N1).
 
     Its name is ``[projects] default``, else a slug of ``cwd``'s name (the current
     directory); its path is ``cwd``. Idempotent across restarts.
     """
     cwd = (cwd or Path.cwd()).resolve()
-    settings = services.settings.projects
+    settings = core.settings.projects
     name = settings.default or project_slug(cwd.name)
-    await services.engine.ensure_project(
+    await core.engine.ensure_project(
         name, str(cwd), timezone=settings.timezone, origin=SystemOrigin("daemon", "startup")
     )
-    services.engine.default_project = name
+    core.engine.default_project = name
     return name
 
 
@@ -190,14 +246,15 @@ class Daemon:
             log.info("stopped")
 
     async def _serve(self, db: Database, store: OpStore) -> None:
-        services = build_services(self.settings, db, store)
-        log.info("default project: %s", await ensure_default_project(services))
-        services.ambient.update(r.session for r in await store.rooms() if r.ambient)
-        transports = self._load_transports(services, db)
-        ingress = Ingress(services, _Identities(transports))
+        core = build_core(self.settings, db, store)
+        if missing := core.registry.missing():
+            raise RuntimeError(f"commands without the parts they need: {', '.join(missing)}")
+        log.info("default project: %s", await ensure_default_project(core))
+        transports = self._load_transports(core, db)
+        ingress = core.ingress(_Identities(transports))
         token = self.settings.http.token
         app = build_app(
-            services.metrics,
+            core.metrics,
             lambda: dict(self.health),
             token.get_secret_value() if token else None,
             self.settings.http.max_body_bytes,
@@ -205,18 +262,18 @@ class Daemon:
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
-        services.mcp.mount(app)
-        mount_pipeline_api(app, services.engine)
-        mount_board_api(app, services.engine)
+        core.mcp.mount(app)
+        mount_pipeline_api(app, core.engine)
+        mount_board_api(app, core.engine)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
-        services.mcp.url = self.url
+        core.mcp.url = self.url
         try:
             for transport in transports:
                 self.health[f"transport:{transport.name}"] = "starting"
                 await transport.start(ingress)
                 self.health[f"transport:{transport.name}"] = "ok"
-            await self._start_pipeline(services)
+            await self._start_pipeline(core.pipeline)
             self.health["dispatcher"] = "ok"
             await ingress.replay()
             self._write_daemon_json()
@@ -224,7 +281,7 @@ class Daemon:
             log.info("LLM provider: %s (%s)", choice.name, choice.reason)
             log.info("listening on %s", self.url)
             async with asyncio.TaskGroup() as jobs:
-                prune = jobs.create_task(self._prune_loop(services), name="journal-prune")
+                prune = jobs.create_task(self._prune_loop(core.journal), name="journal-prune")
                 await self.stopping.wait()
                 log.info("shutting down")
                 prune.cancel()
@@ -232,39 +289,40 @@ class Daemon:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
                 async with asyncio.timeout(budget):
-                    await self._shutdown(services, transports, server)
+                    await self._shutdown(core, transports, server, budget / 2)
             except TimeoutError:
                 log.error("shutdown took longer than %.0f s; closing the store anyway", budget)
 
     async def _shutdown(
-        self, services: Services, transports: list[Transport], server: HttpServer
+        self, core: Core, transports: list[Transport], server: HttpServer, grace_s: float
     ) -> None:
         self.health = {k: "stopping" for k in self.health}
         for transport in transports:  # 1. stop intake
             with contextlib.suppress(Exception):
                 await transport.aclose()
         await server.aclose()
-        await services.dispatcher.aclose()  # 2. park running turns
-        await services.bus.aclose()  # 3. subscribers in order; the timers' scheduler stops
-        await services.provider.aclose()  # background jobs were stopped by the task group
+        await core.lanes.aclose(grace_s)  # 2. finish the commands already acknowledged
+        await core.dispatcher.aclose()  # 3. park running turns
+        await core.pipeline.bus.aclose()  # 4. subscribers in order; the timers' scheduler stops
+        await core.provider.aclose()  # background jobs were stopped by the task group
 
-    async def _start_pipeline(self, services: Services) -> None:
+    async def _start_pipeline(self, pipeline: PipelineParts) -> None:
         """Load who follows what, start the timers' trigger, then the bus subscribers (each
         reconciles first: due timers fire, missed promotions happen)."""
-        log.info("%d rooms follow a project", await services.followers.load())
-        services.timers.start()
-        await services.bus.start()
+        log.info("%d rooms follow a project", await pipeline.followers.load())
+        pipeline.timers.start()
+        await pipeline.bus.start()
         self.health["bus"] = "ok"
 
-    def _load_transports(self, services: Services, db: Database) -> list[Transport]:
+    def _load_transports(self, core: Core, db: Database) -> list[Transport]:
         ctx = TransportContext(
             self.settings,
             db,
-            services.journal,
-            services.feed,
-            services.metrics,
+            core.journal,
+            core.feed,
+            core.metrics,
             TransportState(db),
-            services.registry,
+            core.registry,
         )
         transports: list[Transport] = []
         for name in enabled_transports(self.settings):
@@ -277,17 +335,13 @@ class Daemon:
                     [f"transports.{name}: this version of musher has no {name} transport yet"]
                 ) from None
             transport: Transport = module.create(ctx)
-            section = getattr(self.settings.transports, name)
-            services.access[name] = AccessPolicy.build(
-                section.allowed_users, section.admins, everyone_admin=(name == "web")
-            )
-            services.outbox.transports[name] = transport
+            core.outbox.attach(transport)
             transports.append(transport)
         return transports
 
-    async def _prune_loop(self, services: Services) -> None:
+    async def _prune_loop(self, journal: Journal) -> None:
         while True:
-            await services.journal.prune()
+            await journal.prune()
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     def _take_lock(self) -> None:

@@ -174,6 +174,12 @@ class Dispatcher:
         """Messages waiting over all sessions: coalescing batches plus queues (folds count 1)."""
         return sum(len(sess.pending) for sess in self._sessions.values())
 
+    async def join(self) -> None:
+        """Wait until no turn is running, follow-ups included (coalescing batches wait for
+        the clock)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def aclose(self) -> None:
         """Shut down: refuse submits, drop every timer, cancel every turn and wait for it.
 

@@ -1,24 +1,32 @@
 """Ingress: the one door every transport's messages come through (I1–I4, C1).
 
-Order for each message: drop the bot's own (I2) → strip a leading mention (I4) → decide
-whether it is addressed, allowed (I3), a command or free text → journal it durably (I1,
-a redelivery stops here) → act: run the command and reply, or hand the text to the
-dispatcher. Stranger and unaddressed messages are journalled too (for dedupe) but cost
-nothing.
+:meth:`Ingress.feed` decides and journals, then returns, so the transport acknowledges at
+once: drop the bot's own (I2) → strip a leading mention (I4) → decide whether it is
+addressed (a mention, or the room's ``ambient`` setting), allowed (I3), a command or free
+text → journal it durably (I1; a redelivery stops here). Acting on it — running the command
+and sending its reply, handing the text to the dispatcher, the polite refusal — happens on
+the session's lane (:mod:`bot.lanes`), in journal order. Stranger and unaddressed messages
+are journalled too (for dedupe) but cost nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from bot.commands.registry import CommandContext
-from bot.journal import Kind, Pending, State
+from bot.access import AccessPolicies
+from bot.commands.registry import CommandContext, Invocation, Registry
+from bot.feed import RoomFeed
+from bot.journal import Journal, Kind, Pending, State
+from bot.lanes import Action, Lanes
 from bot.mentions import strip_mention
-from bot.messages import InboundMessage, QueuedText, Reply, session_key
-from bot.services import Services
-from bot.transport import FeedResult
+from bot.messages import InboundMessage, QueuedText, Reply, Session, session_key
+from bot.metrics import Metrics
+from bot.transport import FeedResult, Mailbox
+from config.models import AccessConfig
 
 log = logging.getLogger("musher.ingress")
 
@@ -28,72 +36,168 @@ COMMAND_INTERRUPTED = (
     "⚠️ musher restarted while running `{text}`; check the result and retry if needed."
 )
 
+Send = Callable[[str, Reply], Awaitable[None]]
+
+
+class Submit(Protocol):
+    """Where free text goes (:meth:`bot.dispatcher.Dispatcher.submit`)."""
+
+    def __call__(self, session: str, message: QueuedText, /) -> None: ...
+
+
+class RoomSettings(Protocol):
+    """Where a room's ``ambient`` setting is read (:meth:`pipeline.engine.Engine.ambient`)."""
+
+    async def ambient(self, session: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngressParts:
+    """What ingress decides with, writes to and acts through."""
+
+    journal: Journal
+    registry: Registry
+    rooms: RoomSettings
+    access: AccessPolicies
+    submit: Submit
+    send: Send
+    feed: RoomFeed
+    metrics: Metrics
+    lanes: Lanes
+    bot_name: str
+    strangers: AccessConfig  # ``reply_to_strangers``, read per message
+
 
 class Ingress:
-    def __init__(self, services: Services, identities: Mapping[str, tuple[str, ...]]) -> None:
-        self.services = services
+    """The daemon's :class:`~bot.transport.Sink`."""
+
+    def __init__(self, parts: IngressParts, identities: Mapping[str, tuple[str, ...]]) -> None:
+        self.parts = parts
         self.identities = identities  # per transport: the bot's own ids/names, read live
         # journal ids fed in this run before replay() read the journal: not replayed twice
         self._fed_before_replay: set[int] | None = set()
+        # sessions whose queued `ambient on|off` has not run yet: (what it sets, journal id)
+        self._ambient_queued: dict[str, tuple[bool, int]] = {}
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
-        """Journal ``msg`` (durably, before returning) and act on it."""
-        s = self.services
+        """Decide and journal ``msg`` (durably, before returning); act on it afterwards.
+
+        Acting runs on the session's lane after this returns; a ``reply_to`` that is a
+        :class:`~bot.transport.Mailbox` is settled when acting is over.
+        """
+        p = self.parts
         own = self.identities.get(msg.transport, ())
         if msg.sender in own:
-            s.metrics.inbound.inc("ignored")
+            p.metrics.inbound.inc("ignored")
+            _settle(msg)
             return FeedResult.IGNORED
-        text, mentioned = strip_mention(msg.text, (s.settings.daemon.name, *own))
-        policy = s.policy(msg.transport)
-        addressed = msg.mentioned or mentioned or msg.session in s.ambient
-        invocation = s.registry.match(text) if addressed else None
+        text, mentioned = strip_mention(msg.text, (p.bot_name, *own))
+        session = msg.session
+        addressed = msg.mentioned or mentioned or await self._ambient(session)
+        invocation = p.registry.match(text) if addressed else None
+        policy = p.access.of(msg.transport)
         if not addressed:
             kind = Kind.IGNORED
         elif not policy.allows(msg.sender):
             kind = Kind.REFUSED
         else:
             kind = Kind.COMMAND if invocation else Kind.TEXT
-        recorded = await s.journal.record(msg, kind, text)
+        refusal = kind is Kind.REFUSED and p.strangers.reply_to_strangers
+        acts = kind in (Kind.COMMAND, Kind.TEXT) or refusal
+        slot = p.lanes.reserve(session) if acts else None
+        action: Action | None = None
+        try:
+            result = await self._journal(msg, kind, text)
+            if isinstance(result, int):
+                action = self._action(msg, kind, text, invocation, result)
+                self._note_ambient(session, invocation, result)
+                return FeedResult.REFUSED if kind is Kind.REFUSED else FeedResult.ACCEPTED
+            return result
+        finally:
+            if slot is not None and not slot.done():
+                slot.set_result(action if action is not None else _settler(msg))
+            elif slot is None:
+                _settle(msg)
+
+    async def _journal(self, msg: InboundMessage, kind: Kind, text: str) -> int | FeedResult:
+        """The journal id of ``msg``, or what intake says when there is nothing to act on."""
+        p = self.parts
+        recorded = await p.journal.record(msg, kind, text)
         if recorded is None:
-            s.metrics.inbound.inc("deduped")
+            p.metrics.inbound.inc("deduped")
             return FeedResult.DUPLICATE
         journal_id, entry = recorded
         if self._fed_before_replay is not None:
             self._fed_before_replay.add(journal_id)
         if entry is not None:
-            s.feed.publish(msg.session, entry)
+            p.feed.publish(msg.session, entry)
         if kind is Kind.IGNORED:
-            s.metrics.inbound.inc("ignored")
+            p.metrics.inbound.inc("ignored")
             return FeedResult.IGNORED
-        if kind is Kind.REFUSED:
-            s.metrics.inbound.inc("refused")
-            await self._refuse(msg)
-            return FeedResult.REFUSED
-        s.metrics.inbound.inc("accepted")
-        if invocation is not None:
-            ctx = CommandContext(msg.session, msg.sender, policy.is_admin(msg.sender), s)
-            reply = await s.registry.run(invocation, ctx)
-            await s.journal.mark([journal_id], State.DONE)
-            if reply.text:
-                reply = dataclasses.replace(
-                    reply,
-                    key=f"c{journal_id}",
-                    reply_to=msg.reply_to,
-                    ephemeral=reply.ephemeral or msg.ephemeral_ok,
-                )
-                await s.outbox.send(msg.session, reply)
-        else:
-            s.dispatcher.submit(msg.session, QueuedText(msg.sender, text, journal_id, msg.ts))
-        return FeedResult.ACCEPTED
+        p.metrics.inbound.inc("refused" if kind is Kind.REFUSED else "accepted")
+        return journal_id
+
+    def _action(
+        self,
+        msg: InboundMessage,
+        kind: Kind,
+        text: str,
+        invocation: Invocation | None,
+        journal_id: int,
+    ) -> Action:
+        """What the lane does for a journalled message; it settles the message's mailbox."""
+
+        async def act() -> None:
+            try:
+                if kind is Kind.REFUSED:
+                    await self._refuse(msg)
+                elif invocation is not None:
+                    await self._command(msg, invocation, journal_id)
+                else:
+                    queued = QueuedText(msg.sender, text, journal_id, msg.ts)
+                    self.parts.submit(msg.session, queued)
+            finally:
+                self._forget_ambient(msg.session, journal_id)
+                _settle(msg)
+
+        return act
+
+    async def _command(self, msg: InboundMessage, invocation: Invocation, journal_id: int) -> None:
+        p = self.parts
+        admin = p.access.of(msg.transport).is_admin(msg.sender)
+        reply = await p.registry.run(invocation, CommandContext(msg.session, msg.sender, admin))
+        await p.journal.mark([journal_id], State.DONE)
+        if reply.text:
+            reply = dataclasses.replace(
+                reply,
+                key=f"c{journal_id}",
+                reply_to=msg.reply_to,
+                ephemeral=reply.ephemeral or msg.ephemeral_ok,
+            )
+            await p.send(msg.session, reply)
 
     async def _refuse(self, msg: InboundMessage) -> None:
-        s = self.services
-        if not s.settings.access.reply_to_strangers:
-            return
-        if await s.journal.first_refusal_today(msg.transport, msg.sender):
-            await s.outbox.send(
-                msg.session, Reply(REFUSAL, ephemeral=msg.ephemeral_ok, reply_to=msg.reply_to)
-            )
+        p = self.parts
+        if await p.journal.first_refusal_today(msg.transport, msg.sender):
+            refusal = Reply(REFUSAL, ephemeral=msg.ephemeral_ok, reply_to=msg.reply_to)
+            await p.send(msg.session, refusal)
+
+    async def _ambient(self, session: Session) -> bool:
+        """The room's ``ambient`` setting as of this message: the rooms table, unless an
+        ``ambient`` command queued before it on the lane has yet to run."""
+        queued = self._ambient_queued.get(session)
+        return queued[0] if queued is not None else await self.parts.rooms.ambient(session)
+
+    def _note_ambient(self, session: Session, invocation: Invocation | None, id_: int) -> None:
+        mode = _ambient_mode(invocation)
+        if mode is not None:
+            self._ambient_queued[session] = (mode, id_)
+
+    def _forget_ambient(self, session: Session, journal_id: int) -> None:
+        """Once the last queued ``ambient`` ran, the rooms table is the truth again."""
+        queued = self._ambient_queued.get(session)
+        if queued is not None and queued[1] == journal_id:
+            del self._ambient_queued[session]
 
     async def replay(self) -> int:
         """Re-dispatch what a crash left unanswered (D6); returns how many messages.
@@ -101,23 +205,43 @@ class Ingress:
         Rooms whose turn had already started are told the answer was interrupted; an
         interrupted command is reported, not re-run (it may have taken effect).
         """
-        pending = await self.services.journal.pending()
+        pending = await self.parts.journal.pending()
         fed, self._fed_before_replay = self._fed_before_replay or set(), None
         return await self._replay([p for p in pending if p.id not in fed])
 
     async def _replay(self, pending: Sequence[Pending]) -> int:
-        s = self.services
+        p = self.parts
         told: set[str] = set()
-        for p in pending:
-            session = session_key(p.transport, p.room)
-            if p.kind is Kind.COMMAND:
-                await s.journal.mark([p.id], State.DONE)
-                await s.outbox.send(session, Reply(COMMAND_INTERRUPTED.format(text=p.text)))
+        for entry in pending:
+            session = session_key(entry.transport, entry.room)
+            if entry.kind is Kind.COMMAND:
+                await p.journal.mark([entry.id], State.DONE)
+                await p.send(session, Reply(COMMAND_INTERRUPTED.format(text=entry.text)))
                 continue
-            if p.turn_id is not None and session not in told:
+            if entry.turn_id is not None and session not in told:
                 told.add(session)
-                await s.outbox.send(session, Reply(INTERRUPTED))
-            s.dispatcher.submit(session, QueuedText(p.sender, p.text, p.id))
+                await p.send(session, Reply(INTERRUPTED))
+            p.submit(session, QueuedText(entry.sender, entry.text, entry.id))
         if pending:
             log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)
+
+
+def _ambient_mode(invocation: Invocation | None) -> bool | None:
+    """What a recognised ``ambient on|off`` will set, or None for any other message."""
+    if invocation is None or invocation.command.name != "ambient" or len(invocation.words) != 1:
+        return None
+    word = invocation.words[0].lower()
+    return True if word == "on" else False if word == "off" else None
+
+
+def _settle(msg: InboundMessage) -> None:
+    if isinstance(msg.reply_to, Mailbox):
+        msg.reply_to.settle()
+
+
+def _settler(msg: InboundMessage) -> Action:
+    async def settle() -> None:
+        _settle(msg)
+
+    return settle

@@ -9,14 +9,60 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+THREAD_SEP = "/"
+"""Between a room and a thread of it in a session key: ``slack:C123/<thread_ts>``."""
+
+
+class Session(str):
+    """One room on one transport, as a value: :attr:`transport`, :attr:`room`, :attr:`thread`.
+
+    Its text is the session key ``transport:room`` or ``transport:room/thread`` (what the
+    journal, the op log and the rooms table store), so it compares, hashes and stores as that
+    key; code reads its parts from the attributes and never splits the key itself. A plain
+    key string is accepted wherever a session goes, as :meth:`of` makes it one.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, key: str) -> Session:
+        """``key`` as a session (itself when it already is one)."""
+        return key if isinstance(key, Session) else cls(key)
+
+    @classmethod
+    def make(cls, transport: str, room: str, thread: str | None = None) -> Session:
+        """The session of ``room`` (or of ``thread`` in it) on ``transport``."""
+        return cls(f"{transport}:{room}{THREAD_SEP}{thread}" if thread else f"{transport}:{room}")
+
+    @property
+    def transport(self) -> str:
+        return self.partition(":")[0]
+
+    @property
+    def address(self) -> str:
+        """The room as its transport names it, thread included: ``C123/17.5``."""
+        return self.partition(":")[2]
+
+    @property
+    def room(self) -> str:
+        """The room or channel, without the thread: ``C123``."""
+        return self.address.partition(THREAD_SEP)[0]
+
+    @property
+    def thread(self) -> str | None:
+        """The thread inside :attr:`room`, or None for the room itself."""
+        return self.address.partition(THREAD_SEP)[2] or None
+
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message as a transport received it.
 
-    ``room`` is the transport's own room/channel id; the session key is ``transport:room``.
-    ``mentioned`` is true when the bot was addressed (a mention, a direct message, the web
-    console). ``reply_to`` is an opaque handle only the originating transport understands.
+    ``room`` is the transport's own room/channel id (``C123/<thread_ts>`` for a thread); the
+    session is ``transport:room``. ``mentioned`` is true when the bot was addressed (a
+    mention, a direct message, the web console). ``reply_to`` is an opaque handle only the
+    originating transport understands (a :class:`~bot.transport.Mailbox` is told when acting
+    on the message is over).
     """
 
     transport: str
@@ -30,19 +76,19 @@ class InboundMessage:
     ephemeral_ok: bool = False
 
     @property
-    def session(self) -> str:
+    def session(self) -> Session:
         return session_key(self.transport, self.room)
 
 
-def session_key(transport: str, room: str) -> str:
+def session_key(transport: str, room: str) -> Session:
     """The session of one room on one transport, e.g. ``web:lobby``."""
-    return f"{transport}:{room}"
+    return Session(f"{transport}:{room}")
 
 
 def split_session(session: str) -> tuple[str, str]:
     """Inverse of :func:`session_key`: ``"matrix:!a:b"`` → ``("matrix", "!a:b")``."""
-    transport, _, room = session.partition(":")
-    return transport, room
+    value = Session.of(session)
+    return value.transport, value.address
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import uuid
 
 from bot.feed import RoomFeed, Typing
 from bot.journal import Journal
-from bot.messages import Reply, split_session
+from bot.messages import Reply, Session
 from bot.metrics import Metrics
 from bot.paragraphs import split_text
 from bot.transport import Transport
@@ -18,14 +18,20 @@ log = logging.getLogger("musher.outbox")
 
 
 class Outbox:
+    """Delivers to the transports :meth:`attach` was given, by the session's transport name."""
+
     def __init__(self, journal: Journal, feed: RoomFeed, metrics: Metrics, bot_name: str) -> None:
         self.journal = journal
         self.feed = feed
         self.metrics = metrics
         self.bot_name = bot_name
-        self.transports: dict[str, Transport] = {}
+        self._transports: dict[str, Transport] = {}
 
-    async def send(self, session: str, reply: Reply) -> None:
+    def attach(self, transport: Transport) -> None:
+        """Deliver ``transport.name``'s sessions through ``transport`` from now on."""
+        self._transports[transport.name] = transport
+
+    async def send(self, key: str, reply: Reply) -> None:
         """Deliver ``reply`` to ``session`` in chunks the transport accepts, in order.
 
         A delivery failure is logged and counted, never raised to the caller: the turn or
@@ -33,7 +39,8 @@ class Outbox:
         attempted) is in the room log. Chunk ``i`` gets the key ``<reply.key>.<i>`` (a random
         base when the reply has none), so a transport's retries of one chunk are idempotent.
         """
-        transport = self.transports.get(split_session(session)[0])
+        session = Session.of(key)
+        transport = self._transports.get(session.transport)
         limit = transport.capabilities.max_length if transport else 4000
         base = reply.key or uuid.uuid4().hex
         for i, chunk in enumerate(split_text(reply.text, limit)):
@@ -51,10 +58,11 @@ class Outbox:
             entry = await self.journal.log_bot(session, self.bot_name, chunk)
             self.feed.publish(session, entry)
 
-    async def typing(self, session: str, active: bool) -> None:
+    async def typing(self, key: str, active: bool) -> None:
         """Show or hide the "working" indicator; failures are logged only."""
+        session = Session.of(key)
         self.feed.publish(session, Typing(session, active))
-        transport = self.transports.get(split_session(session)[0])
+        transport = self._transports.get(session.transport)
         if transport is None or not transport.capabilities.typing:
             return
         try:

@@ -7,7 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from bot.messages import InboundMessage, Reply
+from bot.messages import InboundMessage, Reply, Session
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -43,8 +43,26 @@ class Sink(Protocol):
     """Where transports hand in messages: the daemon's ingress."""
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
-        """Journal ``msg`` durably, then route it. Acknowledge the platform after this returns."""
+        """Decide and journal ``msg`` durably, then return: acknowledge the platform now.
+
+        Acting on it (a command and its reply, a turn) happens afterwards on the session's
+        own lane, so the ack never waits for a command or a send (I1). A command's reply
+        reaches the transport through :meth:`Transport.send` with ``reply.reply_to`` set.
+        """
         ...
+
+
+@runtime_checkable
+class Mailbox(Protocol):
+    """An ``InboundMessage.reply_to`` that wants to know when acting on its message is over.
+
+    Ingress calls :meth:`settle` once the message's command ran and its reply was handed to
+    :meth:`Transport.send` (or the free text reached the dispatcher, or the message was
+    refused or dropped), so a transport waiting for a command's reply (Slack's ack) can
+    stop waiting at once when none is coming. Optional: other handles are left alone.
+    """
+
+    def settle(self) -> None: ...
 
 
 class Transport(Protocol):
@@ -56,11 +74,11 @@ class Transport(Protocol):
         """Connect and begin feeding messages to ``sink``; returns once running."""
         ...
 
-    async def send(self, session: str, reply: Reply) -> str | None:
+    async def send(self, session: Session, reply: Reply) -> str | None:
         """Deliver ``reply`` (already split to ``max_length``); returns the platform's id."""
         ...
 
-    async def typing(self, session: str, active: bool) -> None: ...
+    async def typing(self, session: Session, active: bool) -> None: ...
 
     async def aclose(self) -> None: ...
 

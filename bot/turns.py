@@ -13,94 +13,140 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from bot.commands.registry import CommandContext
-from bot.llm.base import Done, Failed, TextDelta, TurnRequest, Usage
-from bot.messages import QueuedText, Reply, split_session
+from bot.access import AccessPolicies
+from bot.audit_buffer import AuditBuffer
+from bot.commands.registry import CommandContext, Registry
+from bot.cost import CostBook
+from bot.journal import Journal
+from bot.llm.base import Done, Failed, Provider, TextDelta, TurnRequest, Usage
+from bot.messages import QueuedText, Reply, Session
+from bot.metrics import Metrics
+from bot.outbox import Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.tools import batch_is_admin, tool_caller, tools_for
+from pipeline.engine import Engine
 from pipeline.errors import PipelineError
-
-if TYPE_CHECKING:
-    from bot.outbox import Outbox
-    from bot.services import Services
 
 log = logging.getLogger("musher.turns")
 
 
-class TurnRunner:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+class TurnTokens(Protocol):
+    """What a turn's MCP tokens are revoked through (:class:`bot.mcp_bridge.McpBridge`)."""
 
-    async def run(self, session: str, batch: Sequence[QueuedText]) -> None:
-        """Answer ``batch`` in ``session``. Cancelling leaves the messages unanswered."""
-        s = self.services
+    def release(self, session: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnParts:
+    """What a turn uses: where it writes, what it calls, and who may do what."""
+
+    journal: Journal
+    outbox: Outbox
+    provider: Provider
+    registry: Registry  # the LLM's tools
+    engine: Engine  # the room's project, for the working directory
+    audit: AuditBuffer
+    tokens: TurnTokens
+    costs: CostBook
+    metrics: Metrics
+    access: AccessPolicies
+    timeout_s: float
+    data_dir: Path
+
+
+class TurnRunner:
+    """Runs turns (``run`` is the dispatcher's ``run_turn``); ``stop`` ends one gracefully."""
+
+    def __init__(self, parts: TurnParts) -> None:
+        self.parts = parts
+        self._cancels: dict[str, asyncio.Event] = {}  # the running turns' cancel events
+
+    def stop(self, session: str) -> None:
+        """Ask ``session``'s running turn (if any) to end at the provider's next event.
+
+        The dispatcher's ``stop`` cancels the turn's task right after; setting the provider's
+        ``cancel`` first lets it end its process or stream in its own orderly way (L6).
+        """
+        event = self._cancels.get(session)
+        if event is not None:
+            event.set()
+
+    async def run(self, key: str, batch: Sequence[QueuedText]) -> None:
+        """Answer ``batch`` in session ``key``. Cancelling leaves the messages unanswered."""
+        p, session = self.parts, Session.of(key)
         ids = [i for m in batch for i in m.journal_ids]
-        turn_id = await s.journal.start_turn(session, ids)
+        turn_id = await p.journal.start_turn(session, ids)
         started = time.monotonic()
-        reminder = s.audit.drain(session)
+        reminder = p.audit.drain(session)
         project, cwd = await self._workspace(session)
         request = self._request(session, batch, reminder, cwd)
         usage = Usage()
-        await s.outbox.typing(session, True)
+        await p.outbox.typing(session, True)
         outcome = "cancelled"
+        cancel = self._cancels[session] = asyncio.Event()
         try:
-            outcome, usage = await self._stream(request, turn_id)
+            outcome, usage = await self._stream(request, turn_id, cancel)
         finally:
-            s.mcp.release(session)
+            if self._cancels.get(session) is cancel:
+                del self._cancels[session]
+            p.tokens.release(session)
             if outcome == "cancelled":
-                s.audit.restore(session, reminder)
-            await asyncio.shield(s.outbox.typing(session, False))
-            s.metrics.turns.inc(outcome)
-            s.metrics.turn_seconds.observe(time.monotonic() - started)
+                p.audit.restore(session, reminder)
+            await asyncio.shield(p.outbox.typing(session, False))
+            p.metrics.turns.inc(outcome)
+            p.metrics.turn_seconds.observe(time.monotonic() - started)
         tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
-        s.metrics.record_usage(*tokens)
-        cost = s.costs.job((turn_id, session, project, None, s.provider.name, *tokens))
-        await s.journal.finish_turn(turn_id, ids, outcome, also=cost)
+        p.metrics.record_usage(*tokens)
+        cost = p.costs.job((turn_id, session, project, None, p.provider.name, *tokens))
+        await p.journal.finish_turn(turn_id, ids, outcome, also=cost)
 
     async def _workspace(self, session: str) -> tuple[str | None, Path]:
         """The room's project and where the turn runs: the project's directory when it
         exists on this machine, else the data dir."""
-        s = self.services
+        p = self.parts
         try:
-            record = await s.engine.project(await s.engine.room_project(session))
+            record = await p.engine.project(await p.engine.room_project(session))
         except PipelineError:
-            return None, s.data_dir
+            return None, p.data_dir
         path = Path(record.path)
-        return record.name, path if await asyncio.to_thread(path.is_dir) else s.data_dir
+        return record.name, path if await asyncio.to_thread(path.is_dir) else p.data_dir
 
     def _request(
-        self, session: str, batch: Sequence[QueuedText], reminder: Sequence[str], cwd: Path
+        self, session: Session, batch: Sequence[QueuedText], reminder: Sequence[str], cwd: Path
     ) -> TurnRequest:
-        s = self.services
-        policy = s.policy(split_session(session)[0])
+        p = self.parts
+        policy = p.access.of(session.transport)
         admin = batch_is_admin([policy.is_admin(m.sender) for m in batch])
         senders = sorted({m.sender for m in batch})
-        ctx = CommandContext(session, ",".join(senders), admin, s, via="tool")
+        ctx = CommandContext(session, ",".join(senders), admin, via="tool")
         return TurnRequest(
             session=session,
             prompt=build_prompt(batch, reminder),
             batch=tuple(batch),
-            tools=tools_for(s.registry, admin),
-            call_tool=tool_caller(s.registry, ctx),
+            tools=tools_for(p.registry, admin),
+            call_tool=tool_caller(p.registry, ctx),
             cwd=cwd,
         )
 
-    async def _stream(self, request: TurnRequest, turn_id: int) -> tuple[str, Usage]:
-        s = self.services
+    async def _stream(
+        self, request: TurnRequest, turn_id: int, cancel: asyncio.Event
+    ) -> tuple[str, Usage]:
+        p = self.parts
         session = request.session
         paragraphs = ParagraphBuffer()
-        say = _Speaker(s.outbox, session, f"t{turn_id}")
+        say = _Speaker(p.outbox, session, f"t{turn_id}")
         sent_any = False
         usage = Usage()
-        timeout = s.settings.llm.turn_timeout_s
+        timeout = p.timeout_s
         try:
             async with (
                 asyncio.timeout(timeout),
-                contextlib.aclosing(s.provider.run(request, asyncio.Event())) as events,
+                contextlib.aclosing(p.provider.run(request, cancel)) as events,
             ):
                 async for event in events:
                     match event:

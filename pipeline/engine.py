@@ -182,6 +182,15 @@ class Engine:
         await self.store.append(SetRoom(session, project=name), origin)
         return record
 
+    async def set_ambient(self, session: str, on: bool, origin: Origin) -> None:
+        """Make ``session`` answer every message (``on``) or only mentions (one ``room.set`` op)."""
+        await self.store.append(SetRoom(session, ambient=on), origin)
+
+    async def ambient(self, session: str) -> bool:
+        """Whether ``session`` answers without a mention, read from the rooms table (S3)."""
+        room = await self.store.room(session)
+        return room is not None and room.ambient
+
     # --- items ----------------------------------------------------------------------------
 
     async def items(self, project: str) -> list[Item]:

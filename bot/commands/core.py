@@ -1,15 +1,25 @@
-"""The commands of the daemon itself (C5): ``help``, ``stop``, ``reset``, ``ambient``."""
+"""The commands of the daemon itself (C5): ``help``, ``stop``, ``reset``, ``ambient``, ``cost``.
+
+Parts the handlers name (see :mod:`bot.commands.registry`): ``stop_session`` (cancel a
+session's turn and drop its queue), ``reset_session`` (forget its LLM conversation),
+``engine`` (``ambient`` is a room setting: a ``room.set`` op, read back from the rooms
+table) and ``cost_report``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from bot.commands.args import Args, NoArgs
 from bot.commands.registry import CommandContext, Permission, Registry
-from bot.messages import Reply
-from pipeline.ops import SetRoom
+from bot.messages import Reply, Session
+from pipeline.engine import Engine
+
+SessionAction = Callable[[Session], Awaitable[object]]
+CostReport = Callable[[], Awaitable[str]]
 
 
 class HelpArgs(Args):
@@ -36,8 +46,8 @@ def register_core(registry: Registry) -> None:
         args=NoArgs,
         tool=False,
     )
-    async def stop(ctx: CommandContext, args: NoArgs) -> Reply:
-        await ctx.services.dispatcher.stop(ctx.session)
+    async def stop(ctx: CommandContext, args: NoArgs, *, stop_session: SessionAction) -> Reply:
+        await stop_session(ctx.session)
         return Reply("Stopped.")
 
     @registry.command(
@@ -47,8 +57,8 @@ def register_core(registry: Registry) -> None:
         args=NoArgs,
         tool=False,
     )
-    async def reset(ctx: CommandContext, args: NoArgs) -> Reply:
-        await ctx.services.provider.reset(ctx.session)
+    async def reset(ctx: CommandContext, args: NoArgs, *, reset_session: SessionAction) -> Reply:
+        await reset_session(ctx.session)
         return Reply("Conversation reset: the next message starts a new one.")
 
     @registry.command(
@@ -57,13 +67,11 @@ def register_core(registry: Registry) -> None:
         usage="ambient on|off",
         args=AmbientArgs,
     )
-    async def ambient(ctx: CommandContext, args: AmbientArgs) -> Reply:
+    async def ambient(ctx: CommandContext, args: AmbientArgs, *, engine: Engine) -> Reply:
         on = args.mode == "on"
-        await ctx.services.store.append(SetRoom(ctx.session, ambient=on), ctx.origin)
+        await engine.set_ambient(ctx.session, on, ctx.origin)
         if on:
-            ctx.services.ambient.add(ctx.session)
             return Reply("Ambient mode on: I'll read every message in this room.")
-        ctx.services.ambient.discard(ctx.session)
         return Reply("Ambient mode off: mention me to get my attention.")
 
     register_cost(registry)
@@ -75,8 +83,8 @@ def register_cost(registry: Registry) -> None:
     @registry.command(
         "cost", summary="LLM spend: 24 h total, top rooms and items", usage="cost", args=NoArgs
     )
-    async def cost(ctx: CommandContext, args: NoArgs) -> Reply:
-        return Reply(await ctx.services.costs.report())
+    async def cost(ctx: CommandContext, args: NoArgs, *, cost_report: CostReport) -> Reply:
+        return Reply(await cost_report())
 
 
 def render_help(registry: Registry, name: str | None, admin: bool) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -148,21 +149,34 @@ def register_pipeline(registry: Registry) -> None:
     _register_projects(registry)
 
 
-async def room_project(ctx: CommandContext) -> tuple[Engine, str]:
-    """The engine and the room's active project; the room follows that project from now on
-    (its notifications and audit lines, see :mod:`bot.followers`)."""
-    engine = ctx.services.engine
-    project = await engine.room_project(ctx.session)
-    ctx.services.followers.note(ctx.session, project)
-    return engine, project
+class Following(Protocol):
+    """Where a room's use of the pipeline is noted (:class:`bot.followers.Followers`)."""
+
+    def note(self, session: str, project: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoomProjects:
+    """The part the pipeline and timer commands name ``rooms``: the engine, and who follows
+    what."""
+
+    engine: Engine
+    followers: Following
+
+    async def room_project(self, ctx: CommandContext) -> tuple[Engine, str]:
+        """The engine and the room's active project; the room follows that project from now
+        on (its notifications and audit lines, see :mod:`bot.followers`)."""
+        project = await self.engine.room_project(ctx.session)
+        self.followers.note(ctx.session, project)
+        return self.engine, project
 
 
 def _register_board(registry: Registry) -> None:
     @registry.command(
         "status", summary="The board, or one item's detail", usage="status [N]", args=StatusArgs
     )
-    async def status(ctx: CommandContext, args: StatusArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def status(ctx: CommandContext, args: StatusArgs, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         if args.number is None:
             view = await engine.board_view(project, BOARD_COLUMNS, PER_COLUMN, NEWEST_FIRST)
             return Reply(render_view(project, view, engine.now()))
@@ -174,8 +188,8 @@ def _register_board(registry: Registry) -> None:
     @registry.command(
         "show", summary="An item in full, with its history", usage="show N", args=ItemArgs
     )
-    async def show(ctx: CommandContext, args: ItemArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def show(ctx: CommandContext, args: ItemArgs, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         item = await engine.lookup(project, args.number)
         text = render_item(project, item, await _related(engine, project, item), engine.now())
         if item.body.strip():
@@ -198,8 +212,8 @@ def _register_items(registry: Registry) -> None:
         usage="new story|bug|spike|refactor|epic <title…> [--depends 3,4] [--epic N]",
         args=NewArgs,
     )
-    async def new(ctx: CommandContext, args: NewArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def new(ctx: CommandContext, args: NewArgs, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         created = await engine.create(
             project, args.kind, args.title, ctx.origin, depends_on=args.depends, epic=args.epic
         )
@@ -215,8 +229,8 @@ def _register_items(registry: Registry) -> None:
         usage="depends N <M…|none>",
         args=DependsArgs,
     )
-    async def depends(ctx: CommandContext, args: DependsArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def depends(ctx: CommandContext, args: DependsArgs, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         changed = await engine.set_depends(project, args.number, args.depends_on, ctx.origin)
         deps = changed.after.depends_on
         line = (
@@ -236,8 +250,8 @@ def _register_purge(registry: Registry) -> None:
         permission=Permission.ADMIN,
         destructive=True,
     )
-    async def purge(ctx: CommandContext, args: ItemArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def purge(ctx: CommandContext, args: ItemArgs, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         item = await engine.find(project, args.number)
         layers = await engine.purge(project, args.number, ctx.origin)
         if not layers or item is None:
@@ -274,9 +288,9 @@ def _register_transitions(registry: Registry) -> None:
         registry.command(name, summary=summary, usage=usage, args=model)(_transition(make))
 
 
-def _transition(make: Callable[[Any], Event]) -> Callable[[CommandContext, Any], Any]:
-    async def handler(ctx: CommandContext, args: Any) -> Reply:
-        engine, project = await room_project(ctx)
+def _transition(make: Callable[[Any], Event]) -> Callable[..., Any]:
+    async def handler(ctx: CommandContext, args: Any, *, rooms: RoomProjects) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         event = make(args)
         changed = await engine.apply(project, args.number, event, ctx.origin)
         return Reply(changed_line(changed))
@@ -286,9 +300,9 @@ def _transition(make: Callable[[Any], Event]) -> Callable[[CommandContext, Any],
 
 def _register_projects(registry: Registry) -> None:
     @registry.command("projects", summary="List the projects", usage="projects", args=NoArgs)
-    async def projects(ctx: CommandContext, args: NoArgs) -> Reply:
-        engine = ctx.services.engine
-        active = await _active_or_none(ctx)
+    async def projects(ctx: CommandContext, args: NoArgs, *, rooms: RoomProjects) -> Reply:
+        engine = rooms.engine
+        active = await _active_or_none(engine, ctx)
         return Reply(render_projects(await engine.projects(), active))
 
     @registry.command(
@@ -297,9 +311,9 @@ def _register_projects(registry: Registry) -> None:
         usage="switch <project>",
         args=ProjectArgs,
     )
-    async def switch(ctx: CommandContext, args: ProjectArgs) -> Reply:
-        record = await ctx.services.engine.switch(ctx.session, args.project, ctx.origin)
-        ctx.services.followers.note(ctx.session, record.name)
+    async def switch(ctx: CommandContext, args: ProjectArgs, *, rooms: RoomProjects) -> Reply:
+        record = await rooms.engine.switch(ctx.session, args.project, ctx.origin)
+        rooms.followers.note(ctx.session, record.name)
         return Reply(f"This room now works on {record.name} ({record.path}).")
 
     @registry.command(
@@ -309,9 +323,9 @@ def _register_projects(registry: Registry) -> None:
         args=NoArgs,
         aliases=("all-status",),
     )
-    async def all_status(ctx: CommandContext, args: NoArgs) -> Reply:
-        engine = ctx.services.engine
-        active = await _active_or_none(ctx)
+    async def all_status(ctx: CommandContext, args: NoArgs, *, rooms: RoomProjects) -> Reply:
+        engine = rooms.engine
+        active = await _active_or_none(engine, ctx)
         records = await engine.projects()
         if not records:
             return Reply("No projects yet.")
@@ -321,8 +335,7 @@ def _register_projects(registry: Registry) -> None:
         return Reply("\n".join(lines))
 
 
-async def _active_or_none(ctx: CommandContext) -> str | None:
-    engine = ctx.services.engine
+async def _active_or_none(engine: Engine, ctx: CommandContext) -> str | None:
     try:
         return await engine.room_project(ctx.session)
     except ProjectNotFound:

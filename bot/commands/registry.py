@@ -5,26 +5,29 @@ one-line summary, a usage line, an argument model, a permission level and an asy
 returning a :class:`~bot.messages.Reply`. :meth:`Registry.invoke` is the only way a command
 runs: it checks permission, validates arguments and turns every failure into a reply, so a
 bad call never crashes and never half-applies (C4).
+
+A handler is ``async def handler(ctx, args, *, engine: Engine, ...)``: its keyword-only
+parameters name the daemon parts it uses, and the registry passes exactly those, by name,
+from what the composition root gave :meth:`Registry.provide`. So the catalogue of commands
+exists without a running daemon (the Slack manifest), and a handler sees nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
 from bot.commands.args import Args, parse_args, split_words, usage_message
 from bot.errors import AccessDenied, MusherError, UsageError
-from bot.messages import Reply
+from bot.messages import Reply, Session
 from pipeline.model import PipelineError, UserOrigin
-
-if TYPE_CHECKING:
-    from bot.services import Services
 
 log = logging.getLogger("musher.commands")
 T = TypeVar("T")
@@ -37,21 +40,28 @@ class Permission(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class CommandContext:
-    """Who runs a command, where, and the daemon services it may use."""
+    """Who runs a command, where and how: nothing else.
 
-    session: str
+    Handlers get the daemon parts they use when they are registered (``register_*``
+    functions take them by name), never through the context.
+    """
+
+    session: Session
     sender: str
     admin: bool
-    services: Services
     via: str = "chat"  # "chat" | "api" | "tool"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "session", Session.of(self.session))
 
     @property
     def transport(self) -> str:
-        return self.session.partition(":")[0]
+        return self.session.transport
 
     @property
     def room(self) -> str:
-        return self.session.partition(":")[2]
+        """The room as its transport names it (a thread included)."""
+        return self.session.address
 
     @property
     def origin(self) -> UserOrigin:
@@ -59,7 +69,14 @@ class CommandContext:
         return UserOrigin(self.transport, self.sender, self.room)
 
 
-Handler = Callable[[CommandContext, Any], Awaitable[Reply]]
+Handler = Callable[..., Awaitable[Reply]]
+"""``handler(ctx, args, **dependencies)``: see the module docstring."""
+
+
+def dependencies_of(handler: Handler) -> tuple[str, ...]:
+    """The names of ``handler``'s keyword-only parameters: the parts it asks for."""
+    params = inspect.signature(handler).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,7 @@ class Command:
     permission: Permission = Permission.USER
     destructive: bool = False  # an LLM may call it only on an admin's behalf (L4)
     tool: bool = True  # offered to the LLM (not `stop`/`reset`, which act on the LLM itself)
+    needs: tuple[str, ...] = ()  # the daemon parts its handler takes, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +109,15 @@ class Registry:
         self._commands: list[Command] = []
         self._first_words: set[str] = set()
         self._derived: dict[Hashable, Any] = {}
+        self._parts: dict[str, object] = {}
+
+    def provide(self, **parts: object) -> None:
+        """Make daemon parts available to the handlers that name them (adds or replaces)."""
+        self._parts.update(parts)
+
+    def missing(self) -> list[str]:
+        """``command: part`` for every part a registered handler needs but nobody provided."""
+        return [f"{c.name}: {n}" for c in self._commands for n in c.needs if n not in self._parts]
 
     def add(self, command: Command) -> None:
         for key in (command.name, *command.aliases):
@@ -124,7 +151,8 @@ class Registry:
 
         def register(handler: Handler) -> Handler:
             command = Command(name, summary, usage, handler, args, tuple(aliases), permission)
-            self.add(replace(command, destructive=destructive, tool=tool))
+            needs = dependencies_of(handler)
+            self.add(replace(command, destructive=destructive, tool=tool, needs=needs))
             return handler
 
         return register
@@ -180,7 +208,8 @@ class Registry:
         if command.destructive and ctx.via == "tool" and not ctx.admin:
             return Reply(f"`{command.name}` needs an admin to ask for it.")
         try:
-            return await command.handler(ctx, args)
+            parts = {name: self._parts[name] for name in command.needs}
+            return await command.handler(ctx, args, **parts)
         except asyncio.CancelledError:
             raise
         except (UsageError, AccessDenied, PipelineError) as err:

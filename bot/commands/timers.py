@@ -14,12 +14,12 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from bot.commands.args import Args, ItemNumber, NoArgs, Rest
-from bot.commands.pipeline import room_project
+from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import CommandContext, Registry
 from bot.messages import Reply
 from pipeline.model import PipelineError
 from pipeline.store import TimerRecord
-from pipeline.timers import target_of
+from pipeline.timers import Timers, target_of
 from pipeline.timespec import (
     ACTION_HELP,
     WHEN_HELP,
@@ -75,23 +75,27 @@ def register_timers(registry: Registry) -> None:
         usage="timer N <HH:MM|+30m> <start|move STAGE>",
         args=TimerArgs,
     )
-    async def timer(ctx: CommandContext, args: TimerArgs) -> Reply:
-        engine, project = await room_project(ctx)
+    async def timer(
+        ctx: CommandContext, args: TimerArgs, *, rooms: RoomProjects, timers: Timers
+    ) -> Reply:
+        engine, project = await rooms.room_project(ctx)
         item = await engine.lookup(project, args.number)
         tz = zone((await engine.project(project)).timezone)
         now = engine.now()
         fire_at = parse_when(args.when, now, tz)
         target = parse_action(args.action)
-        record = await ctx.services.timers.add(project, item.number, fire_at, target, ctx.origin)
+        record = await timers.add(project, item.number, fire_at, target, ctx.origin)
         return Reply(
             f"⏰ Timer {record.id}: {item.label} → {target} at {format_when(fire_at, tz)},"
             f" in {format_span(fire_at - now)}. Cancel with `timer cancel {record.id}`."
         )
 
     @registry.command("timers", summary="The pending timers", usage="timers", args=NoArgs)
-    async def timers(ctx: CommandContext, args: NoArgs) -> Reply:
-        engine, project = await room_project(ctx)
-        records = await ctx.services.timers.pending(project)
+    async def pending(
+        ctx: CommandContext, args: NoArgs, *, rooms: RoomProjects, timers: Timers
+    ) -> Reply:
+        engine, project = await rooms.room_project(ctx)
+        records = await timers.pending(project)
         if not records:
             return Reply(f"No timers in {project}.")
         tz = zone((await engine.project(project)).timezone)
@@ -104,8 +108,8 @@ def register_timers(registry: Registry) -> None:
     @registry.command(
         "timer cancel", summary="Cancel a timer", usage="timer cancel ID", args=TimerCancelArgs
     )
-    async def cancel(ctx: CommandContext, args: TimerCancelArgs) -> Reply:
-        record = await ctx.services.timers.cancel(args.id.strip(), ctx.origin)
+    async def cancel(ctx: CommandContext, args: TimerCancelArgs, *, timers: Timers) -> Reply:
+        record = await timers.cancel(args.id.strip(), ctx.origin)
         if record is None:
             return Reply(f"No timer {args.id}. See `timers`.")
         return Reply(f"Cancelled timer {_describe(record)}.")

@@ -18,7 +18,7 @@ from bot.commands.registry import CommandContext, Permission, Registry
 from bot.http import HttpServer
 from bot.llm.base import TurnRequest
 from bot.mcp_bridge import McpBridge
-from bot.messages import Reply
+from bot.messages import Reply, Session
 from bot.tools import tool_caller, tools_for
 
 
@@ -56,7 +56,7 @@ def turn(admin: bool) -> tuple[TurnRequest, list[str]]:
     async def whoami(ctx: CommandContext, args: NoArgs) -> Reply:
         return Reply(f"{ctx.sender} in {ctx.session}")
 
-    ctx = CommandContext("web:lobby", "alice", admin, None, via="tool")  # type: ignore[arg-type]
+    ctx = CommandContext(Session.of("web:lobby"), "alice", admin, via="tool")
     request = TurnRequest(
         "web:lobby", "p", (), tools_for(registry, admin), tool_caller(registry, ctx)
     )

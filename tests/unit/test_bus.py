@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.services import Services
+from bot.daemon import Core
 from config import load_settings
 from pipeline.bus import Bus
 from pipeline.engine import project_slug
@@ -200,15 +200,15 @@ async def test_r15_the_daemon_stays_ready_and_rooms_hear_every_change(
     from bot import daemon as daemon_module
 
     bad = [Raises("raises"), Hangs("hangs")]
-    build = daemon_module.build_services
+    build = daemon_module.build_core
 
-    def build_with_bad_subscribers(*args: Any, **kwargs: Any) -> Services:
-        services = build(*args, **kwargs)
+    def build_with_bad_subscribers(*args: Any, **kwargs: Any) -> Core:
+        core = build(*args, **kwargs)
         for subscriber in bad:
-            services.bus.add(subscriber)
-        return services
+            core.pipeline.bus.add(subscriber)
+        return core
 
-    monkeypatch.setattr(daemon_module, "build_services", build_with_bad_subscribers)
+    monkeypatch.setattr(daemon_module, "build_core", build_with_bad_subscribers)
     env = {"MUSHER_HTTP__PORT": "0", "MUSHER_LLM__PROVIDER": "echo",
            "MUSHER_DAEMON__NOTIFY_WINDOW_S": "0.05"}  # fmt: skip
     daemon = daemon_module.Daemon(load_settings(None, env), tmp_path / "data")

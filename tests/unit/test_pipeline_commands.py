@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bot.commands.registry import CommandContext
-from bot.daemon import build_services, ensure_default_project
+from bot.daemon import Core, build_core, ensure_default_project
 from bot.db import Database
+from bot.messages import Session
 from bot.schema import DAEMON_SCHEMA
-from bot.services import Services
 from config import load_settings
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
@@ -34,21 +34,21 @@ class Clock:
 class Chat:
     """A room (``web:lobby``) where people type commands."""
 
-    def __init__(self, services: Services, db: Database, clock: Clock) -> None:
-        self.services = services
+    def __init__(self, core: Core, db: Database, clock: Clock) -> None:
+        self.core = core
         self.db = db
         self.clock = clock
 
     async def say(
         self, text: str, sender: str = "alice", admin: bool = True, session: str = "web:lobby"
     ) -> str:
-        invocation = self.services.registry.match(text)
+        invocation = self.core.registry.match(text)
         assert invocation is not None, f"{text!r} is not a command"
-        ctx = CommandContext(session, sender, admin, self.services)
-        return (await self.services.registry.run(invocation, ctx)).text
+        ctx = CommandContext(Session.of(session), sender, admin)
+        return (await self.core.registry.run(invocation, ctx)).text
 
     async def items(self, project: str = "webshop") -> list[object]:
-        return list(await self.services.store.items(project))
+        return list(await self.core.engine.store.items(project))
 
     async def ops(self) -> int:
         return int((await self.db.read("SELECT COUNT(*) FROM ops"))[0][0])
@@ -60,13 +60,12 @@ async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
     db = await Database.open(tmp_path / "m.db", DAEMON_SCHEMA)
     clock = Clock()
     store = await OpStore.open(db, load_or_create(tmp_path), clock=clock)
-    services = build_services(settings, db, store)
-    services.engine = Engine(store, clock=clock)
+    core = build_core(settings, db, store, engine=Engine(store, clock=clock))
     (tmp_path / "WebShop").mkdir()
-    assert await ensure_default_project(services, tmp_path / "WebShop") == "webshop"
-    await services.engine.ensure_project("other", "/srv/other", origin=SystemOrigin("test", "x"))
-    yield Chat(services, db, clock)
-    await services.dispatcher.aclose()
+    assert await ensure_default_project(core, tmp_path / "WebShop") == "webshop"
+    await core.engine.ensure_project("other", "/srv/other", origin=SystemOrigin("test", "x"))
+    yield Chat(core, db, clock)
+    await core.dispatcher.aclose()
     await db.aclose()
 
 
@@ -78,7 +77,7 @@ async def test_new_replies_with_the_number_and_records_who(chat: Chat) -> None:
     assert await chat.say("new epic Auth") == "Created #3 Auth (epic) in webshop."
     reply = await chat.say("new spike Try OAuth --epic 3 --depends 1,2", sender="bob")
     assert reply == "Created #4 Try OAuth (spike) in webshop.\nDepends on: #1, #2."
-    item = await chat.services.engine.lookup("webshop", 4)
+    item = await chat.core.engine.lookup("webshop", 4)
     assert (item.epic, item.depends_on, item.origin.describe()) == (3, (1, 2), "bob (web:lobby)")
 
 
@@ -101,7 +100,7 @@ async def test_moves_and_refusals_read_like_the_table(chat: Chat) -> None:
     assert await chat.say("unfreeze #1") == "#1 Login page: frozen → qa."
     assert await chat.say("move 1 done") == "#1 Login page: qa → done."
     assert await chat.say("accept 1") == "#1 Login page: done → archived."
-    assert (await chat.services.engine.lookup("webshop", 1)).stage == Archived("completed")
+    assert (await chat.core.engine.lookup("webshop", 1)).stage == Archived("completed")
 
 
 async def test_block_abandon_supersede_reject_reopen(chat: Chat) -> None:
@@ -186,7 +185,7 @@ async def test_bad_input_replies_and_changes_nothing(
     assert "internal error" not in reply
     assert await chat.items() == before
     assert await chat.ops() == ops
-    assert await chat.services.store.room("web:lobby") is None
+    assert await chat.core.engine.store.room("web:lobby") is None
 
 
 async def test_purge_is_for_admins_clears_layers_and_is_idempotent(chat: Chat) -> None:
@@ -206,9 +205,9 @@ async def test_switch_changes_only_this_rooms_project(chat: Chat) -> None:
     assert await chat.say("switch OTHER") == "This room now works on other (/srv/other)."
     assert await chat.say("new bug elsewhere") == "Created #1 elsewhere (bug) in other."
     assert await chat.say("status 1") != await chat.say("status 1", session="web:other")
-    room = await chat.services.store.room("web:lobby")
+    room = await chat.core.engine.store.room("web:lobby")
     assert room is not None and room.project == "other"
-    webshop = await chat.services.engine.project("webshop")
+    webshop = await chat.core.engine.project("webshop")
     assert webshop.path.endswith("/WebShop")
     assert await chat.say("projects") == "\n".join(
         [
@@ -265,8 +264,8 @@ async def test_status_groups_columns_with_badges_deps_and_ages(chat: Chat) -> No
             "  🗑️ #6 closed 6 · 3h",
         ]
     )
-    assert (await chat.services.engine.lookup("webshop", 4)).stage == Frozen(Qa())
-    assert (await chat.services.engine.lookup("webshop", 10)).stage == Frozen(Backlog())
+    assert (await chat.core.engine.lookup("webshop", 4)).stage == Frozen(Qa())
+    assert (await chat.core.engine.lookup("webshop", 10)).stage == Frozen(Backlog())
 
 
 async def test_a_long_column_is_cut_and_counted(chat: Chat) -> None:
@@ -315,13 +314,13 @@ async def test_status_n_and_show_n_detail_one_item(chat: Chat) -> None:
 
 
 async def test_commands_work_as_tools_with_json_arguments(chat: Chat) -> None:
-    registry = chat.services.registry
-    ctx = CommandContext("web:lobby", "alice", True, chat.services, via="tool")
+    registry = chat.core.registry
+    ctx = CommandContext(Session.of("web:lobby"), "alice", True, via="tool")
     reply = await registry.invoke("new", {"kind": "story", "title": "From the LLM"}, ctx)
     assert reply.text == "Created #1 From the LLM (story) in webshop."
     assert (await registry.invoke("move", {"number": 1, "stage": "coding"}, ctx)).text == (
         "#1 From the LLM: backlog → coding."
     )
-    assert (await chat.services.engine.lookup("webshop", 1)).stage == Coding()
+    assert (await chat.core.engine.lookup("webshop", 1)).stage == Coding()
     reply = await registry.invoke("depends", {"number": 1, "depends_on": []}, ctx)
     assert reply.text == "#1 From the LLM depends on nothing now."

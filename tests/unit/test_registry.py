@@ -9,7 +9,7 @@ import pytest
 from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest, parse_args
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.errors import UsageError
-from bot.messages import Reply
+from bot.messages import Reply, Session
 
 
 class MoveArgs(Args):
@@ -51,7 +51,7 @@ def make_registry() -> tuple[Registry, list[Any]]:
 
 
 def ctx(admin: bool = True) -> CommandContext:
-    return CommandContext("web:lobby", "alice", admin, None)  # type: ignore[arg-type]
+    return CommandContext(Session.of("web:lobby"), "alice", admin)
 
 
 @pytest.mark.parametrize("text", ["move 12 qa", "MOVE #12 qa", "!move 12 qa", "/mv 12 qa"])
@@ -128,3 +128,23 @@ def test_names_are_unique() -> None:
 
     with pytest.raises(ValueError, match="twice"):
         registry.command("mv", summary="x", usage="mv", args=NoArgs)(other)
+
+
+async def test_a_handler_gets_exactly_the_parts_it_names() -> None:
+    registry = Registry()
+    seen: list[object] = []
+
+    @registry.command("count", summary="Count", usage="count", args=NoArgs)
+    async def count(ctx: CommandContext, args: NoArgs, *, counter: list[int]) -> Reply:
+        counter.append(1)
+        seen.append(counter)
+        return Reply(f"{len(counter)} in {ctx.session.transport}/{ctx.session.room}")
+
+    assert registry.missing() == ["count: counter"]
+    counter: list[int] = []
+    registry.provide(counter=counter, unused="never handed to anyone")
+    assert registry.missing() == []
+    invocation = registry.match("count")
+    assert invocation is not None
+    assert (await registry.run(invocation, ctx())).text == "1 in web/lobby"
+    assert seen == [counter]

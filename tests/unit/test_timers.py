@@ -13,9 +13,8 @@ import pytest
 
 from bot.clock import VirtualClock
 from bot.commands.registry import CommandContext
-from bot.daemon import build_services
-from bot.services import Services
-from bot.subscribers import build_pipeline
+from bot.daemon import Core, build_core
+from bot.messages import Session
 from config import load_settings
 from pipeline.model import Backlog, Coding, ItemKind, PipelineError, Qa, SystemOrigin
 from pipeline.ops import AddTimer, CancelTimer
@@ -247,56 +246,51 @@ async def test_the_scheduler_fires_a_due_timer(t: Env) -> None:
 
 
 @pytest.fixture
-async def chat(tmp_path: Path) -> AsyncIterator[tuple[Services, PipelineEnv]]:
+async def chat(tmp_path: Path) -> AsyncIterator[tuple[Core, PipelineEnv]]:
     async with pipeline_env(tmp_path, timezone="Europe/London") as env:
         env.clock.now = NOON_BST
         settings = load_settings(None, {"MUSHER_LLM__PROVIDER": "none"})
-        services = build_services(settings, env.db, env.store)
-        services.engine = env.engine
-        parts = build_pipeline(settings, env.engine, services.journal, services.outbox,
-                               services.audit, VirtualClock())  # fmt: skip
-        services.bus, services.followers = parts.bus, parts.followers
-        services.notifier, services.timers = parts.notifier, parts.timers
+        core = build_core(settings, env.db, env.store, engine=env.engine, clock=VirtualClock())
         await env.story("Login page")
-        yield services, env
-        await services.bus.aclose()
-        await services.dispatcher.aclose()
+        yield core, env
+        await core.pipeline.bus.aclose()
+        await core.dispatcher.aclose()
 
 
-async def say(services: Services, text: str) -> str:
-    invocation = services.registry.match(text)
+async def say(core: Core, text: str) -> str:
+    invocation = core.registry.match(text)
     assert invocation is not None
-    ctx = CommandContext("web:lobby", "alice", True, services)
-    return (await services.registry.run(invocation, ctx)).text
+    ctx = CommandContext(Session.of("web:lobby"), "alice", True)
+    return (await core.registry.run(invocation, ctx)).text
 
 
-async def test_timer_commands_set_list_and_cancel(chat: tuple[Services, PipelineEnv]) -> None:
-    services, env = chat
-    reply = await say(services, "timer #1 13:30 start")
+async def test_timer_commands_set_list_and_cancel(chat: tuple[Core, PipelineEnv]) -> None:
+    core, env = chat
+    reply = await say(core, "timer #1 13:30 start")
     [tid] = re.findall(r"Timer (t[0-9a-f]{6}):", reply)
     assert reply == (
         f"⏰ Timer {tid}: #1 Login page → coding at Mon 2 Jun 13:30"
         f" (Europe/London), in 1h 30m. Cancel with `timer cancel {tid}`."
     )
-    reply = await say(services, "timer 1 +30m move qa")
+    reply = await say(core, "timer 1 +30m move qa")
     [other] = re.findall(r"Timer (t[0-9a-f]{6}):", reply)
     assert "→ qa at Mon 2 Jun 12:30 (Europe/London), in 30m." in reply
 
-    assert await say(services, "timers") == (
+    assert await say(core, "timers") == (
         f"Timers in {PROJECT}:\n"
         f"  {other}: #1 → qa at Mon 2 Jun 12:30 (Europe/London) (in 30m)\n"
         f"  {tid}: #1 → coding at Mon 2 Jun 13:30 (Europe/London) (in 1h 30m)"
     )
-    assert await say(services, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → qa."
-    assert await say(services, f"timer cancel {other}") == f"No timer {other}. See `timers`."
-    assert services.timers.scheduled() == {tid}
-    assert services.followers.following(PROJECT) == ["web:lobby"]  # timer use = following
+    assert await say(core, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → qa."
+    assert await say(core, f"timer cancel {other}") == f"No timer {other}. See `timers`."
+    assert core.pipeline.timers.scheduled() == {tid}
+    assert core.pipeline.followers.following(PROJECT) == ["web:lobby"]  # timer use = following
 
     env.clock.now += 5400
-    assert await services.timers.fire(tid) is Outcome.MOVED
+    assert await core.pipeline.timers.fire(tid) is Outcome.MOVED
     item = await env.engine.find(PROJECT, 1)
     assert item is not None and item.stage == Coding()
-    assert await say(services, "timers") == f"No timers in {PROJECT}."
+    assert await say(core, "timers") == f"No timers in {PROJECT}."
 
 
 @pytest.mark.parametrize(
@@ -309,19 +303,19 @@ async def test_timer_commands_set_list_and_cancel(chat: tuple[Services, Pipeline
      ("timer cancel", "Usage: timer cancel ID")],
 )  # fmt: skip
 async def test_bad_timer_commands_change_nothing(
-    chat: tuple[Services, PipelineEnv], text: str, reply: str
+    chat: tuple[Core, PipelineEnv], text: str, reply: str
 ) -> None:
-    services, env = chat
+    core, env = chat
     ops = len(await env.ops())
-    assert (await say(services, text)).startswith(reply)
+    assert (await say(core, text)).startswith(reply)
     assert len(await env.ops()) == ops
 
 
-async def test_a_finished_item_takes_no_timer(chat: tuple[Services, PipelineEnv]) -> None:
-    services, env = chat
+async def test_a_finished_item_takes_no_timer(chat: tuple[Core, PipelineEnv]) -> None:
+    core, env = chat
     await env.engine.create(PROJECT, ItemKind.BUG, "Old", ALICE)
     await env.engine.apply(PROJECT, 2, Abandon(), ALICE)
-    assert await say(services, "timer 2 +5m start") == "#2 is finished; it takes no timers"
-    assert await services.timers.pending() == []
+    assert await say(core, "timer 2 +5m start") == "#2 is finished; it takes no timers"
+    assert await core.pipeline.timers.pending() == []
     item = await env.engine.find(PROJECT, 1)
     assert item is not None and item.stage != Qa()

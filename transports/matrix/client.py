@@ -28,7 +28,7 @@ from nio import (
 )
 
 from bot.errors import PermanentError
-from bot.messages import Reply, split_session
+from bot.messages import Reply, Session
 from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, Sink, TransportContext
 from config.models import MatrixConfig
@@ -127,8 +127,8 @@ class MatrixTransport:
         encrypting = f", encryption on, device {session.device_id}" if self.keys else ""
         log.info("syncing as %s (%s)%s", session.user_id, self.display_name, encrypting)
 
-    async def send(self, session: str, reply: Reply) -> str | None:
-        room_id = split_session(session)[1]
+    async def send(self, session: Session, reply: Reply) -> str | None:
+        room_id = Session.of(session).address
         tx_id = transaction_id(self._prefix, reply.key or uuid.uuid4().hex)
         return await self._send(room_id, notice(reply.text), tx_id)
 
@@ -138,8 +138,8 @@ class MatrixTransport:
         metrics, renew = self.ctx.metrics, self.login.renew
         return await send_event(self.client, room_id, content, tx_id, metrics, renew, self.window)
 
-    async def typing(self, session: str, active: bool) -> None:
-        room_id = split_session(session)[1]
+    async def typing(self, session: Session, active: bool) -> None:
+        room_id = Session.of(session).address
         task = self._typing.pop(room_id, None)
         if task is not None:
             task.cancel()

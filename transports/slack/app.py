@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.errors import PermanentError
-from bot.messages import InboundMessage, Reply, split_session
+from bot.messages import InboundMessage, Reply, Session
 from bot.metrics import Metrics
 from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
@@ -36,7 +36,7 @@ from transports.slack.manifest import aliases
 from transports.slack.mrkdwn import to_mrkdwn
 from transports.slack.send import Poster, respond
 from transports.slack.webhook import Webhook
-from transports.slack.wire import Bot, CommandReply, split_room
+from transports.slack.wire import Bot, CommandReply
 
 log = logging.getLogger("musher.slack")
 
@@ -124,7 +124,7 @@ class SlackTransport:
             self.webhook.dispatch = self.bolt.async_dispatch
         log.info("slack: connected as %s (%s mode)", self.bot.user_id, self.config.mode)
 
-    async def send(self, session: str, reply: Reply) -> str | None:
+    async def send(self, session: Session, reply: Reply) -> str | None:
         """Post ``reply`` to the session's channel (its thread for a thread session).
 
         A slash command's reply goes into its ack while that is still open, else to its
@@ -136,10 +136,10 @@ class SlackTransport:
                 return None
             await respond(self._session(), reply.reply_to.response_url, text, self._respond_limit)
             return None
-        channel, thread_ts = split_room(split_session(session)[1])
-        return await self.poster.post(channel, text, thread_ts, reply.key)
+        session = Session.of(session)
+        return await self.poster.post(session.room, text, session.thread, reply.key)
 
-    async def typing(self, session: str, active: bool) -> None:
+    async def typing(self, session: Session, active: bool) -> None:
         return None
 
     async def aclose(self) -> None:

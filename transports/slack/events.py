@@ -3,13 +3,16 @@
 Both run with ``process_before_response=True``: Bolt answers Slack (the HTTP response, or
 the Socket Mode ack) only when the listener returns. A listener hands its message to
 ingress as a task and waits for it at most :data:`ACK_BUDGET_S` — journalling takes
-milliseconds, so the ack follows the journal write (I1), while a slow command keeps
-running after the ack and answers through the ``response_url``.
+milliseconds, so the ack follows the journal write (I1). A slash command's listener then
+waits, within the same budget, for the command's reply in its mailbox
+(:class:`~transports.slack.wire.CommandReply`, settled by ingress once the command ran on
+the room's lane); a slower command answers through the ``response_url``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -92,14 +95,19 @@ class Listeners:
             await ack(text=parsed, response_type="ephemeral")
             return
         msg, reply = parsed
+        deadline = asyncio.get_running_loop().time() + self.budget
         result = await self.feed(msg)
+        if result is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await reply.settled.wait()
         texts = reply.close()
-        if result is None:
-            await ack(text=WORKING, response_type="ephemeral")
-        elif texts:
+        if texts:
             await ack(text=texts[0], response_type="ephemeral")
             if texts[1:]:
                 self.follow_up(reply.response_url, texts[1:])
+        elif result is None or not reply.settled.is_set():
+            await ack(text=WORKING, response_type="ephemeral")
         elif result is FeedResult.REFUSED:
             await ack(text=NOT_ALLOWED, response_type="ephemeral")
         elif result is FeedResult.ACCEPTED:

@@ -8,6 +8,7 @@ once. Slash commands use their ``trigger_id``, which Socket Mode redeliveries ke
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -31,16 +32,23 @@ class Bot:
 
 @dataclass(slots=True)
 class CommandReply:
-    """The reply handle of one slash command: its ``response_url`` and the ack's one slot.
+    """The reply mailbox of one slash command: its ``response_url`` and the ack's one slot.
 
     While the command's listener has not acknowledged yet, :meth:`offer` keeps reply texts
     for the ack body (the first) and for the ``response_url`` right after it (the rest);
     once the ack went out, :meth:`offer` refuses and replies go to the ``response_url``.
+    Ingress calls :meth:`settle` (a :class:`bot.transport.Mailbox`) once acting on the
+    command is over, so the listener knows no more texts are coming for the ack.
     """
 
     response_url: str
     open: bool = True
     texts: list[str] = field(default_factory=list)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settle(self) -> None:
+        """Acting on the command is over: whatever it replied has been offered."""
+        self.settled.set()
 
     def offer(self, text: str) -> bool:
         """Keep ``text`` for the ack if it has not been sent; ``False`` once it has."""
