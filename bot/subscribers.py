@@ -2,7 +2,7 @@
 
 Subscribers, in bus order (which is also the order they stop in): ``notifier`` (chat
 notifications), ``audit`` (lines for the next LLM turn), ``deps`` (dependency promotion),
-``timers``. Others (the web board, agents) add theirs with ``services.bus.add``.
+``timers``. Others (the web board, agents) add theirs with ``bus.add``.
 """
 
 from __future__ import annotations

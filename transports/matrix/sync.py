@@ -26,21 +26,20 @@ from nio import (
     MessageDirection,
     RoomMemberEvent,
     RoomMessagesResponse,
-    RoomMessageText,
     SyncResponse,
 )
 from nio.responses import InviteInfo, RoomInfo
 
-from bot.messages import InboundMessage
 from bot.transport import Sink, TransportContext
 from transports.matrix.e2ee import Keys
 from transports.matrix.login import UNKNOWN_TOKEN, Login, describe
-from transports.matrix.mentions import is_mentioned
 from transports.matrix.rooms import Rooms
+from transports.matrix.wire import TRANSPORT, inbound_message
 
 log = logging.getLogger("musher.matrix")
 
-NAME = "matrix"
+NAME = TRANSPORT
+
 TOKEN_KEY = "next_batch"
 LONG_POLL_MS = 30_000
 TIMELINE_LIMIT = 100
@@ -192,20 +191,8 @@ class SyncLoop:
         if isinstance(event, MegolmEvent):
             await self.on_encrypted(room_id, event)  # not decrypted: no key, or encryption off
             return
-        if not isinstance(event, RoomMessageText):
-            return  # notices (bots), emotes, media, state, redactions
-        content: dict[str, Any] = event.source.get("content", {})
-        relates = content.get("m.relates_to")
-        if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
-            return  # an edit
         direct = self.rooms.is_direct(self.client.rooms.get(room_id))
-        msg = InboundMessage(
-            transport=NAME,
-            room=room_id,
-            sender=event.sender,
-            event_id=event.event_id,
-            ts=event.server_timestamp / 1000,
-            text=event.body,
-            mentioned=direct or is_mentioned(content, me, self.display_name()),
-        )
+        msg = inbound_message(room_id, event, me, self.display_name(), direct)
+        if msg is None:
+            return  # notices (bots), emotes, media, state, redactions, edits
         await sink.feed(msg)
