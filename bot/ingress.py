@@ -252,7 +252,7 @@ def _ambient_mode(invocation: Invocation | None) -> bool | None:
 
 
 def _settle(msg: InboundMessage) -> None:
-    if isinstance(msg.reply_to, Mailbox):
+    if msg.reply_to is not None and isinstance(msg.reply_to, Mailbox):
         msg.reply_to.settle()
 
 
