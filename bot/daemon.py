@@ -35,7 +35,6 @@ from bot.commands.catalogue import build_registry
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
-from bot.errors import ConfigError
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress
@@ -53,6 +52,7 @@ from bot.services import Services
 from bot.subscribers import build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnRunner
+from config.errors import ConfigError
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
 from pipeline.keys import load_or_create

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.envelope import SignedOp
+from pipeline.errors import PipelineError
 from pipeline.keys import verify_signature
 from pipeline.materialise import (
     MATERIALISED,
@@ -25,7 +26,6 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
-from pipeline.model import PipelineError
 
 if TYPE_CHECKING:
     from pipeline.store import Storage

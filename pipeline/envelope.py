@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pipeline.canonical import canonical_bytes, canonical_json, parse_canonical
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
-from pipeline.model import Origin, PipelineError
+from pipeline.model import Origin
 from pipeline.ops import CHANGES, Change
 
 SIGNING_DOMAIN = b"musher.op.v1\n"

@@ -5,10 +5,8 @@ transaction as its effect on the materialised tables (``projects``, ``items``,
 ``item_numbers``, ``timers``, ``rooms``). Nothing else writes those tables and every read
 here comes from them alone (S3). An op is returned to its caller only after its transaction
 committed with ``synchronous=FULL`` (S4). ``ops`` refuses UPDATE and DELETE by trigger.
-
-    PipelineError
-    ├── StoreWriteError   the write failed (I/O, disk full, closed); nothing was recorded
-    └── OpLogError        the log failed verification at open (pipeline.audit)
+A failed write raises :class:`StoreWriteError`, a log that fails its check at open
+:class:`~pipeline.audit.OpLogError` (both pipeline errors).
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from pipeline import audit, log_check
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp, origin_json, seal
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.materialise import (
     ITEM_COLUMNS,
@@ -34,7 +33,7 @@ from pipeline.materialise import (
     item_from_row,
     last_number,
 )
-from pipeline.model import Backlog, Column, Item, ItemKind, Origin, PipelineError, Stage
+from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
 
 __all__ = ["SCHEMA", "AppliedOp", "OpStore", "Storage", "StoreWriteError"]

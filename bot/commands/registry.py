@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from pydantic import ValidationError
 
 from bot.commands.args import Args, parse_args, split_words, usage_message
-from bot.errors import AccessDenied, MusherError, UsageError
 from bot.messages import Reply
-from pipeline.model import PipelineError, UserOrigin
+from config.errors import AccessDenied, MusherError, UsageError
+from pipeline.errors import PipelineError
+from pipeline.model import UserOrigin
 
 if TYPE_CHECKING:
     from bot.services import Services

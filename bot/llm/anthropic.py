@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from bot.errors import PermanentError
 from bot.llm.base import Tool
 from bot.llm.chat import (
     SYSTEM_PROMPT,
@@ -27,6 +26,7 @@ from bot.llm.chat import (
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, Sleep
 from bot.llm.sse import SseEvent
+from config.errors import PermanentError
 from config.models import AnthropicConfig
 
 ANTHROPIC_VERSION = "2023-06-01"

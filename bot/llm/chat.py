@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.errors import MusherError, PermanentError
 from bot.llm.base import (
     Done,
     Failed,
@@ -32,6 +31,7 @@ from bot.llm.base import (
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, open_stream
 from bot.llm.sse import SseEvent, iter_lines, iter_sse
+from config.errors import MusherError, PermanentError
 
 MAX_TOOL_ROUNDS = 10
 

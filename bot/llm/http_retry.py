@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bot.errors import MusherError, PermanentError, TransientError
+from config.errors import MusherError, PermanentError, TransientError
 
 Sleep = Callable[[float], Awaitable[None]]
 

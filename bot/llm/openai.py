@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from bot.errors import PermanentError
 from bot.llm.base import Tool
 from bot.llm.chat import (
     SYSTEM_PROMPT,
@@ -26,6 +25,7 @@ from bot.llm.chat import (
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, Sleep
 from bot.llm.sse import SseEvent
+from config.errors import PermanentError
 from config.models import OpenAIConfig
 
 

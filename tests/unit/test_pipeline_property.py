@@ -42,6 +42,7 @@ from bot.db import Database
 from pipeline import transitions as tr
 from pipeline.board import board_view
 from pipeline.engine import Changed, Created, Engine, ItemNotFound
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.materialise import read_tables
 from pipeline.model import (
@@ -57,7 +58,6 @@ from pipeline.model import (
     ItemKind,
     Merge,
     MergeFailure,
-    PipelineError,
     Qa,
     Rejected,
     ReviewHold,

@@ -15,6 +15,7 @@ from bot.db import Database
 from pipeline import audit
 from pipeline.canonical import canonical_json, parse_canonical
 from pipeline.envelope import SignedOp
+from pipeline.errors import PipelineError
 from pipeline.keys import KeyFileError, NodeKey, load_or_create
 from pipeline.materialise import apply, create_tables
 from pipeline.model import (
@@ -24,7 +25,6 @@ from pipeline.model import (
     Done,
     Item,
     ItemKind,
-    PipelineError,
     Qa,
     SystemOrigin,
     UserOrigin,

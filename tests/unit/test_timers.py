@@ -17,7 +17,8 @@ from bot.daemon import build_services
 from bot.services import Services
 from bot.subscribers import build_pipeline
 from config import load_settings
-from pipeline.model import Backlog, Coding, ItemKind, PipelineError, Qa, SystemOrigin
+from pipeline.errors import PipelineError
+from pipeline.model import Backlog, Coding, ItemKind, Qa, SystemOrigin
 from pipeline.ops import AddTimer, CancelTimer
 from pipeline.store import StoreWriteError, TimerRecord
 from pipeline.timers import Outcome, Timers

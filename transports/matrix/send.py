@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, ErrorResponse, RoomSendResponse
 
-from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
 from bot.ratewindow import RateWindow
+from config.errors import PermanentError, TransientError
 from transports.matrix.html import render
 from transports.matrix.login import UNKNOWN_TOKEN, describe
 

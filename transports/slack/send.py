@@ -22,9 +22,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
 from bot.ratewindow import RateWindow
+from config.errors import PermanentError, TransientError
 
 log = logging.getLogger("musher.slack")
 
