@@ -105,7 +105,7 @@ def build_services(
         metrics=metrics,
         outbox=outbox,
         registry=registry,
-        provider=provider or make_provider(settings, db, bridge),
+        provider=provider or make_provider(settings, db, bridge.config_for),
         dispatcher=dispatcher,
         costs=CostBook(db),
         data_dir=db.path.parent,

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from bot.db import Database
 from bot.llm.anthropic import AnthropicProvider
-from bot.llm.base import Provider
+from bot.llm.base import McpConfig, Provider
 from bot.llm.history import History
 from bot.llm.openai import OpenAIProvider
 from bot.llm.simple import EchoProvider, NoneProvider
-from bot.mcp_bridge import McpBridge
 from config.models import Settings
 
 
@@ -33,8 +32,9 @@ def choose(settings: Settings) -> Choice:
     return Choice("none", f"auto: {command!r} is not on PATH, so free text gets no LLM")
 
 
-def make_provider(settings: Settings, db: Database, bridge: McpBridge) -> Provider:
-    """Build the chosen provider over the daemon's database."""
+def make_provider(settings: Settings, db: Database, mcp_config: McpConfig) -> Provider:
+    """Build the chosen provider over the daemon's database; ``mcp_config`` gives a CLI
+    provider's turns their tools (the daemon passes ``McpBridge.config_for``)."""
     llm = settings.llm
     match choose(settings).name:
         case "echo":
@@ -50,7 +50,7 @@ def make_provider(settings: Settings, db: Database, bridge: McpBridge) -> Provid
             return ClaudeCliProvider(
                 llm.claude_cli,
                 ClaudeSessions(db),
-                bridge.config_for,
+                mcp_config,
                 state_dir=db.path.parent / "tmp",
             )
         case _:
