@@ -6,10 +6,11 @@ import shutil
 from dataclasses import dataclass
 
 from bot.db import Database
-from bot.llm.anthropic import AnthropicProvider
+from bot.llm.anthropic import AnthropicWire
 from bot.llm.base import McpConfig, Provider
+from bot.llm.chat import ChatProvider
 from bot.llm.history import History
-from bot.llm.openai import OpenAIProvider
+from bot.llm.openai import OpenAIWire
 from bot.llm.simple import EchoProvider, NoneProvider
 from config.models import Settings
 
@@ -40,9 +41,9 @@ def make_provider(settings: Settings, db: Database, mcp_config: McpConfig) -> Pr
         case "echo":
             return EchoProvider(llm.echo.delay_s)
         case "openai":
-            return OpenAIProvider(llm.openai, History(db), llm.history_size)
+            return ChatProvider(OpenAIWire(llm.openai), History(db), llm.history_size)
         case "anthropic":
-            return AnthropicProvider(llm.anthropic, History(db), llm.history_size)
+            return ChatProvider(AnthropicWire(llm.anthropic), History(db), llm.history_size)
         case "claude-cli":
             from bot.llm.claude_cli import ClaudeCliProvider
             from bot.llm.claude_sessions import ClaudeSessions

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot.db import Database
-from bot.llm.anthropic import AnthropicProvider
+from bot.llm.anthropic import AnthropicWire
 from bot.llm.base import (
     Done,
     Failed,
@@ -29,7 +29,7 @@ from bot.llm.base import (
 from bot.llm.chat import MAX_TOOL_ROUNDS, NO_TOOLS_TEXT, ChatProvider
 from bot.llm.history import History, ensure_schema
 from bot.llm.http_retry import RetryPolicy, parse_retry_after
-from bot.llm.openai import OpenAIProvider
+from bot.llm.openai import OpenAIWire
 from bot.llm.sse import iter_lines, iter_sse
 from config.models import AnthropicConfig, OpenAIConfig
 from tests.fakes.llm_server import FakeLlmServer, HttpError, Malformed, Reply, Slow, ToolUse
@@ -92,10 +92,10 @@ async def make(
         provider: ChatProvider
         if api == "openai":
             config = OpenAIConfig(base_url=base_url or fake.openai_url, model="m-1", **common)
-            provider = OpenAIProvider(config, history, history_size, sleep=sleep)
+            provider = ChatProvider(OpenAIWire(config), history, history_size, sleep=sleep)
         else:
             config_a = AnthropicConfig(base_url=base_url or fake.url, model="m-1", **common)
-            provider = AnthropicProvider(config_a, history, history_size, sleep=sleep)
+            provider = ChatProvider(AnthropicWire(config_a), history, history_size, sleep=sleep)
         made.append(provider)
         return provider
 
@@ -361,7 +361,7 @@ async def test_no_key_sends_no_auth_header(fake: FakeLlmServer, history: History
     fake.push(Reply())
     config = OpenAIConfig(base_url=fake.openai_url)
     async with httpx.AsyncClient() as client:
-        provider = OpenAIProvider(config, history, 20, client)
+        provider = ChatProvider(OpenAIWire(config), history, 20, client)
         assert (await collect(provider, request()))[-1] == Done()
         await provider.aclose()  # leaves the caller's client open
         assert not client.is_closed
