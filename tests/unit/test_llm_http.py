@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from bot.llm.base import (
 )
 from bot.llm.chat import MAX_TOOL_ROUNDS, NO_TOOLS_TEXT, ChatProvider
 from bot.llm.history import History, ensure_schema
-from bot.llm.http_retry import RetryPolicy, parse_retry_after
+from bot.llm.http_retry import RetryPolicy
 from bot.llm.openai import OpenAIWire
 from bot.llm.sse import iter_lines, iter_sse
 from config.models import AnthropicConfig, OpenAIConfig
@@ -385,14 +383,7 @@ async def test_history_keeps_whole_turns(history: History) -> None:
     assert await history.load("other", "openai") == [{"role": "user", "content": "x"}]
 
 
-def test_retry_after_forms() -> None:
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
-    assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
-    assert parse_retry_after(httpx.Headers({"retry-after-ms": "1500"})) == 1.5
-    assert parse_retry_after(httpx.Headers({"Retry-After": date}), now.timestamp) == 30.0
-    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"})) is None
-    assert parse_retry_after(httpx.Headers({})) is None
+def test_a_retry_after_longer_than_the_policy_allows_is_not_waited() -> None:
     policy = RetryPolicy(max_retries=3, max_retry_after_s=60)
     assert policy.delay(0, 120.0) is None and policy.delay(3, 1.0) is None
 
