@@ -19,7 +19,8 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── ItemNotFound               no live item with that number [pipeline.engine]
         ├── ProjectNotFound            no such project, or none at all [pipeline.engine]
         ├── StoreWriteError            an op was not committed; nothing recorded [pipeline.store]
-        └── OpLogError                 the op log failed verification [pipeline.audit]
+        ├── OpLogError                 the op log failed verification [pipeline.audit]
+        └── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
 """
 
 from __future__ import annotations
