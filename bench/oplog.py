@@ -12,10 +12,10 @@ commit.
   latency of each ``append`` (p50/p99).
 * ``batched``: one caller appends the same changes (writers interleaved, each writer's own
   order kept) with ``OpStore.append_many``, ``BATCH`` (100) changes per call.
-* ``replay``: ``OpStore.replay_into`` a fresh scratch ``Database`` (reads every op, rebuilds
+* ``replay``: ``pipeline.audit.replay_into`` a fresh scratch ``Database`` (reads every op, rebuilds
   every materialised table in one transaction); the rebuilt tables are then checked equal to
   the live ones (not timed).
-* ``verify``: ``OpStore.verify()`` (every signature, seq order, full replay and compare).
+* ``verify``: ``pipeline.audit.verify`` (every signature, seq order, full replay and compare).
 * baseline: the very rows of the concurrent log (same ``ops`` table shape, signatures as
   stored, nothing signed or applied) inserted with plain ``sqlite3`` ``INSERT`` in one
   transaction, ``synchronous=FULL``.
@@ -38,6 +38,7 @@ from typing import Any
 
 from bench.common import emit, machine, median, percentile, progress, quiet_logs, rnd
 from bot.db import Database
+from pipeline.audit import replay_into, verify
 from pipeline.keys import NodeKey
 from pipeline.materialise import create_tables, read_tables
 from pipeline.model import Coding, Item, ItemKind, Merge, Qa, SystemOrigin, UserOrigin
@@ -149,17 +150,17 @@ def raw_insert(rows: list[tuple[Any, ...]], path: Path) -> float:
         conn.close()
 
 
-async def replay_and_verify(db: Database, store: OpStore, scratch_path: Path, rep: Rep) -> None:
+async def replay_and_verify(db: Database, scratch_path: Path, rep: Rep) -> None:
     scratch = await Database.open(scratch_path)
     try:
         start = time.perf_counter()
-        rep.replay_ops = await store.replay_into(scratch)
+        rep.replay_ops = await replay_into(db, scratch)
         rep.replay_s = time.perf_counter() - start
         rep.replay_matches = await db.write(read_tables) == await scratch.write(read_tables)
     finally:
         await scratch.aclose()
     start = time.perf_counter()
-    report = await store.verify()
+    report = await verify(db)
     rep.verify_s = time.perf_counter() - start
     rep.verify_ok, rep.verify_report = report.ok, str(report)
 
@@ -174,7 +175,7 @@ async def one_rep(tmp: Path, total: int, index: int) -> Rep:
         rows = await db.read(f"SELECT {_ROW_COLUMNS} FROM ops ORDER BY rowid")
         rep.baseline_s = raw_insert([tuple(r) for r in rows], tmp / f"raw-{index}.db")
         progress(f"B4 rep {index + 1}: replay and verify {len(rows)} ops")
-        await replay_and_verify(db, store, tmp / f"scratch-{index}.db", rep)
+        await replay_and_verify(db, tmp / f"scratch-{index}.db", rep)
     finally:
         await db.aclose()
     db, store = await open_store(tmp / f"batched-{index}.db")
@@ -237,8 +238,8 @@ async def run(total: int, reps: int) -> dict[str, Any]:
         "op_mix": "per writer and project: item.create, then item.update to coding, qa, merge",
         "concurrent": "64 tasks, each awaiting OpStore.append one op at a time (group commit)",
         "batched": f"one caller, OpStore.append_many of {BATCH} changes per transaction",
-        "replay": "OpStore.replay_into a fresh Database file (reads the log, one transaction)",
-        "verify": "OpStore.verify(): signatures, seq order, replay in memory, compare tables",
+        "replay": "audit.replay_into a fresh Database file (reads the log, one transaction)",
+        "verify": "audit.verify(): signatures, seq order, replay in memory, compare tables",
         "baseline": "the concurrent log's rows, plain sqlite3 executemany INSERT into the same"
         " ops table shape, one transaction, synchronous=FULL",
         "db": "SQLite file in a temp dir, WAL, synchronous=FULL",

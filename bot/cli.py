@@ -10,9 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.errors import ConfigError, MusherError
 from config import Settings, config_path, load_settings, render_effective
-from pipeline.model import PipelineError
+from config.errors import ConfigError, MusherError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.problems:
             print(line, file=sys.stderr)
         return 2
-    except (MusherError, PipelineError) as err:
+    except MusherError as err:
         print(f"musher: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -39,7 +39,6 @@ from bot.commands.registry import Registry
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
-from bot.errors import ConfigError
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress, IngressParts
@@ -57,6 +56,7 @@ from bot.schema import DAEMON_SCHEMA
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnParts, TurnRunner
+from config.errors import ConfigError
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
 from pipeline.keys import load_or_create
@@ -143,7 +143,7 @@ def build_core(
     outbox = Outbox(journal, feed, metrics, settings.daemon.name)
     clock = clock or LoopClock()
     pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
-    provider = provider or make_provider(settings, db, mcp)
+    provider = provider or make_provider(settings, db, mcp.config_for)
     sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
     access = access or AccessPolicies.from_settings(sections)
     runner = TurnRunner(

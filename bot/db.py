@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bot.errors import StoreError
+from config.errors import StoreError
 
 log = logging.getLogger("musher.db")
 

@@ -14,8 +14,8 @@ from functools import partial
 from typing import Literal
 
 from bot.clock import Clock, TimerHandle
-from bot.errors import PermanentError
 from bot.messages import QueuedText
+from config.errors import PermanentError
 
 RunTurn = Callable[[str, Sequence[QueuedText]], Awaitable[None]]
 Discard = Callable[[str, Sequence[QueuedText]], Awaitable[None]]

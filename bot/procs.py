@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bot.errors import PermanentError
+from config.errors import PermanentError
 
 PIPE = asyncio.subprocess.PIPE
 _PROC = Path("/proc")

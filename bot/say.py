@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from bot.errors import ConfigError
+from config.errors import ConfigError
 
 QUIET_S = 1.0  # after a reply, this long without news (and no "working") ends the wait
 

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, InitSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
-from bot.errors import ConfigError
+from config.errors import ConfigError
 from config.models import LOCATED_ERROR, Settings
 
 ENV_PREFIX = "MUSHER_"

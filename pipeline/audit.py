@@ -14,9 +14,10 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.envelope import SignedOp
+from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row
+from pipeline.errors import PipelineError
 from pipeline.keys import verify_signature
 from pipeline.materialise import (
     MATERIALISED,
@@ -25,12 +26,8 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
-from pipeline.model import PipelineError
+from pipeline.storage import Storage
 
-if TYPE_CHECKING:
-    from pipeline.store import Storage
-
-OP_COLUMNS = "rowid, project, item, kind, payload, origin, author, seq, ts, sig"
 _PARALLEL_FROM = 2_000
 
 
@@ -94,15 +91,6 @@ class OpLogError(PipelineError):
     def __init__(self, problem: BadOp | RowMismatch) -> None:
         super().__init__(f"the op log failed verification: {problem}")
         self.problem = problem
-
-
-def op_from_row(row: Any) -> SignedOp:
-    """An op from a row of ``SELECT {OP_COLUMNS}``; values are taken as stored, unchecked."""
-    r = tuple(row)
-    return SignedOp(
-        rowid=r[0], project=r[1], item=r[2], kind=r[3], payload=r[4], origin=r[5],
-        author=r[6], seq=r[7], ts=r[8], sig=r[9],
-    )  # fmt: skip
 
 
 def _bad(op: SignedOp, reason: str) -> BadOp:

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from pipeline.model import PipelineError
+from pipeline.errors import PipelineError
 
 _MAX_DEPTH = 32
 

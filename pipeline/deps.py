@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from pipeline.engine import Engine
+from pipeline.errors import PipelineError
 from pipeline.events import ItemChanged, ItemCreated, ItemPurged, PipelineEvent
 from pipeline.model import (
     Abandoned,
@@ -20,7 +21,6 @@ from pipeline.model import (
     Backlog,
     Done,
     Item,
-    PipelineError,
     Rejected,
     Superseded,
     SystemOrigin,

@@ -3,12 +3,9 @@
 Every mutation goes through here: the item is looked up in the store (the single source of
 truth, S3), the change is checked in full (transition table, dependencies, numbers), exactly
 one op is written, and only after its commit are the listeners told. Pure logic over
-:class:`~pipeline.store.OpStore`; nothing here imports ``bot/``.
-
-    PipelineError
-    ├── ItemNotFound       no live item with that number in the project (C3)
-    ├── ProjectNotFound    no project with that name, or no project at all
-    └── TransitionError    the item's stage refuses the event (pipeline.transitions)
+:class:`~pipeline.store.OpStore`; nothing here imports ``bot/``. Its refusals are
+pipeline errors (:class:`ItemNotFound`, :class:`ProjectNotFound`,
+:class:`~pipeline.transitions.TransitionError`; the tree is drawn in :mod:`config.errors`).
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.board import BoardView
+from pipeline.errors import PipelineError
 from pipeline.events import (
     Fanout,
     ItemChanged,
@@ -36,7 +34,6 @@ from pipeline.model import (
     Item,
     ItemKind,
     Origin,
-    PipelineError,
     Rejected,
     Superseded,
     stage_name,

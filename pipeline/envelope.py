@@ -8,14 +8,19 @@ over the canonical JSON of all of those, prefixed with a domain tag.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pipeline.canonical import canonical_bytes, canonical_json, parse_canonical
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
-from pipeline.model import Origin, PipelineError
+from pipeline.model import Origin
 from pipeline.ops import CHANGES, Change
 
 SIGNING_DOMAIN = b"musher.op.v1\n"
 """Prefix of every signed message, so an op signature can never pass for anything else."""
+
+OP_COLUMNS = "rowid, project, item, kind, payload, origin, author, seq, ts, sig"
+"""The ``ops`` columns :func:`op_from_row` reads, in its order."""
 
 
 def origin_json(origin: object) -> str:
@@ -94,3 +99,12 @@ def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: 
         author=key.public_hex, seq=seq, ts=float(ts),
     )  # fmt: skip
     return replace(unsigned, sig=key.sign(unsigned.signed_message()))
+
+
+def op_from_row(row: Any) -> SignedOp:
+    """An op from a row of ``SELECT {OP_COLUMNS}``; values are taken as stored, unchecked."""
+    r = tuple(row)
+    return SignedOp(
+        rowid=r[0], project=r[1], item=r[2], kind=r[3], payload=r[4], origin=r[5],
+        author=r[6], seq=r[7], ts=r[8], sig=r[9],
+    )  # fmt: skip

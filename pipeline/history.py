@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.canonical import loads
-from pipeline.model import Origin, PipelineError, stage_name
+from pipeline.errors import PipelineError
+from pipeline.model import Origin, stage_name
 from pipeline.ops import AddTimer, Change, CreateItem, PurgeItem, UpdateItem
 from pipeline.store import AppliedOp
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
-from pipeline.model import PipelineError
+from pipeline.errors import PipelineError
 
 KEY_FILE = "node.key"
 SEED_BYTES = 32

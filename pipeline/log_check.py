@@ -17,14 +17,13 @@ import hmac
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.audit import ISSUED, OP_COLUMNS, OpLogError, Progress, check_ops, op_from_row
+from pipeline.audit import ISSUED, OpLogError, Progress, check_ops
 from pipeline.audit import truncation as _truncation
+from pipeline.envelope import OP_COLUMNS, op_from_row
 from pipeline.keys import NodeKey
-
-if TYPE_CHECKING:
-    from pipeline.store import Storage
+from pipeline.storage import Storage
 
 _PAGE = 20_000
 _SAVE = (

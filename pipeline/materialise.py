@@ -20,16 +20,8 @@ from typing import Any, TypeVar
 
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
-from pipeline.model import (
-    Item,
-    ItemKind,
-    Origin,
-    PipelineError,
-    Stage,
-    column,
-    is_finished,
-    stage_from_dict,
-)
+from pipeline.errors import PipelineError
+from pipeline.model import Item, ItemKind, Origin, Stage, column, is_finished, stage_from_dict
 from pipeline.model import stage_to_dict as _stage_dict
 from pipeline.ops import (
     KEEP,

@@ -2,24 +2,28 @@
 
 Every value is immutable and checks itself on construction, so an impossible state (a frozen
 stage that resumes into a finished one, a supersede by item 0, an item that depends on itself)
-raises :class:`PipelineError` instead of existing. Pure code: no I/O, no clock.
-
-    PipelineError          a value or event the pipeline cannot accept
-    └── TransitionError    the item's stage refuses the event (pipeline.transitions)
+raises :class:`~pipeline.errors.PipelineError` instead of existing. Pure code: no I/O, no
+clock.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeGuard, assert_never
 
-from pipeline.errors import PipelineError, require_positive, require_text
+from pipeline.errors import (
+    PipelineError,
+    require_count,
+    require_finite,
+    require_positive,
+    require_string,
+    require_text,
+)
 from pipeline.origin import AgentOrigin, Origin, SystemOrigin, UserOrigin
 
-__all__ = ["AgentOrigin", "Origin", "PipelineError", "SystemOrigin", "UserOrigin"]
+__all__ = ["AgentOrigin", "Origin", "SystemOrigin", "UserOrigin"]
 
 
 # --- stages (P1) ---------------------------------------------------------------------------
@@ -63,9 +67,7 @@ class Done:
 
     def __post_init__(self) -> None:
         if self.merge_commit is not None:
-            commit = require_text(self.merge_commit, "merge_commit")
-            if any(ch.isspace() for ch in commit):
-                raise PipelineError(f"merge_commit must not contain spaces, got {commit!r}")
+            require_text(self.merge_commit, "merge_commit", spaces=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +99,7 @@ class MergeFailure:
     reason: str
 
     def __post_init__(self) -> None:
-        kind = require_text(self.kind, "MergeFailure.kind")
-        if any(ch.isspace() for ch in kind):
-            raise PipelineError(f"MergeFailure.kind must not contain spaces, got {kind!r}")
+        require_text(self.kind, "MergeFailure.kind", spaces=False)
         require_text(self.reason, "MergeFailure.reason")
 
 
@@ -323,11 +323,6 @@ class ItemKind(StrEnum):
     EPIC = "epic"
 
 
-def _time(value: object, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PipelineError(f"{what} must be a finite number, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Item:
     """One work item of a project. Construct with keywords; change only via transitions.
@@ -353,11 +348,8 @@ class Item:
         n = require_positive(self.number, "item number")
         if not isinstance(self.kind, ItemKind):
             raise PipelineError(f"item kind must be an ItemKind, got {self.kind!r}")
-        title = require_text(self.title, "item title")
-        if "\n" in title or "\r" in title:
-            raise PipelineError("item title must be a single line")
-        if not isinstance(self.body, str):
-            raise PipelineError(f"item body must be a string, got {self.body!r}")
+        require_text(self.title, "item title", one_line=True)
+        require_string(self.body, "item body")
         if not isinstance(self.stage, _RESUMABLE + _FINISHED + (Frozen,)):
             raise PipelineError(f"not a stage: {self.stage!r}")
         if not isinstance(self.depends_on, tuple):
@@ -369,12 +361,11 @@ class Item:
             raise PipelineError(f"#{n} names a dependency twice: {self.depends_on}")
         if self.epic is not None and require_positive(self.epic, "epic") == n:
             raise PipelineError(f"#{n} cannot be its own epic")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise PipelineError(f"retries must be a non-negative integer, got {self.retries!r}")
+        require_count(self.retries, "retries")
         if not isinstance(self.origin, Origin):
             raise PipelineError(f"origin must be an Origin, got {self.origin!r}")
-        _time(self.created_at, "created_at")
-        _time(self.updated_at, "updated_at")
+        require_finite(self.created_at, "created_at")
+        require_finite(self.updated_at, "updated_at")
 
     @property
     def label(self) -> str:

@@ -19,7 +19,6 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,11 +26,18 @@ from enum import Enum
 from typing import Any, ClassVar, Self, TypeAlias
 
 from pipeline.canonical import canonical_json
+from pipeline.errors import (
+    PipelineError,
+    require_count,
+    require_finite,
+    require_positive,
+    require_string,
+    require_text,
+)
 from pipeline.model import (
     Item,
     ItemKind,
     Origin,
-    PipelineError,
     Stage,
     stage_from_dict,
     stage_name,
@@ -53,20 +59,6 @@ KEEP = Keep.KEEP
 def _project(value: object) -> str:
     if not isinstance(value, str) or not PROJECT_NAME.fullmatch(value):
         raise PipelineError(f"bad project name {value!r}: use a-z, 0-9 and '-', up to 63")
-    return value
-
-
-def _text(value: object, what: str, *, spaces: bool = True, limit: int = 4096) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise PipelineError(f"{what} must be a non-empty string of at most {limit} characters")
-    if not spaces and any(ch.isspace() for ch in value):
-        raise PipelineError(f"{what} must not contain spaces, got {value!r}")
-    return value
-
-
-def _number(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PipelineError(f"{what} must be a positive integer, got {value!r}")
     return value
 
 
@@ -96,11 +88,11 @@ class CreateProject:
 
     def __post_init__(self) -> None:
         _project(self.name)
-        _text(self.path, "project path")
-        branch = _text(self.base_branch, "base branch", spaces=False, limit=255)
+        require_text(self.path, "project path", limit=4096)
+        branch = require_text(self.base_branch, "base branch", spaces=False, limit=255)
         if branch.startswith("-"):
             raise PipelineError(f"base branch must not start with '-', got {branch!r}")
-        _text(self.timezone, "timezone", spaces=False, limit=64)
+        require_text(self.timezone, "timezone", spaces=False, limit=64)
 
     def columns(self) -> tuple[str | None, int | None]:
         return self.name, None
@@ -169,7 +161,7 @@ class CreateItem:
 def _depends(value: object) -> tuple[int, ...]:
     if not isinstance(value, tuple | list):
         raise PipelineError(f"depends_on must be a list of item numbers, got {value!r}")
-    deps = tuple(_number(dep, "dependency") for dep in value)
+    deps = tuple(require_positive(dep, "dependency") for dep in value)
     if len(set(deps)) != len(deps):
         raise PipelineError(f"depends_on names a dependency twice: {deps}")
     return deps
@@ -183,37 +175,13 @@ def _stage_json(value: object) -> dict[str, Any]:
     return stage_to_dict(value)  # type: ignore[arg-type]
 
 
-def _title(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise PipelineError(f"item title must be a non-empty string, got {value!r}")
-    if "\n" in value or "\r" in value:
-        raise PipelineError("item title must be a single line")
-    return value
-
-
-def _body(value: object) -> str:
-    if not isinstance(value, str):
-        raise PipelineError(f"item body must be a string, got {value!r}")
-    return value
-
-
-def _epic(value: object) -> int | None:
-    return None if value is None else _number(value, "epic")
-
-
-def _retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PipelineError(f"retries must be a non-negative integer, got {value!r}")
-    return value
-
-
 _UPDATE_CHECKS: dict[str, Callable[[Any], Any]] = {
     "stage": _stage_json,
-    "title": _title,
-    "body": _body,
+    "title": lambda value: require_text(value, "item title", one_line=True),
+    "body": lambda value: require_string(value, "item body"),
     "depends_on": lambda value: list(_depends(value)),
-    "epic": _epic,
-    "retries": _retries,
+    "epic": lambda value: None if value is None else require_positive(value, "epic"),
+    "retries": lambda value: require_count(value, "retries"),
 }
 """Each updatable field and the check that turns its value into payload JSON."""
 
@@ -239,7 +207,7 @@ class UpdateItem:
 
     def __post_init__(self) -> None:
         _project(self.project)
-        _number(self.number, "item number")
+        require_positive(self.number, "item number")
         changed = {
             name: check(getattr(self, name))
             for name, check in _UPDATE_CHECKS.items()
@@ -270,7 +238,7 @@ class UpdateItem:
             values["stage"] = stage_from_dict(values["stage"])
         if "depends_on" in values:
             values["depends_on"] = tuple(_depends(values["depends_on"]))
-        return cls(_project(project), _number(item, "item number"), **values)
+        return cls(_project(project), require_positive(item, "item number"), **values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +255,7 @@ class PurgeItem:
 
     def __post_init__(self) -> None:
         _project(self.project)
-        _number(self.number, "item number")
+        require_positive(self.number, "item number")
 
     def columns(self) -> tuple[str | None, int | None]:
         return self.project, self.number
@@ -298,7 +266,7 @@ class PurgeItem:
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
         _keys(p, set())
-        return cls(_project(project), _number(item, "item number"))
+        return cls(_project(project), require_positive(item, "item number"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,15 +284,11 @@ class AddTimer:
     action: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        _text(self.id, "timer id", spaces=False, limit=200)
+        require_text(self.id, "timer id", spaces=False, limit=200)
         _project(self.project)
         if self.item is not None:
-            _number(self.item, "timer item")
-        fire_at = self.fire_at
-        if isinstance(fire_at, bool) or not isinstance(fire_at, int | float):
-            raise PipelineError(f"fire_at must be a unix time, got {fire_at!r}")
-        if not math.isfinite(fire_at):
-            raise PipelineError(f"fire_at must be finite, got {fire_at!r}")
+            require_positive(self.item, "timer item")
+        require_finite(self.fire_at, "fire_at")
         if not isinstance(self.action, Mapping):
             raise PipelineError(f"a timer action must be a JSON object, got {self.action!r}")
         canonical_json(dict(self.action))
@@ -350,7 +314,7 @@ class CancelTimer:
     project: str | None = None
 
     def __post_init__(self) -> None:
-        _text(self.id, "timer id", spaces=False, limit=200)
+        require_text(self.id, "timer id", spaces=False, limit=200)
         if self.project is not None:
             _project(self.project)
 
@@ -377,7 +341,7 @@ class SetRoom:
     ambient: bool | Keep = KEEP
 
     def __post_init__(self) -> None:
-        _text(self.session, "session", limit=512)
+        require_text(self.session, "session", limit=512)
         if self.project is not KEEP and self.project is not None:
             _project(self.project)
         if self.ambient is not KEEP and not isinstance(self.ambient, bool):

@@ -5,10 +5,8 @@ transaction as its effect on the materialised tables (``projects``, ``items``,
 ``item_numbers``, ``timers``, ``rooms``). Nothing else writes those tables and every read
 here comes from them alone (S3). An op is returned to its caller only after its transaction
 committed with ``synchronous=FULL`` (S4). ``ops`` refuses UPDATE and DELETE by trigger.
-
-    PipelineError
-    ├── StoreWriteError   the write failed (I/O, disk full, closed); nothing was recorded
-    └── OpLogError        the log failed verification at open (pipeline.audit)
+A failed write raises :class:`StoreWriteError`, a log that fails its check at open
+:class:`~pipeline.audit.OpLogError` (both pipeline errors).
 """
 
 from __future__ import annotations
@@ -18,12 +16,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pipeline import audit, log_check
+from pipeline import log_check
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
-from pipeline.envelope import SignedOp, origin_json, seal
+from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row, origin_json, seal
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.materialise import (
     ITEM_COLUMNS,
@@ -34,29 +33,17 @@ from pipeline.materialise import (
     item_from_row,
     last_number,
 )
-from pipeline.model import Backlog, Column, Item, ItemKind, Origin, PipelineError, Stage
+from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
+from pipeline.storage import Storage
 
-__all__ = ["SCHEMA", "AppliedOp", "OpStore", "Storage", "StoreWriteError"]
+__all__ = ["SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
 
 T = TypeVar("T")
 
 
 class StoreWriteError(PipelineError):
     """The op could not be committed; nothing of it was recorded. Tell the caller and room."""
-
-
-class Storage(Protocol):
-    """The database seam: ``bot.db.Database`` satisfies it.
-
-    ``write`` runs ``job`` inside a transaction (possibly shared with other jobs: group
-    commit) and returns after the commit is durable; if the job raises, its writes are
-    rolled back and ``write`` raises. ``read`` runs one query on a separate connection.
-    """
-
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
-
-    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +192,8 @@ class OpStore:
         Every op's signature (by its own author key), rowid continuity and per-author seq
         order is checked (:func:`pipeline.log_check.check_log`; ops this key already
         verified at its last open are re-hashed, not re-verified). The full replay is
-        :meth:`verify`. The next seq is ``max(own seq) + 1``, read once here (1 for a new
-        key), so a restart never reuses or restarts a sequence (lesson 511).
+        :func:`pipeline.audit.verify`. The next seq is ``max(own seq) + 1``, read once here
+        (1 for a new key), so a restart never reuses or restarts a sequence (lesson 511).
 
         Raises:
             OpLogError: an op failed the check; the daemon must not start on this log.
@@ -420,17 +407,7 @@ class OpStore:
             PipelineError: a stored op no longer decodes (the log was tampered with).
         """
         rows = await self._storage.read(
-            f"SELECT {audit.OP_COLUMNS} FROM ops WHERE project = ? AND item = ? ORDER BY rowid",
+            f"SELECT {OP_COLUMNS} FROM ops WHERE project = ? AND item = ? ORDER BY rowid",
             (project, number),
         )
-        return [AppliedOp(op, op.decode(), ()) for op in map(audit.op_from_row, rows)]
-
-    # --- audit ----------------------------------------------------------------------------
-
-    async def verify(self) -> audit.AuditReport:
-        """``musher audit verify``: see :func:`pipeline.audit.verify`."""
-        return await audit.verify(self._storage)
-
-    async def replay_into(self, scratch: Storage) -> int:
-        """Rebuild the materialised tables in ``scratch``: :func:`pipeline.audit.replay_into`."""
-        return await audit.replay_into(self._storage, scratch)
+        return [AppliedOp(op, op.decode(), ()) for op in map(op_from_row, rows)]

@@ -30,8 +30,9 @@ from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-unt
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from pipeline.engine import Engine
+from pipeline.errors import PipelineError
 from pipeline.events import ItemChanged, ItemPurged, PipelineEvent
-from pipeline.model import Origin, PipelineError, SystemOrigin, is_finished, stage_name
+from pipeline.model import Origin, SystemOrigin, is_finished, stage_name
 from pipeline.ops import AddTimer, CancelTimer
 from pipeline.store import StoreWriteError, TimerRecord
 from pipeline.timespec import format_span, format_when, zone

@@ -10,7 +10,7 @@ import re
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pipeline.model import PipelineError
+from pipeline.errors import PipelineError
 from pipeline.transitions import MOVE_TARGETS
 
 WHEN_HELP = "HH:MM (in the project's time zone) or +N with s, m, h or d (+30m, +2h, +1d)"

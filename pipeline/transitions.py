@@ -39,6 +39,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TypeAlias, assert_never
 
+from pipeline.errors import (
+    PipelineError,
+    require_count,
+    require_positive,
+    require_string,
+    require_text,
+)
 from pipeline.model import (
     Abandoned,
     Archived,
@@ -50,7 +57,6 @@ from pipeline.model import (
     Item,
     Merge,
     MergeFailure,
-    PipelineError,
     Qa,
     Rejected,
     ReviewHold,
@@ -64,11 +70,6 @@ MOVE_TARGETS: tuple[str, ...] = ("backlog", "coding", "qa", "merge", "done", "ar
 """The stages ``move N <stage>`` accepts, in board order."""
 
 _MOVE_ORDER = ("coding", "qa", "merge", "done", "archived", "backlog")
-
-
-def _nonblank(value: object, what: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise PipelineError(f"{what} must be a non-empty string, got {value!r}")
 
 
 # --- events --------------------------------------------------------------------------------
@@ -97,12 +98,8 @@ class QaFail:
     detail: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise PipelineError(f"max_retries must be an integer, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise PipelineError(f"max_retries must be >= 0, got {self.max_retries}")
-        if not isinstance(self.detail, str):
-            raise PipelineError(f"detail must be a string, got {self.detail!r}")
+        require_count(self.max_retries, "max_retries")
+        require_string(self.detail, "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +140,7 @@ class Block:
     reason: str = "no reason given"
 
     def __post_init__(self) -> None:
-        _nonblank(self.reason, "block reason")
+        require_text(self.reason, "block reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +155,7 @@ class Hold:
     reason: str = "held for review"
 
     def __post_init__(self) -> None:
-        _nonblank(self.reason, "hold reason")
+        require_text(self.reason, "hold reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +180,7 @@ class Abandon:
     reason: str = "no reason given"
 
     def __post_init__(self) -> None:
-        _nonblank(self.reason, "abandon reason")
+        require_text(self.reason, "abandon reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +190,7 @@ class Supersede:
     by: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.by, bool) or not isinstance(self.by, int) or self.by < 1:
-            raise PipelineError(f"supersede needs a positive item number, got {self.by!r}")
+        require_positive(self.by, "the superseding item's number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +200,7 @@ class Reject:
     reason: str
 
     def __post_init__(self) -> None:
-        _nonblank(self.reason, "reject reason")
+        require_text(self.reason, "reject reason")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot.errors import UsageError
+from config.errors import UsageError
 
 
 class Args(BaseModel):

@@ -25,9 +25,10 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 
 from bot.commands.args import Args, parse_args, split_words, usage_message
-from bot.errors import AccessDenied, MusherError, UsageError
 from bot.messages import Reply, Session
-from pipeline.model import PipelineError, UserOrigin
+from config.errors import AccessDenied, MusherError, UsageError
+from pipeline.errors import PipelineError
+from pipeline.model import UserOrigin
 
 log = logging.getLogger("musher.commands")
 T = TypeVar("T")

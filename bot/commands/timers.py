@@ -17,7 +17,7 @@ from bot.commands.args import Args, ItemNumber, NoArgs, Rest
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import CommandContext, Registry
 from bot.messages import Reply
-from pipeline.model import PipelineError
+from pipeline.errors import PipelineError
 from pipeline.store import TimerRecord
 from pipeline.timers import Timers, target_of
 from pipeline.timespec import (

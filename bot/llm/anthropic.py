@@ -1,4 +1,4 @@
-"""The ``anthropic`` provider: the Anthropic Messages API, streamed (L2).
+"""The ``anthropic`` wire of :class:`~bot.llm.chat.ChatProvider`: the Messages API, streamed (L2).
 
 The stream is ``message_start``, then per content block ``content_block_start`` (``text`` or
 ``tool_use``), ``content_block_delta`` (``text_delta`` or ``input_json_delta``) and
@@ -8,25 +8,21 @@ an ``error`` event may arrive at any point.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpx
-
-from bot.errors import PermanentError
 from bot.llm.base import Tool
 from bot.llm.chat import (
     SYSTEM_PROMPT,
-    ChatProvider,
     PendingCall,
     Step,
     StreamError,
     ToolOutcome,
+    api_key,
     parse_json,
 )
-from bot.llm.history import History, Message
-from bot.llm.http_retry import RetryPolicy, Sleep
+from bot.llm.history import Message
 from bot.llm.sse import SseEvent
+from config.errors import PermanentError
 from config.models import AnthropicConfig
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -37,11 +33,14 @@ _INPUT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_
 class AnthropicWire:
     """Request and message shapes of ``POST {base_url}/v1/messages``."""
 
+    name = "anthropic"
+
     def __init__(self, config: AnthropicConfig) -> None:
+        self.config = config
         self.url = config.base_url.rstrip("/") + "/v1/messages"
         self._model = config.model
         self._max_tokens = config.max_tokens
-        self._key = config.api_key.get_secret_value() if config.api_key else None
+        self._key = api_key(config)
 
     def headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION, "Accept": "text/event-stream"}
@@ -164,32 +163,3 @@ class AnthropicStream:
             self._step.input_tokens = sum(counts)
         if isinstance(usage.get("output_tokens"), int):
             self._step.output_tokens = int(usage["output_tokens"])
-
-
-class AnthropicProvider(ChatProvider):
-    """Answers turns with the Anthropic Messages API.
-
-    ``client`` is used as given and left open by :meth:`aclose`; without one the provider
-    makes (and closes) its own. ``sleep`` is where retry waits go (tests pass a fake).
-    """
-
-    name = "anthropic"
-
-    def __init__(
-        self,
-        config: AnthropicConfig,
-        history: History,
-        history_size: int,
-        client: httpx.AsyncClient | None = None,
-        *,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        super().__init__(
-            AnthropicWire(config),
-            history=history,
-            history_size=history_size,
-            client=client,
-            timeout_s=config.timeout_s,
-            policy=RetryPolicy(max_retries=config.max_retries, sleep=sleep),
-            secret=config.api_key.get_secret_value() if config.api_key else None,
-        )

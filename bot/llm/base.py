@@ -45,6 +45,10 @@ class TurnRequest:
     cwd: Path | None = None
 
 
+McpConfig = Callable[[TurnRequest], dict[str, Any] | None]
+"""Builds the ``--mcp-config`` JSON for a CLI provider's turn (None: no MCP servers)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str

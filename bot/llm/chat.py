@@ -1,8 +1,10 @@
-"""The turn loop shared by the HTTP chat providers: stream, run tools, ask again, save.
+"""The HTTP chat provider: stream, run tools, ask again, save — for every chat API.
 
-Each API only differs in its *wire* (:class:`Wire`): the URL, headers and body of a request,
-how its SSE stream reads (:class:`StreamParser`) and how messages are shaped. The loop, the
-retries, the error reporting and the history are the same for all of them.
+Each API only differs in its *wire* (:class:`Wire`): its name and settings, the URL, headers
+and body of a request, how its SSE stream reads (:class:`StreamParser`) and how messages are
+shaped. The loop, the retries, the error reporting and the history are the same for all of
+them, so there is one :class:`ChatProvider`, built from a wire
+(``ChatProvider(OpenAIWire(config), …)``, ``ChatProvider(AnthropicWire(config), …)``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 
-from bot.errors import MusherError, PermanentError
 from bot.llm.base import (
     Done,
     Failed,
@@ -30,8 +32,9 @@ from bot.llm.base import (
     Usage,
 )
 from bot.llm.history import History, Message
-from bot.llm.http_retry import RetryPolicy, open_stream
+from bot.llm.http_retry import RetryPolicy, Sleep, open_stream
 from bot.llm.sse import SseEvent, iter_lines, iter_sse
+from config.errors import MusherError, PermanentError
 
 MAX_TOOL_ROUNDS = 10
 
@@ -96,10 +99,32 @@ class StreamParser(Protocol):
         ...
 
 
-class Wire(Protocol):
-    """One API's request and message shapes."""
+class ApiConfig(Protocol):
+    """The settings every chat API's ``bot.toml`` table has (``[llm.openai]``, …)."""
 
+    @property
+    def api_key(self) -> SecretStr | None: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    @property
+    def max_retries(self) -> int: ...
+
+
+def api_key(config: ApiConfig) -> str | None:
+    """The configured key in clear (for a request header), or None when unset."""
+    return config.api_key.get_secret_value() if config.api_key else None
+
+
+class Wire(Protocol):
+    """One API: its provider name, settings, and request and message shapes."""
+
+    name: str
     url: str
+
+    @property
+    def config(self) -> ApiConfig: ...
 
     def headers(self) -> dict[str, str]: ...
 
@@ -126,28 +151,31 @@ def parse_json(data: str) -> dict[str, Any]:
 
 
 class ChatProvider:
-    """A provider over one HTTP chat API (see the module docstring)."""
+    """Answers turns with the HTTP chat API that ``wire`` speaks; named after the wire.
 
-    name = "chat"
+    ``client`` is used as given and left open by :meth:`aclose`; without one the provider
+    makes (and closes) its own, with the wire's ``timeout_s``. Failed requests are retried
+    up to the wire's ``max_retries``; ``sleep`` is where retry waits go (tests pass a fake).
+    """
 
     def __init__(
         self,
         wire: Wire,
-        *,
         history: History,
         history_size: int,
-        client: httpx.AsyncClient | None,
-        timeout_s: float,
-        policy: RetryPolicy,
-        secret: str | None,
+        client: httpx.AsyncClient | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
+        config = wire.config
+        self.name = wire.name
         self._wire = wire
         self._history = history
         self._history_size = history_size
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
-        self._policy = policy
-        self._secret = secret
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s))
+        self._policy = RetryPolicy(max_retries=config.max_retries, sleep=sleep)
+        self._secret = api_key(config)
 
     async def run(
         self, request: TurnRequest, cancel: asyncio.Event

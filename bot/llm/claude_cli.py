@@ -16,12 +16,12 @@ import logging
 import os
 import tempfile
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from bot.llm.base import (
     Failed,
+    McpConfig,
     TextDelta,
     TurnEvent,
     TurnRequest,
@@ -41,8 +41,6 @@ _UNKNOWN_SESSION = "No conversation found"
 _LINE_LIMIT = 32 * 2**20
 _STDERR_LINES = 20
 _DRAIN_S = 1.0
-
-McpConfig = Callable[[TurnRequest], dict[str, Any] | None]
 
 
 class ClaudeCliProvider:

@@ -1,27 +1,25 @@
 """Open a streaming HTTP request, retrying connect errors, 429 and 5xx before the body starts.
 
 Guarantees: at most ``1 + max_retries`` attempts; a ``Retry-After`` (seconds, HTTP date, or
-``retry-after-ms``) is waited exactly, otherwise exponential backoff with jitter; every
-wait goes through the injected ``sleep``; a 4xx other than 429 is never retried. Once the
-caller holds the response no retry can happen, so a streamed answer is never repeated.
+``retry-after-ms``, read by :func:`bot.ratewindow.retry_after`) is waited exactly, otherwise
+exponential backoff with jitter; every wait goes through the injected ``sleep``; a 4xx other
+than 429 is never retried. Once the caller holds the response no retry can happen, so a
+streamed answer is never repeated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import math
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import httpx
 
-from bot.errors import MusherError, PermanentError, TransientError
+from bot.ratewindow import retry_after
+from config.errors import MusherError, PermanentError, TransientError
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -101,7 +99,7 @@ async def _api_error(response: httpx.Response) -> MusherError:
     await response.aread()
     text = f"{response.status_code} {error_message(response)}"
     if response.status_code == 429 or response.status_code >= 500:
-        return TransientError(text, parse_retry_after(response.headers))
+        return TransientError(text, retry_after(response.headers, None))
     return PermanentError(text)
 
 
@@ -121,33 +119,3 @@ def error_message(response: httpx.Response) -> str:
             return str(data["message"])
     text = response.text.strip()[:_MAX_ERROR_TEXT]
     return text or response.reason_phrase
-
-
-def parse_retry_after(headers: httpx.Headers, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After``; None when absent or bad."""
-    millis = _finite(headers.get("retry-after-ms"))
-    if millis is not None:
-        return max(0.0, millis / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
-
-
-def _finite(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None

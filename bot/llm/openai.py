@@ -1,4 +1,4 @@
-"""The ``openai`` provider: any OpenAI-compatible chat completions API, streamed (L2).
+"""The ``openai`` wire of :class:`~bot.llm.chat.ChatProvider`: any OpenAI-compatible chat API (L2).
 
 Works with hosted APIs and with Ollama, vLLM and llama.cpp server: ``base_url`` already ends
 in ``/v1`` and the key is optional. Tool calls stream as ``delta.tool_calls[i]`` fragments;
@@ -7,35 +7,34 @@ the usage arrives in a last chunk thanks to ``stream_options.include_usage``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpx
-
-from bot.errors import PermanentError
 from bot.llm.base import Tool
 from bot.llm.chat import (
     SYSTEM_PROMPT,
-    ChatProvider,
     PendingCall,
     Step,
     StreamError,
     ToolOutcome,
+    api_key,
     parse_json,
 )
-from bot.llm.history import History, Message
-from bot.llm.http_retry import RetryPolicy, Sleep
+from bot.llm.history import Message
 from bot.llm.sse import SseEvent
+from config.errors import PermanentError
 from config.models import OpenAIConfig
 
 
 class OpenAIWire:
     """Request and message shapes of ``POST {base_url}/chat/completions``."""
 
+    name = "openai"
+
     def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self._model = config.model
-        self._key = config.api_key.get_secret_value() if config.api_key else None
+        self._key = api_key(config)
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -152,32 +151,3 @@ class OpenAIStream:
         cost = usage.get("cost")
         if isinstance(cost, int | float) and not isinstance(cost, bool):
             self._step.cost_usd = float(cost)
-
-
-class OpenAIProvider(ChatProvider):
-    """Answers turns with an OpenAI-compatible chat completions API.
-
-    ``client`` is used as given and left open by :meth:`aclose`; without one the provider
-    makes (and closes) its own. ``sleep`` is where retry waits go (tests pass a fake).
-    """
-
-    name = "openai"
-
-    def __init__(
-        self,
-        config: OpenAIConfig,
-        history: History,
-        history_size: int,
-        client: httpx.AsyncClient | None = None,
-        *,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        super().__init__(
-            OpenAIWire(config),
-            history=history,
-            history_size=history_size,
-            client=client,
-            timeout_s=config.timeout_s,
-            policy=RetryPolicy(max_retries=config.max_retries, sleep=sleep),
-            secret=config.api_key.get_secret_value() if config.api_key else None,
-        )

@@ -6,12 +6,12 @@ import shutil
 from dataclasses import dataclass
 
 from bot.db import Database
-from bot.llm.anthropic import AnthropicProvider
-from bot.llm.base import Provider
+from bot.llm.anthropic import AnthropicWire
+from bot.llm.base import McpConfig, Provider
+from bot.llm.chat import ChatProvider
 from bot.llm.history import History
-from bot.llm.openai import OpenAIProvider
+from bot.llm.openai import OpenAIWire
 from bot.llm.simple import EchoProvider, NoneProvider
-from bot.mcp_bridge import McpBridge
 from config.models import Settings
 
 
@@ -33,16 +33,17 @@ def choose(settings: Settings) -> Choice:
     return Choice("none", f"auto: {command!r} is not on PATH, so free text gets no LLM")
 
 
-def make_provider(settings: Settings, db: Database, bridge: McpBridge) -> Provider:
-    """Build the chosen provider over the daemon's database."""
+def make_provider(settings: Settings, db: Database, mcp_config: McpConfig) -> Provider:
+    """Build the chosen provider over the daemon's database; ``mcp_config`` gives a CLI
+    provider's turns their tools (the daemon passes ``McpBridge.config_for``)."""
     llm = settings.llm
     match choose(settings).name:
         case "echo":
             return EchoProvider(llm.echo.delay_s)
         case "openai":
-            return OpenAIProvider(llm.openai, History(db), llm.history_size)
+            return ChatProvider(OpenAIWire(llm.openai), History(db), llm.history_size)
         case "anthropic":
-            return AnthropicProvider(llm.anthropic, History(db), llm.history_size)
+            return ChatProvider(AnthropicWire(llm.anthropic), History(db), llm.history_size)
         case "claude-cli":
             from bot.llm.claude_cli import ClaudeCliProvider
             from bot.llm.claude_sessions import ClaudeSessions
@@ -50,7 +51,7 @@ def make_provider(settings: Settings, db: Database, bridge: McpBridge) -> Provid
             return ClaudeCliProvider(
                 llm.claude_cli,
                 ClaudeSessions(db),
-                bridge.config_for,
+                mcp_config,
                 state_dir=db.path.parent / "tmp",
             )
         case _:

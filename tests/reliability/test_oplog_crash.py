@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.db import Database
+from pipeline.audit import verify
 from pipeline.keys import load_or_create
 from pipeline.store import OpStore
 
@@ -61,7 +62,7 @@ async def check_durable(data_dir: Path, acked: list[int]) -> None:
         stored = {int(row[0]) for row in rows}
         assert not set(acked) - stored, "acknowledged ops are missing"
         assert store.next_seq == max(stored) + 1
-        report = await store.verify()
+        report = await verify(db)
         assert report.ok, str(report)
     finally:
         await db.aclose()

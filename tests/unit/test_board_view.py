@@ -220,20 +220,20 @@ async def test_an_old_database_migrates_verifies_and_shows_the_same_board(
         store = await OpStore.open(db, key, clock=Clock())
         assert await db.write(has_board_column)
         assert await db.write(read_tables) == tables
-        assert (await store.verify()).ok
+        assert (await verify(db)).ok
         assert await store.items(PROJECT) == items
         assert await store_board(store) == board
 
         await store.append(UpdateItem(PROJECT, items[0].number, stage=Done()), ALICE)
         assert await store_board(store) == reference_board(PROJECT, await store.items(PROJECT), NOW)
-        assert (await store.verify()).ok
+        assert (await verify(db)).ok
     finally:
         await db.aclose()
 
     db = await Database.open(path)  # a second open finds nothing to migrate
     try:
         store = await OpStore.open(db, key, clock=Clock())
-        assert (await store.verify()).ok
+        assert (await verify(db)).ok
     finally:
         await db.aclose()
 

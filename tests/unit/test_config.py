@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from bot.errors import ConfigError
 from config import Settings, config_path, load_settings, render_effective
+from config.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "bot.toml.example"
 SLACK_HTTP = """

@@ -12,8 +12,8 @@ import pytest
 
 from bot.clock import VirtualClock
 from bot.dispatcher import SUMMARY_LIMIT, SUMMARY_SENDER, Dispatcher, fold
-from bot.errors import PermanentError
 from bot.messages import QueuedText
+from config.errors import PermanentError
 
 S = "web:lobby"
 Mode = Literal["collect", "interrupt"]

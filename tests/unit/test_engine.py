@@ -20,6 +20,7 @@ from pipeline.engine import (
     ProjectNotFound,
     project_slug,
 )
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.model import (
     Abandoned,
@@ -30,7 +31,6 @@ from pipeline.model import (
     Done,
     Frozen,
     ItemKind,
-    PipelineError,
     Rejected,
     Superseded,
     SystemOrigin,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.db import Database
-from bot.errors import StoreError
 from bot.journal import SCHEMA, Journal, Kind, State
 from bot.messages import InboundMessage
+from config.errors import StoreError
 
 
 def message(event_id: str, text: str = "hi", room: str = "lobby") -> InboundMessage:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from bot.db import Database
-from bot.llm.anthropic import AnthropicProvider
+from bot.llm.anthropic import AnthropicWire
 from bot.llm.base import (
     Done,
     Failed,
@@ -28,8 +26,8 @@ from bot.llm.base import (
 )
 from bot.llm.chat import MAX_TOOL_ROUNDS, NO_TOOLS_TEXT, ChatProvider
 from bot.llm.history import History, ensure_schema
-from bot.llm.http_retry import RetryPolicy, parse_retry_after
-from bot.llm.openai import OpenAIProvider
+from bot.llm.http_retry import RetryPolicy
+from bot.llm.openai import OpenAIWire
 from bot.llm.sse import iter_lines, iter_sse
 from config.models import AnthropicConfig, OpenAIConfig
 from tests.fakes.llm_server import FakeLlmServer, HttpError, Malformed, Reply, Slow, ToolUse
@@ -92,10 +90,10 @@ async def make(
         provider: ChatProvider
         if api == "openai":
             config = OpenAIConfig(base_url=base_url or fake.openai_url, model="m-1", **common)
-            provider = OpenAIProvider(config, history, history_size, sleep=sleep)
+            provider = ChatProvider(OpenAIWire(config), history, history_size, sleep=sleep)
         else:
             config_a = AnthropicConfig(base_url=base_url or fake.url, model="m-1", **common)
-            provider = AnthropicProvider(config_a, history, history_size, sleep=sleep)
+            provider = ChatProvider(AnthropicWire(config_a), history, history_size, sleep=sleep)
         made.append(provider)
         return provider
 
@@ -361,7 +359,7 @@ async def test_no_key_sends_no_auth_header(fake: FakeLlmServer, history: History
     fake.push(Reply())
     config = OpenAIConfig(base_url=fake.openai_url)
     async with httpx.AsyncClient() as client:
-        provider = OpenAIProvider(config, history, 20, client)
+        provider = ChatProvider(OpenAIWire(config), history, 20, client)
         assert (await collect(provider, request()))[-1] == Done()
         await provider.aclose()  # leaves the caller's client open
         assert not client.is_closed
@@ -385,14 +383,7 @@ async def test_history_keeps_whole_turns(history: History) -> None:
     assert await history.load("other", "openai") == [{"role": "user", "content": "x"}]
 
 
-def test_retry_after_forms() -> None:
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
-    assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
-    assert parse_retry_after(httpx.Headers({"retry-after-ms": "1500"})) == 1.5
-    assert parse_retry_after(httpx.Headers({"Retry-After": date}), now.timestamp) == 30.0
-    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"})) is None
-    assert parse_retry_after(httpx.Headers({})) is None
+def test_a_retry_after_longer_than_the_policy_allows_is_not_waited() -> None:
     policy = RetryPolicy(max_retries=3, max_retry_after_s=60)
     assert policy.delay(0, 120.0) is None and policy.delay(3, 1.0) is None
 

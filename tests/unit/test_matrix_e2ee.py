@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from nio import AsyncClient, AsyncClientConfig, MegolmEvent
 
-from bot.errors import PermanentError
+from config.errors import PermanentError
 from config.models import MatrixConfig
 from transports.matrix import client as matrix_client
 from transports.matrix.client import UNREADABLE, MatrixTransport, create

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from nio import RoomSendError, RoomSendResponse
 
-from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
 from bot.ratewindow import RateWindow
+from config.errors import PermanentError, TransientError
 from transports.matrix import send
 from transports.matrix.send import notice, send_event, transaction_id
 

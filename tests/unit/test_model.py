@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.errors import PipelineError
 from pipeline.model import (
     STAGE_NAMES,
     Abandoned,
@@ -27,7 +28,6 @@ from pipeline.model import (
     Merge,
     MergeFailure,
     Origin,
-    PipelineError,
     Qa,
     Rejected,
     ReviewHold,

@@ -40,8 +40,10 @@ from hypothesis.stateful import (
 
 from bot.db import Database
 from pipeline import transitions as tr
+from pipeline.audit import replay_into, verify
 from pipeline.board import board_view
 from pipeline.engine import Changed, Created, Engine, ItemNotFound
+from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.materialise import read_tables
 from pipeline.model import (
@@ -57,7 +59,6 @@ from pipeline.model import (
     ItemKind,
     Merge,
     MergeFailure,
-    PipelineError,
     Qa,
     Rejected,
     ReviewHold,
@@ -662,11 +663,11 @@ class PipelineMachine(RuleBasedStateMachine):
 
     async def _audit(self) -> None:
         assert self.db is not None
-        report = await self.store.verify()
+        report = await verify(self.db)
         assert report.ok, str(report)
         scratch = await Database.open(Path(self._tmp.name) / "replay.db")
         try:
-            assert await self.store.replay_into(scratch) == self.model.ops
+            assert await replay_into(self.db, scratch) == self.model.ops
             replayed = await scratch.write(read_tables)
         finally:
             await scratch.aclose()

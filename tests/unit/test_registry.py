@@ -8,8 +8,8 @@ import pytest
 
 from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest, parse_args
 from bot.commands.registry import CommandContext, Permission, Registry
-from bot.errors import UsageError
 from bot.messages import Reply, Session
+from config.errors import UsageError
 
 
 class MoveArgs(Args):

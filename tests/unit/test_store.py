@@ -14,7 +14,8 @@ import pytest
 from bot.db import Database
 from pipeline import audit
 from pipeline.canonical import canonical_json, parse_canonical
-from pipeline.envelope import SignedOp
+from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row
+from pipeline.errors import PipelineError
 from pipeline.keys import KeyFileError, NodeKey, load_or_create
 from pipeline.materialise import apply, create_tables
 from pipeline.model import (
@@ -24,7 +25,6 @@ from pipeline.model import (
     Done,
     Item,
     ItemKind,
-    PipelineError,
     Qa,
     SystemOrigin,
     UserOrigin,
@@ -38,7 +38,8 @@ from pipeline.ops import (
     SetRoom,
     UpdateItem,
 )
-from pipeline.store import OpStore, Storage
+from pipeline.storage import Storage
+from pipeline.store import OpStore
 
 ALICE = UserOrigin("web", "alice", "lobby")
 DEMO = CreateProject("demo", "/srv/demo", "main", "Europe/London")
@@ -237,7 +238,7 @@ async def test_a_refused_op_changes_nothing_and_spares_its_neighbours(db: Databa
     with pytest.raises(PipelineError):  # a batch is all or nothing
         await store.append_many([SetRoom("web:x", ambient=True), PurgeItem("demo", 5)], ALICE)
     assert await store.room("web:x") is None
-    assert (await store.verify()).ok
+    assert (await audit.verify(db)).ok
 
 
 async def test_the_op_log_refuses_update_and_delete(db: Database) -> None:
@@ -288,21 +289,21 @@ async def test_replay_follows_rowid_not_seq(db: Database) -> None:
     update = await b.append(UpdateItem("demo", 1, stage=Coding()), SystemOrigin("deps", "ready"))
     assert update.seq == 1
 
-    report = await b.verify()
+    report = await audit.verify(db)
     assert report.ok, str(report)
     assert (report.ops, report.authors) == (12, 2)
     db = await reopen(db)
     try:
         item = await (await new_store(db)).item("demo", 1)
         assert item is not None and item.stage == Coding()
-        rows = await db.read(f"SELECT {audit.OP_COLUMNS} FROM ops ORDER BY seq, rowid")
+        rows = await db.read(f"SELECT {OP_COLUMNS} FROM ops ORDER BY seq, rowid")
     finally:
         await db.aclose()
     by_seq = sqlite3.connect(":memory:")  # the prior art's bug: replay by seq loses it
     create_tables(by_seq)
     with pytest.raises(PipelineError, match="no item #1"):
         for row in rows:
-            apply(by_seq, audit.op_from_row(row))
+            apply(by_seq, op_from_row(row))
 
 
 async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -> None:
@@ -311,12 +312,12 @@ async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -
     await store.append(AddTimer("t", "demo", 2, 1.5e9, {"event": "start"}), ALICE)
     await store.append(PurgeItem("demo", 3), ALICE)
     await store.append(SetRoom("web:lobby", project="demo", ambient=True), ALICE)
-    report = await store.verify()
+    report = await audit.verify(db)
     assert report.ok and report.problem is None and "ok" in str(report)
 
     scratch = await Database.open(db.path.with_name("scratch.db"))
     try:
-        assert await store.replay_into(scratch) == await count_ops(db)
+        assert await audit.replay_into(db, scratch) == await count_ops(db)
         assert await read_live(scratch) == await read_live(db)
     finally:
         await scratch.aclose()
@@ -324,8 +325,8 @@ async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -
 
 async def test_every_stored_op_signs_exactly_its_fields(db: Database) -> None:
     store = await with_items(db, 1)
-    row = (await db.read(f"SELECT {audit.OP_COLUMNS} FROM ops ORDER BY rowid DESC LIMIT 1"))[0]
-    op = audit.op_from_row(row)
+    row = (await db.read(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid DESC LIMIT 1"))[0]
+    op = op_from_row(row)
     assert op.author == store.author and op.kind == "item.create" and op.item == 1
     assert parse_canonical(op.payload)["title"] == "story 1"
     assert parse_canonical(op.origin) == ALICE.to_dict()

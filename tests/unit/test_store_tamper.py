@@ -41,7 +41,7 @@ async def write_log(path: Path) -> None:
         await a.append(UpdateItem("demo", 2, title="renamed"), ALICE)
         await a.append(SetRoom("web:lobby", project="demo"), ALICE)
         await b.append(AddTimer("t1", "demo", 1, 1.8e9, {"event": "submit"}), BOT)
-        assert (await a.verify()).ok
+        assert (await verify(db)).ok
     finally:
         await db.aclose()
 

@@ -16,7 +16,8 @@ from bot.commands.registry import CommandContext
 from bot.daemon import Core, build_core
 from bot.messages import Session
 from config import load_settings
-from pipeline.model import Backlog, Coding, ItemKind, PipelineError, Qa, SystemOrigin
+from pipeline.errors import PipelineError
+from pipeline.model import Backlog, Coding, ItemKind, Qa, SystemOrigin
 from pipeline.ops import AddTimer, CancelTimer
 from pipeline.store import StoreWriteError, TimerRecord
 from pipeline.timers import Outcome, Timers

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.errors import PipelineError
 from pipeline.model import (
     Abandoned,
     Archived,
@@ -23,7 +24,6 @@ from pipeline.model import (
     ItemKind,
     Merge,
     MergeFailure,
-    PipelineError,
     Qa,
     Rejected,
     ReviewHold,

@@ -27,10 +27,10 @@ from nio import (
     ProfileGetDisplayNameResponse,
 )
 
-from bot.errors import PermanentError
 from bot.messages import Reply, Session
 from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, Sink, TransportContext
+from config.errors import PermanentError
 from config.models import MatrixConfig
 from transports.matrix import e2ee
 from transports.matrix.login import Login

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from nio import AsyncClient, ErrorResponse
 
-from bot.errors import PermanentError
+from config.errors import PermanentError
 
 log = logging.getLogger("musher.matrix")
 logging.getLogger("peewee").setLevel(logging.WARNING)  # nio's store: every query, keys included

@@ -19,7 +19,7 @@ from typing import Any
 
 from nio import AsyncClient, LoginResponse, WhoamiResponse
 
-from bot.errors import PermanentError
+from config.errors import PermanentError
 from config.models import MatrixConfig
 
 log = logging.getLogger("musher.matrix")

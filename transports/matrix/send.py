@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, ErrorResponse, RoomSendResponse
 
-from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
-from bot.ratewindow import RateWindow
+from bot.ratewindow import RateWindow, retry_after
+from config.errors import PermanentError, TransientError
 from transports.matrix.html import render
 from transports.matrix.login import UNKNOWN_TOKEN, describe
 
@@ -30,12 +30,12 @@ log = logging.getLogger("musher.matrix")
 ATTEMPTS = 5
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 8.0
-DEFAULT_RETRY_AFTER_MS = 5000  # what nio waits when a 429 does not say
+NIO_RETRY_AFTER_S = 5.0  # what nio itself waits when a 429 does not say (0 says nothing)
 
 
 def hold_back(window: RateWindow, retry_after_ms: int | None) -> None:
     """Open ``window`` for a 429's ``retry_after_ms`` (nio's default when it says none)."""
-    window.block((retry_after_ms or DEFAULT_RETRY_AFTER_MS) / 1000)
+    window.block(retry_after({"retry-after-ms": retry_after_ms or None}, NIO_RETRY_AFTER_S))
 
 
 def watch_rate_limits(window: RateWindow) -> Callable[[ErrorResponse], Awaitable[None]]:

@@ -25,11 +25,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.errors import PermanentError
 from bot.messages import InboundMessage, Reply, Session
 from bot.metrics import Metrics
 from bot.ratewindow import RateWindow
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
+from config.errors import PermanentError
 from config.models import SlackConfig
 from transports.slack.events import ACK_BUDGET_S, Listeners
 from transports.slack.manifest import aliases

@@ -22,9 +22,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
-from bot.ratewindow import RateWindow
+from bot.ratewindow import RateWindow, retry_after
+from config.errors import PermanentError, TransientError
 
 log = logging.getLogger("musher.slack")
 
@@ -100,7 +100,7 @@ class Poster:
             except SlackApiError as err:
                 status = err.response.status_code
                 if status == 429:
-                    wait = retry_after(err.response.headers.get("Retry-After"))
+                    wait = retry_after(err.response.headers)
                     log.warning("slack %s rate limited; waiting %.0f s", method, wait)
                     self.limit.block(wait)
                     self.metrics.sends_retried.inc("slack")
@@ -151,15 +151,6 @@ class Poster:
         return None
 
 
-def retry_after(value: str | None) -> float:
-    """Seconds from a ``Retry-After`` header (1 when missing or unreadable, at most 1 h)."""
-    try:
-        seconds = float(value) if value else 1.0
-    except ValueError:
-        seconds = 1.0
-    return min(max(seconds, 0.0), 3600.0) if seconds == seconds else 1.0
-
-
 async def respond(session: aiohttp.ClientSession, url: str, text: str, limit: RateWindow) -> None:
     """POST an ephemeral ``text`` to a slash command's ``response_url``, once.
 
@@ -172,7 +163,7 @@ async def respond(session: aiohttp.ClientSession, url: str, text: str, limit: Ra
         try:
             async with session.post(url, json=body) as response:
                 if response.status == 429:
-                    limit.block(retry_after(response.headers.get("Retry-After")))
+                    limit.block(retry_after(response.headers))
                     continue
                 if response.status >= 300:
                     raise TransientError(f"slack: response_url answered HTTP {response.status}")

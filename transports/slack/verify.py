@@ -2,7 +2,7 @@
 
 Checked on the raw bytes before anything parses the body. Whatever the headers hold —
 missing, non-numeric, huge, non-ASCII, any length — the answer is a
-:class:`~bot.errors.VerificationError`, never another exception.
+:class:`~config.errors.VerificationError`, never another exception.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from bot.errors import VerificationError
+from config.errors import VerificationError
 
 WINDOW_S = 300  # Slack's own rule: older (or newer) than five minutes is a replay
 _MAX_TS_DIGITS = 12

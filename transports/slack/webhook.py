@@ -16,9 +16,9 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.errors import VerificationError
 from bot.http import error
 from bot.metrics import Metrics
+from config.errors import VerificationError
 from transports.slack.verify import verify
 
 log = logging.getLogger("musher.slack")
