@@ -195,19 +195,13 @@ class Daemon:
         services.ambient.update(r.session for r in await store.rooms() if r.ambient)
         transports = self._load_transports(services, db)
         ingress = Ingress(services, _Identities(transports))
-        token = self.settings.http.token
-        app = build_app(
-            services.metrics,
-            lambda: dict(self.health),
-            token.get_secret_value() if token else None,
-            self.settings.http.max_body_bytes,
-        )
+        app = build_app(services.metrics, lambda: dict(self.health), self.settings)
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
         services.mcp.mount(app)
         mount_pipeline_api(app, services.engine)
-        mount_board_api(app, services.engine)
+        mount_board_api(app, services.engine, max_streams=self.settings.http.max_streams_per_room)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
         services.mcp.url = self.url

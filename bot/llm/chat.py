@@ -31,7 +31,7 @@ from bot.llm.base import (
 )
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, open_stream
-from bot.llm.sse import SseEvent, iter_lines, iter_sse
+from bot.sse import SseEvent, iter_lines, iter_sse
 
 MAX_TOOL_ROUNDS = 10
 

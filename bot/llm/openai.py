@@ -25,7 +25,7 @@ from bot.llm.chat import (
 )
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, Sleep
-from bot.llm.sse import SseEvent
+from bot.sse import SseEvent
 from config.models import OpenAIConfig
 
 
