@@ -120,6 +120,14 @@ class DaemonProcess:
             messages: list[dict[str, Any]] = response.json()["messages"]
             return messages
 
+    def items(self) -> list[dict[str, Any]]:
+        """The items of the daemon's one project, as the API lists them."""
+        with self.client() as client:
+            [project] = client.get("/api/v1/projects").json()["projects"]
+            response = client.get(f"/api/v1/projects/{project['name']}/items")
+            found: list[dict[str, Any]] = response.json()["items"]
+            return found
+
     def bot_texts(self, room: str) -> list[str]:
         return [m["text"] for m in self.history(room) if m["role"] == "bot"]
 

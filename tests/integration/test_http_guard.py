@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,15 +22,6 @@ def quiet_log(daemon: DaemonProcess) -> None:
     """No traceback and no ERROR line: every refusal was an ordinary answer."""
     log = daemon.log_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
-
-
-def items(daemon: DaemonProcess) -> list[dict[str, Any]]:
-    with daemon.client() as client:
-        [project] = client.get("/api/v1/projects").json()["projects"]
-        found: list[dict[str, Any]] = client.get(
-            f"/api/v1/projects/{project['name']}/items"
-        ).json()["items"]
-        return found
 
 
 def test_requests_for_other_hosts_are_refused_on_every_route(make_daemon: MakeDaemon) -> None:
@@ -129,7 +119,7 @@ def test_web_rights_come_from_the_token_never_from_the_body(make_daemon: MakeDae
         assert shared.get(MESSAGES).status_code == 200  # the shared token may read
         replies = daemon.wait_for("lobby", 5)
         assert replies[1:] == ["Sorry, `purge` is for admins only."] * 4
-        assert [i["title"] for i in items(daemon)] == ["Keep me"]
+        assert [i["title"] for i in daemon.items()] == ["Keep me"]
         senders = {m["sender"] for m in daemon.history("lobby") if m["role"] == "user"}
         assert senders == {"boss", "ann"}
         anonymous = httpx.get(f"{daemon.url}{MESSAGES}")

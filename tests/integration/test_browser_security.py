@@ -1,9 +1,13 @@
-"""A hostile page in a real browser cannot drive the daemon (issue 9 point 1).
+"""The web console's security in a real browser (issue 9 points 1 and 2).
 
+A hostile page cannot drive the daemon:
 The page is served from another origin (a second port on 127.0.0.1) and tries what any
 web page can do without CORS: a ``no-cors`` fetch POST with a ``text/plain`` JSON body,
 a ``text/plain`` form shaped like JSON, and an ordinary form POST. Nothing is journalled
 and no command runs: the item it tries to purge is still on the board.
+
+With web users, the page asks for the token once, keeps it, and the rights are the
+token's user's whatever name is typed.
 """
 
 from __future__ import annotations
@@ -90,8 +94,36 @@ def test_a_page_from_another_origin_cannot_post_commands(
     finally:
         context.close()
     assert daemon.history("lobby") == before
-    with daemon.client() as client:
-        [project] = client.get("/api/v1/projects").json()["projects"]
-        items = client.get(f"/api/v1/projects/{project['name']}/items").json()["items"]
-    assert [item["title"] for item in items] == ["Keep me"]
+    assert [item["title"] for item in daemon.items()] == ["Keep me"]
     assert "mallory" not in daemon.log_text()
+
+
+def test_the_page_signs_in_once_and_the_token_decides_the_rights(
+    make_daemon: MakeDaemon, browser: Browser
+) -> None:
+    users = '[transports.web]\nusers = { boss = "tok-boss-1", ann = "tok-ann-1" }\n'
+    daemon = make_daemon(window_ms=50, extra=users + 'admins = ["boss"]\n').start()
+    daemon.token = "tok-boss-1"
+    assert daemon.post("lobby", "new story Keep me").status_code == 202
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{daemon.url}/#room=lobby")
+        expect(page.locator("#token-form")).to_be_visible(timeout=10_000)
+        page.locator("#token").fill("tok-ann-1")
+        page.locator("#token-form button").click()
+        expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+        page.locator("#sender").fill("boss")
+        page.locator("#text").fill("purge 1")
+        page.locator("#text").press("Enter")
+        bot = page.locator("#messages .msg.bot")
+        expect(bot.last).to_contain_text("is for admins only", timeout=10_000)
+        expect(page.locator("#sender")).to_have_value("ann")
+        page.reload()  # the token is kept: no second prompt
+        expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+        expect(page.locator("#token-form")).to_be_hidden()
+    finally:
+        context.close()
+    senders = [m["sender"] for m in daemon.history("lobby") if m["role"] == "user"]
+    assert senders == ["boss", "ann"]
+    assert [i["title"] for i in daemon.items()] == ["Keep me"]
