@@ -510,3 +510,12 @@ def test_the_example_values_are_valid(in_tmp: Path) -> None:
     settings = load_settings(path, {})
 
     assert settings.projects.default == "myapp"
+
+
+def test_web_user_tokens_are_redacted_when_rendered(in_tmp: Path) -> None:
+    path = write_config('[transports.web]\nusers = { alice = "tok-alice-secret" }\n')
+
+    rendered = render_effective(load_settings(path, {}))
+
+    assert 'users = { alice = "**********" }' in rendered
+    assert "tok-alice-secret" not in rendered
