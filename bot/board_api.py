@@ -12,9 +12,6 @@ are under ``/api/`` so the bearer-token middleware guards them (the stream takes
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,14 +19,14 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from bot.commands.board import stage_detail, waiting_on
-from bot.http import error
+from bot.http import WEB_ROOM, WEB_ROOM_RULE, error
 from bot.messages import session_key
 from bot.pipeline_api import item_json
+from bot.sse import EventStreams, SseWriter
 from pipeline.engine import Engine, PipelineEvent, ProjectNotFound
 from pipeline.model import Item
 
 KEEPALIVE_S = 15.0
-_ROOM = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # the web transport's room names
 
 
 def board_json(items: Sequence[Item]) -> list[dict[str, object]]:
@@ -87,13 +84,21 @@ class BoardWatch:
         return sum(len(w) for w in self._watchers.values())
 
 
-def mount(app: web.Application, engine: Engine, keepalive_s: float = KEEPALIVE_S) -> BoardWatch:
+def mount(
+    app: web.Application,
+    engine: Engine,
+    keepalive_s: float = KEEPALIVE_S,
+    max_streams: int = 32,
+) -> BoardWatch:
     """Add the board routes to ``app`` (before the server starts) and follow ``engine``.
+
+    At most ``max_streams`` board streams per project are open at once (429 beyond).
 
     The streams end when the application shuts down (``on_shutdown`` runs before aiohttp
     waits for open requests), so an open page never holds up the daemon's exit.
     """
     board = BoardWatch()
+    streams = EventStreams(max_streams)
     unsubscribe = engine.subscribe(board.changed)
 
     async def close(app: web.Application) -> None:
@@ -104,8 +109,8 @@ def mount(app: web.Application, engine: Engine, keepalive_s: float = KEEPALIVE_S
 
     async def room_project(request: web.Request) -> web.Response:
         room = request.match_info["room"]
-        if not _ROOM.fullmatch(room):
-            return error(400, "room names are 1-128 characters of A-Z a-z 0-9 . _ : -")
+        if not WEB_ROOM.fullmatch(room):
+            return error(400, WEB_ROOM_RULE)
         try:
             project: str | None = await engine.room_project(session_key("web", room))
         except ProjectNotFound:
@@ -118,14 +123,12 @@ def mount(app: web.Application, engine: Engine, keepalive_s: float = KEEPALIVE_S
             await engine.project(name)
         except ProjectNotFound as err:
             return error(404, str(err))
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        with board.watch(name) as flag:
-            await response.prepare(request)
-            with contextlib.suppress(ConnectionResetError):  # the page went away
-                await _stream(response, engine, board, name, flag, keepalive_s)
-        return response
+
+        async def body(stream: SseWriter) -> None:
+            with board.watch(name) as flag:
+                await _stream(stream, engine, board, name, flag, keepalive_s)
+
+        return await streams.serve(request, f"project {name}", body)
 
     app.on_shutdown.append(close)
     app.on_cleanup.append(cleanup)
@@ -135,7 +138,7 @@ def mount(app: web.Application, engine: Engine, keepalive_s: float = KEEPALIVE_S
 
 
 async def _stream(
-    response: web.StreamResponse,
+    stream: SseWriter,
     engine: Engine,
     board: BoardWatch,
     name: str,
@@ -150,9 +153,9 @@ async def _stream(
     while not board.closed:
         flag.clear()
         frame = {"project": name, "items": board_json(await engine.items(name))}
-        await response.write(f"event: items\ndata: {json.dumps(frame)}\n\n".encode())
+        await stream.send("items", frame)
         while not flag.is_set():
             try:
                 await asyncio.wait_for(flag.wait(), keepalive_s)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                await stream.comment("keepalive")

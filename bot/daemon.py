@@ -252,19 +252,13 @@ class Daemon:
         log.info("default project: %s", await ensure_default_project(core))
         transports = self._load_transports(core, db)
         ingress = core.ingress(_Identities(transports))
-        token = self.settings.http.token
-        app = build_app(
-            core.metrics,
-            lambda: dict(self.health),
-            token.get_secret_value() if token else None,
-            self.settings.http.max_body_bytes,
-        )
+        app = build_app(core.metrics, lambda: dict(self.health), self.settings)
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
         core.mcp.mount(app)
         mount_pipeline_api(app, core.engine)
-        mount_board_api(app, core.engine)
+        mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         self.url = await server.start()
         core.mcp.url = self.url

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.http import error, read_json
+from bot.http_guard import bearer
 from bot.llm.base import TurnRequest
 
 SERVER_NAME = "musher"
@@ -52,7 +53,9 @@ class McpBridge:
         app.router.add_post("/mcp/v1/call", self._call)
 
     def _turn(self, request: web.Request) -> TurnRequest | None:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer(request)
+        if not given:
+            return None
         for token, turn in self._turns.items():
             if hmac.compare_digest(token.encode(), given.encode()):
                 return turn

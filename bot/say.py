@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from bot.sse import iter_lines, iter_sse
 from config.errors import ConfigError
 
 QUIET_S = 1.0  # after a reply, this long without news (and no "working") ends the wait
@@ -32,7 +34,11 @@ def daemon_url(data_dir: Path) -> str:
 async def say(
     data_dir: Path, room: str, sender: str, text: str, token: str | None, limit_s: float
 ) -> int:
-    """Post ``text`` and print each bot reply as it arrives; 0 when a reply came, 1 if none."""
+    """Post ``text`` and print each bot reply as it arrives; 0 when a reply came, 1 if none.
+
+    ``$MUSHER_TOKEN`` (a ``[transports.web] users`` token) takes precedence over ``token``.
+    """
+    token = os.environ.get("MUSHER_TOKEN") or token
     url = daemon_url(data_dir)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=limit_s) as client:
@@ -87,17 +93,14 @@ async def _print_replies(events: AsyncIterator[tuple[str, Any]], sender: str, te
 
 
 async def _sse(stream: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
-    kind, data = "message", ""
-    async for line in stream.aiter_lines():
+    """``("comment", None)`` for the stream's opening comment, then ``(event, data)``."""
+    lines = iter_lines(stream.aiter_bytes())
+    async for line in lines:
         if line.startswith(":"):
             yield "comment", None
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].strip()
-        elif not line and data:
-            yield kind, json.loads(data)
-            kind, data = "message", ""
+            break
+    async for event in iter_sse(lines):
+        yield event.event, json.loads(event.data)
 
 
 def _error(response: httpx.Response) -> str:

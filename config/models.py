@@ -12,68 +12,29 @@ mypy plugin, that is what lets mypy see that a field is optional in the construc
 
 from __future__ import annotations
 
-import ipaddress
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-LOCATED_ERROR = "musher_located"
-"""Error type of the multi-key checks; ``ctx["problems"]`` holds ``(dotted_key, problem)``."""
+from config.base import LOCATED_ERROR as LOCATED_ERROR
+from config.base import Secret, Section, check_secret
+from config.base import is_loopback as is_loopback
+from config.base import located as _located
+from config.http import HttpConfig
 
 _URL = r"^https?://"
 _NUMERIC_IDS = ConfigDict(coerce_numbers_to_str=True)
 """For tables of ids that people write as numbers (snowflakes, phone numbers): 123 -> "123"."""
 _PROJECT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 BusyMode = Literal["collect", "interrupt"]
 ProviderName = Literal["auto", "claude-cli", "openai", "anthropic", "echo", "none"]
-
-
-def _located(problems: list[tuple[str, str]]) -> PydanticCustomError:
-    """Build the error for problems at sub-keys of the model being validated."""
-    summary = "; ".join(f"{key}: {problem}" for key, problem in problems)
-    context = {"summary": summary, "problems": tuple(problems)}
-    return PydanticCustomError(LOCATED_ERROR, "{summary}", context)
-
-
-def _non_empty(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and not value.get_secret_value():
-        raise ValueError("must not be empty (leave the key out instead)")
-    return value
-
-
-Secret = Annotated[SecretStr | None, AfterValidator(_non_empty)]
-"""An optional secret: never printed; an empty string is refused rather than accepted."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts local connections (127.0.0.0/8, ::1 or localhost)."""
-    host = host.strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Section(BaseModel):
-    """Base of every bot.toml table: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class DaemonConfig(Section):
@@ -92,21 +53,6 @@ class DaemonConfig(Section):
     notify_window_s: float = Field(
         default=1.0, ge=0, description="Pipeline notifications to a room merge over this window"
     )
-
-
-class HttpConfig(Section):
-    """``[http]``: the one HTTP server (web page, JSON API, webhooks, health)."""
-
-    host: str = Field(default="127.0.0.1", description="Bind address; public needs a token")
-    port: int = Field(default=8765, ge=0, le=65535, description="Bind port; 0 picks a free one")
-    token: Secret = Field(default=None, description="Bearer token required on every /api call")
-    max_body_bytes: int = Field(default=1_048_576, ge=1, description="Largest request body")
-
-    @model_validator(mode="after")
-    def _public_bind_needs_token(self) -> HttpConfig:
-        if self.token is None and not is_loopback(self.host):
-            raise _located([("host", "refusing to bind a non-loopback host without [http] token")])
-        return self
 
 
 class AccessConfig(Section):
@@ -231,9 +177,41 @@ def _lookup(model: BaseModel, dotted: str) -> object:
 
 
 class WebConfig(TransportConfig):
-    """``[transports.web]``: the daemon's own page; its senders are admins unless ``admins``."""
+    """``[transports.web]``: the daemon's own page; its senders are admins unless ``admins``.
+
+    Without ``users`` the console is one operator and a name typed on the page grants no
+    rights, so ``admins`` and ``allowed_users`` may only name configured ``users``.
+    """
 
     enabled: bool = Field(default=True, description="Serve the web page and chat box")
+    users: dict[str, SecretStr] = Field(
+        default={}, description="Web user name -> token (or sha256:<hex> of it)"
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, users: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: set[str] = set()
+        for name, token in users.items():
+            if not _USER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r}: user names are 1-64 characters of A-Z a-z 0-9 . _ -")
+            check_secret(token)
+            if token.get_secret_value() in seen:
+                raise ValueError(f"{name!r}: two users have the same token")
+            seen.add(token.get_secret_value())
+        return users
+
+    @model_validator(mode="after")
+    def _names_are_users(self) -> WebConfig:
+        problems = [
+            (key, f"{name!r} is not in [transports.web] users (typed names grant nothing)")
+            for key, names in (("admins", self.admins or []), ("allowed_users", self.allowed_users))
+            for name in names
+            if name not in self.users
+        ]
+        if problems:
+            raise _located(problems)
+        return self
 
 
 class MatrixConfig(TransportConfig):

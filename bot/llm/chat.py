@@ -33,7 +33,7 @@ from bot.llm.base import (
 )
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, Sleep, open_stream
-from bot.llm.sse import SseEvent, iter_lines, iter_sse
+from bot.sse import SseEvent, iter_lines, iter_sse
 from config.errors import MusherError, PermanentError
 
 MAX_TOOL_ROUNDS = 10

@@ -20,7 +20,7 @@ from bot.llm.chat import (
     parse_json,
 )
 from bot.llm.history import Message
-from bot.llm.sse import SseEvent
+from bot.sse import SseEvent
 from config.errors import PermanentError
 from config.models import OpenAIConfig
 

@@ -62,6 +62,7 @@ class DaemonProcess:
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.token: str | None = None  # sent by client(), post(), history()
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
         info = self.data_dir / "daemon.json"
@@ -100,7 +101,11 @@ class DaemonProcess:
             self.proc.wait(10)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
+        """A client of the daemon; it sends :attr:`token` unless ``headers`` say otherwise."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(kwargs.pop("headers", {}))
+        kwargs.setdefault("timeout", 10)
+        return httpx.Client(base_url=self.url, headers=headers, **kwargs)
 
     def post(self, room: str, text: str, sender: str = "alice", **extra: Any) -> httpx.Response:
         with self.client() as client:
@@ -114,6 +119,14 @@ class DaemonProcess:
             response.raise_for_status()
             messages: list[dict[str, Any]] = response.json()["messages"]
             return messages
+
+    def items(self) -> list[dict[str, Any]]:
+        """The items of the daemon's one project, as the API lists them."""
+        with self.client() as client:
+            [project] = client.get("/api/v1/projects").json()["projects"]
+            response = client.get(f"/api/v1/projects/{project['name']}/items")
+            found: list[dict[str, Any]] = response.json()["items"]
+            return found
 
     def bot_texts(self, room: str) -> list[str]:
         return [m["text"] for m in self.history(room) if m["role"] == "bot"]

@@ -16,6 +16,7 @@ from bot.board_api import BoardWatch, mount
 from bot.db import Database
 from bot.http import HttpServer, build_app
 from bot.metrics import Metrics
+from config import load_settings
 from pipeline.engine import Engine
 from pipeline.keys import NodeKey
 from pipeline.model import ItemKind, SystemOrigin, UserOrigin
@@ -63,7 +64,8 @@ async def open_board(
     await engine.ensure_project("demo", "/srv/demo", origin=startup)
     await engine.ensure_project("other", "/srv/other", origin=startup)
     engine.default_project = "demo"
-    app = build_app(Metrics(), dict, token, 1 << 16)
+    env = {"MUSHER_HTTP__TOKEN": token} if token else {}
+    app = build_app(Metrics(), dict, load_settings(None, env))
     watch = mount(app, engine, keepalive_s=keepalive_s)
     server = HttpServer(app, "127.0.0.1", 0)
     server._runner._shutdown_timeout = 30.0  # so a stream that stays open would show

@@ -77,9 +77,15 @@ async def test_the_tools_offered_follow_the_senders_rights(make_daemon: MakeDaem
         server.push(ToolUse("ambient", {"mode": "on"}), Reply(chunks=("done",)))
         daemon = make(make_daemon, "openai", server)
         text = daemon.config.read_text()
-        daemon.config.write_text(text + '\n[transports.web]\nadmins = ["root"]\n')
+        users = 'users = { root = "tok-root-1", alice = "tok-alice-1" }'
+        daemon.config.write_text(f'{text}\n[transports.web]\n{users}\nadmins = ["root"]\n')
+        daemon.token = "tok-root-1"  # reads the history
         await asyncio.to_thread(daemon.start)
-        await asyncio.to_thread(daemon.post, "lobby", "turn on ambient", "alice")
+        with daemon.client(headers={"Authorization": "Bearer tok-alice-1"}) as alice:
+            posted = await asyncio.to_thread(
+                alice.post, "/api/v1/rooms/lobby/messages", json={"text": "turn on ambient"}
+            )
+        assert posted.json()["sender"] == "alice"
         assert await asyncio.to_thread(daemon.wait_for, "lobby", 1) == ["done"]
         tools = {t["function"]["name"] for t in server.requests[0].body["tools"]}
         assert {"help", "ambient", "cost", "status", "move"} <= tools

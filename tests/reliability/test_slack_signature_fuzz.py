@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from bot.messages import InboundMessage
 from bot.metrics import Metrics
+from bot.text_safety import scrub
 from bot.transport import FeedResult
 from config.models import SlackConfig
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -188,7 +189,8 @@ def test_fresh_correct_signatures_are_accepted(
     headers = {"Content-Type": "application/json", **sign(body, ts=NOW + skew)}
     assert post(client, route.url, body, headers).status_code == 200
     assert route.sink.messages[-1].event_id == f"C1:{payload['event']['ts']}"
-    assert route.sink.messages[-1].text == payload["event"]["text"]
+    # control, bidi-override and surrogate characters are removed, never stored
+    assert route.sink.messages[-1].text == scrub(payload["event"]["text"])
     # Signed junk (non-UTF-8, not JSON, not a form) is refused as a client error, never a 5xx.
     signed_junk = {"Content-Type": "application/json", **sign(junk, ts=NOW + skew)}
     assert 200 <= post(client, route.url, junk, signed_junk).status_code < 500

@@ -242,12 +242,50 @@ def test_invalid_json_in_a_variable_names_the_variable() -> None:
     assert problem.startswith("environment: agents.gates: invalid JSON in MUSHER_AGENTS__GATES")
 
 
-def test_an_empty_secret_is_refused(in_tmp: Path) -> None:
-    path = write_config('[http]\ntoken = ""\n')
+@pytest.mark.parametrize("token", ["", "   ", "\\t"])
+def test_an_empty_or_blank_secret_is_refused(in_tmp: Path, token: str) -> None:
+    path = write_config(f'[http]\ntoken = "{token}"\n')
 
     assert problems_of(path) == [
-        "bot.toml: http.token: must not be empty (leave the key out instead)"
+        "bot.toml: http.token: must not be empty or only spaces (leave the key out instead)"
     ]
+
+
+def test_a_blank_web_user_token_is_refused(in_tmp: Path) -> None:
+    path = write_config('[transports.web]\nusers = { alice = "  " }\n')
+
+    [problem] = problems_of(path)
+    assert problem.startswith("bot.toml: transports.web.users: ")
+    assert "must not be empty or only spaces" in problem
+
+
+def test_web_admins_must_be_configured_users(in_tmp: Path) -> None:
+    path = write_config('[transports.web]\nadmins = ["boss"]\n')
+
+    assert problems_of(path) == [
+        "bot.toml: transports.web.admins: 'boss' is not in [transports.web] users"
+        " (typed names grant nothing)"
+    ]
+
+
+def test_web_users_with_their_admins_load(in_tmp: Path) -> None:
+    path = write_config(
+        '[transports.web]\nusers = { boss = "tok-boss-1", ann = "sha256:' + "ab" * 32 + '" }\n'
+        'admins = ["boss"]\nallowed_users = ["boss", "ann"]\n'
+    )
+
+    web = load_settings(path, {}).transports.web
+    assert web.admins == ["boss"] and sorted(web.users) == ["ann", "boss"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("public_hosts", '["https://x.org"]'), ("allowed_origins", '["x.org"]')],
+)
+def test_hosts_and_origins_are_checked(in_tmp: Path, key: str, value: str) -> None:
+    [problem] = problems_of(write_config(f"[http]\n{key} = {value}\n"))
+
+    assert problem.startswith(f"bot.toml: http.{key}: ")
 
 
 def test_max_wait_must_cover_the_coalesce_window(in_tmp: Path) -> None:
@@ -472,3 +510,12 @@ def test_the_example_values_are_valid(in_tmp: Path) -> None:
     settings = load_settings(path, {})
 
     assert settings.projects.default == "myapp"
+
+
+def test_web_user_tokens_are_redacted_when_rendered(in_tmp: Path) -> None:
+    path = write_config('[transports.web]\nusers = { alice = "tok-alice-secret" }\n')
+
+    rendered = render_effective(load_settings(path, {}))
+
+    assert 'users = { alice = "**********" }' in rendered
+    assert "tok-alice-secret" not in rendered

@@ -28,7 +28,7 @@ from bot.llm.chat import MAX_TOOL_ROUNDS, NO_TOOLS_TEXT, ChatProvider
 from bot.llm.history import History, ensure_schema
 from bot.llm.http_retry import RetryPolicy
 from bot.llm.openai import OpenAIWire
-from bot.llm.sse import iter_lines, iter_sse
+from bot.sse import iter_lines, iter_sse
 from config.models import AnthropicConfig, OpenAIConfig
 from tests.fakes.llm_server import FakeLlmServer, HttpError, Malformed, Reply, Slow, ToolUse
 

@@ -16,7 +16,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.http import error
+from bot.http import error, read_body
 from bot.metrics import Metrics
 from config.errors import VerificationError
 from transports.slack.verify import verify
@@ -49,15 +49,9 @@ class Webhook:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Verify, then let Bolt answer. Never a 5xx for anything the sender controls."""
-        too_large = error(413, f"body too large (limit {self.max_body_bytes} bytes)")
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return too_large
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return too_large
-        if len(raw) > self.max_body_bytes:
-            return too_large
+        raw = await read_body(request, self.max_body_bytes)
+        if isinstance(raw, web.Response):
+            return raw
         headers = request.headers
         try:
             verify(

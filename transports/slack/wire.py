@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from bot.messages import InboundMessage
+from bot.text_safety import first_unsafe, scrub
 
 TRANSPORT = "slack"
 # Message subtypes that are a person saying something; every other subtype (edits,
@@ -106,7 +107,7 @@ def event_message(
         user,
         f"{channel}:{ts}",
         _seconds(ts),
-        text,
+        scrub(text),
         mentioned=mentioned,
     )
 
@@ -131,6 +132,7 @@ def command_message(
     if channels and not direct and channel not in channels:
         return "musher is not set up for this channel."
     words = aliases.get(command.lower(), "")
+    text = scrub(text)
     line = f"{words} {text}".strip() if words else text.strip()
     if not line:
         line = "help"
@@ -150,7 +152,13 @@ def command_message(
 
 
 def _word(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and bool(value) and len(value) <= 4096
+    """A non-empty id of at most 4096 characters, without control/bidi/surrogate ones."""
+    return (
+        isinstance(value, str)
+        and bool(value)
+        and len(value) <= 4096
+        and first_unsafe(value, multiline=False) is None
+    )
 
 
 def _seconds(ts: str) -> float:

@@ -7,7 +7,6 @@ it on the room feed, which the SSE stream forwards. ``send`` therefore has nothi
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +15,10 @@ from aiohttp import web
 
 from bot.feed import Closed, FeedEvent, Resync, RoomFeed, Typing
 from bot.http import error, read_json
+from bot.http_guard import identity_of
 from bot.journal import Journal, LogEntry
 from bot.messages import InboundMessage, Reply, session_key
+from bot.sse import EventStreams, SseWriter
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from transports.web.wire import WireError, check_room, parse_after, parse_post
 
@@ -31,10 +32,13 @@ class WebTransport:
     capabilities = Capabilities(max_length=20_000, typing=True)
     identities: tuple[str, ...] = ()
 
-    def __init__(self, journal: Journal, feed: RoomFeed, max_body_bytes: int) -> None:
+    def __init__(
+        self, journal: Journal, feed: RoomFeed, max_body_bytes: int, max_streams: int = 32
+    ) -> None:
         self.journal = journal
         self.feed = feed
         self.max_body_bytes = max_body_bytes
+        self.streams = EventStreams(max_streams)
         self._sink: Sink | None = None
 
     def mount(self, app: web.Application) -> None:
@@ -61,23 +65,30 @@ class WebTransport:
         return web.FileResponse(STATIC / "index.html")
 
     async def _post(self, request: web.Request) -> web.Response:
+        """Journal a message. With web users the token names the sender and the body's
+        ``sender`` is ignored; without, ``sender`` is a display name that grants nothing
+        (the console is one operator)."""
+        user = identity_of(request).user
         try:
             room = check_room(request.match_info["room"])
             body = await read_json(request, self.max_body_bytes)
             if isinstance(body, web.Response):
                 return body
-            posted = parse_post(body)
+            posted = parse_post(body, sender_required=user is None)
         except WireError as err:
             return error(400, str(err))
         if self._sink is None:
             return error(503, "musher is shutting down")
         event_id = posted.id or uuid.uuid4().hex
+        sender = user or posted.sender
         msg = InboundMessage(
-            "web", room, posted.sender, event_id, time.time(), posted.text, mentioned=True
+            "web", room, sender, event_id, time.time(), posted.text, mentioned=True
         )
         result = await self._sink.feed(msg)
         status = 200 if result is FeedResult.DUPLICATE else 202
-        return web.json_response({"id": event_id, "status": result.value}, status=status)
+        return web.json_response(
+            {"id": event_id, "status": result.value, "sender": sender}, status=status
+        )
 
     async def _history(self, request: web.Request) -> web.Response:
         try:
@@ -106,65 +117,53 @@ class WebTransport:
         except WireError as err:
             return error(400, str(err))
         session = session_key("web", room)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        with self.feed.subscribe(session) as queue:
-            await response.prepare(request)
-            await response.write(b": subscribed\n\n")
-            if after is None:
-                after = await self._last_seq(session)
-            else:
-                after = await self._catch_up(response, session, after)
-            if self.feed.typing(session):
-                await _write(response, "typing", {"active": True})
-            await self._stream(response, session, queue, after)
-        return response
+
+        async def body(stream: SseWriter) -> None:
+            with self.feed.subscribe(session) as queue:
+                await stream.comment("subscribed")
+                if after is None:
+                    start = await self._last_seq(session)
+                else:
+                    start = await self._catch_up(stream, session, after)
+                if self.feed.typing(session):
+                    await stream.send("typing", {"active": True})
+                await self._stream(stream, session, queue, start)
+
+        return await self.streams.serve(request, f"room {room}", body)
 
     async def _stream(
-        self,
-        response: web.StreamResponse,
-        session: str,
-        queue: asyncio.Queue[FeedEvent],
-        after: int,
+        self, stream: SseWriter, session: str, queue: asyncio.Queue[FeedEvent], after: int
     ) -> None:
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                await stream.comment("keepalive")
                 continue
             if isinstance(event, Closed):
                 return
             if isinstance(event, Resync):
-                after = await self._catch_up(response, session, after)
+                after = await self._catch_up(stream, session, after)
             elif isinstance(event, Typing):
-                await _write(response, "typing", {"active": event.active})
+                await stream.send("typing", {"active": event.active})
             elif event.seq > after:
-                await _write(response, "message", event.to_json(), event.seq)
+                await stream.send("message", event.to_json(), event.seq)
                 after = event.seq
 
     async def _last_seq(self, session: str) -> int:
         return await self.journal.last_seq(session)
 
-    async def _catch_up(self, response: web.StreamResponse, session: str, after: int) -> int:
+    async def _catch_up(self, stream: SseWriter, session: str, after: int) -> int:
         while True:
             entries: list[LogEntry] = await self.journal.history(session, after, _PAGE)
             for entry in entries:
-                await _write(response, "message", entry.to_json(), entry.seq)
+                await stream.send("message", entry.to_json(), entry.seq)
                 after = entry.seq
             if len(entries) < _PAGE:
                 return after
 
 
-async def _write(
-    response: web.StreamResponse, event: str, data: object, event_id: int | None = None
-) -> None:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    payload = f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
-    await response.write(payload.encode())
-
-
 def create(ctx: TransportContext) -> WebTransport:
     """Factory used by the composition root."""
-    return WebTransport(ctx.journal, ctx.feed, ctx.settings.http.max_body_bytes)
+    http = ctx.settings.http
+    return WebTransport(ctx.journal, ctx.feed, http.max_body_bytes, http.max_streams_per_room)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-ROOM_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+from bot.http import WEB_ROOM, WEB_ROOM_RULE
+from bot.text_safety import first_unsafe
+
 MAX_SENDER = 128
 MAX_ID = 128
+MAX_SEQ = 2**63 - 1
 
 
 class WireError(ValueError):
@@ -23,17 +25,23 @@ class PostedMessage:
 
 
 def check_room(room: str) -> str:
-    if not ROOM_RE.fullmatch(room):
-        raise WireError("room names are 1-128 characters of A-Z a-z 0-9 . _ : -")
+    if not WEB_ROOM.fullmatch(room):
+        raise WireError(WEB_ROOM_RULE)
     return room
 
 
-def parse_post(body: dict[str, Any]) -> PostedMessage:
-    """Read ``{"sender", "text", "id"?}``; unknown fields are ignored."""
+def parse_post(body: dict[str, Any], *, sender_required: bool = True) -> PostedMessage:
+    """Read ``{"sender", "text", "id"?}``; unknown fields are ignored.
+
+    ``sender`` may be left out when the request's token names the sender (web users).
+    Text holding control, bidi-override or surrogate characters is refused, never stored.
+    """
     sender = body.get("sender")
     text = body.get("text")
     client_id = body.get("id")
-    if not isinstance(sender, str) or not sender.strip():
+    if sender is None and not sender_required:
+        sender = ""
+    elif not isinstance(sender, str) or not sender.strip():
         raise WireError("'sender' is required: a non-empty string")
     if len(sender) > MAX_SENDER:
         raise WireError(f"'sender' is longer than {MAX_SENDER} characters")
@@ -43,16 +51,24 @@ def parse_post(body: dict[str, Any]) -> PostedMessage:
         not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_ID
     ):
         raise WireError(f"'id' must be a string of 1-{MAX_ID} characters")
+    for field, value, multiline in (
+        ("sender", sender, False),
+        ("text", text, True),
+        ("id", client_id or "", False),
+    ):
+        if bad := first_unsafe(value, multiline=multiline):
+            raise WireError(f"'{field}' must not contain the control or bidi character {bad}")
     return PostedMessage(sender.strip(), text, client_id)
 
 
 def parse_after(value: str | None) -> int:
+    """A log position: a decimal number from 0 to 2^63-1 (SQLite's largest integer)."""
     if value is None or value == "":
         return 0
-    try:
-        after = int(value)
-    except ValueError:
-        raise WireError("'after' must be a whole number") from None
-    if after < 0:
-        raise WireError("'after' must not be negative")
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > len(str(MAX_SEQ)):
+        raise WireError("'after' must be a whole number from 0 to 2^63-1")
+    after = int(value)
+    if after > MAX_SEQ:
+        raise WireError("'after' must be a whole number from 0 to 2^63-1")
     return after

@@ -59,6 +59,13 @@ function showError(text) {
   ui.error.hidden = !text;
 }
 
+/** With web users the token names the sender: show that name, not the typed one. */
+function showSignedIn(name) {
+  ui.sender.value = name;
+  ui.sender.readOnly = true;
+  ui.sender.title = "Signed in with your access token";
+}
+
 function askForToken() {
   ui.tokenForm.hidden = false;
   ui.token.value = state.token;
@@ -239,7 +246,8 @@ async function post(text, id) {
       state.pending = null;
       showError("");
       if (ui.text.value === text) ui.text.value = "";
-    } else if (status === 401) {
+      if (body?.sender && body.sender !== sender) showSignedIn(body.sender);
+    } else if (status === 401 || status === 403) { // no token, or one that may only read
       state.pending = { text, id };              // retried after the token form
       showError(body?.error || "A token is required.");
       askForToken();
