@@ -46,6 +46,11 @@ from pipeline.store import OpStore, ProjectRecord
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
 _NEVER_DONE = (Abandoned, Superseded, Rejected)
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")  # fmt: skip
+"""Characters that make text read differently from how it is stored (R12)."""
+MAX_NUMBER = 2**63 - 1
+"""The largest item number the store can hold; any larger one names no item (C3)."""
 
 
 class ItemNotFound(PipelineError):
@@ -204,6 +209,8 @@ class Engine:
 
     async def find(self, project: str, number: int) -> Item | None:
         """Item ``number`` of ``project``, or None when it never existed or was purged."""
+        if not 0 < number <= MAX_NUMBER:
+            return None
         return await self.store.item(project, number)
 
     async def lookup(self, project: str, number: int) -> Item:
@@ -212,7 +219,7 @@ class Engine:
         Raises:
             ItemNotFound: ``No item #N in <project>.``
         """
-        item = await self.store.item(project, number)
+        item = await self.find(project, number)
         if item is None:
             raise ItemNotFound(project, number)
         return item
@@ -237,6 +244,8 @@ class Engine:
             ProjectNotFound, ItemNotFound, PipelineError: nothing was written.
         """
         await self.project(project)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F or c in BIDI_CONTROLS for c in title):
+            raise PipelineError("A title must not hold control or bidi-override characters.")
         deps = _distinct(depends_on)
         async with self._lock(project):
             warnings = await self._check_deps(project, None, deps)
@@ -325,9 +334,9 @@ class Engine:
             ItemNotFound: ``project`` never issued ``number``.
         """
         async with self._lock(project):
-            item = await self.store.item(project, number)
+            item = await self.find(project, number)
             if item is None:
-                if number >= await self.store.next_number(project):
+                if not 0 < number < await self.store.next_number(project):
                     raise ItemNotFound(project, number)
                 return []
             applied = await self.store.append(PurgeItem(project, number), origin)

@@ -6,14 +6,19 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from bot.commands.args import Args, NoArgs
+from bot.commands.args import Args, ItemNumber, NoArgs
 from bot.commands.registry import CommandContext, Permission, Registry
+from bot.commands.unbuilt import not_available
 from bot.messages import Reply
 from pipeline.ops import SetRoom
 
 
 class HelpArgs(Args):
     command: Annotated[str | None, Field(description="a command to explain")] = None
+
+
+class StopArgs(Args):
+    number: Annotated[ItemNumber | None, Field(description="an item's agent (not built yet)")] = None
 
 
 class AmbientArgs(Args):
@@ -33,10 +38,12 @@ def register_core(registry: Registry) -> None:
         "stop",
         summary="Cancel the room's running answer and drop queued messages",
         usage="stop",
-        args=NoArgs,
+        args=StopArgs,
         tool=False,
     )
-    async def stop(ctx: CommandContext, args: NoArgs) -> Reply:
+    async def stop(ctx: CommandContext, args: StopArgs) -> Reply:
+        if args.number is not None:
+            return not_available("stop N")
         await ctx.services.dispatcher.stop(ctx.session)
         return Reply("Stopped.")
 

@@ -278,16 +278,16 @@ async def test_timer_commands_set_list_and_cancel(chat: tuple[Services, Pipeline
         f"⏰ Timer {tid}: #1 Login page → coding at Mon 2 Jun 13:30"
         f" (Europe/London), in 1h 30m. Cancel with `timer cancel {tid}`."
     )
-    reply = await say(services, "timer 1 +30m move qa")
+    reply = await say(services, "timer 1 +30m move coding")
     [other] = re.findall(r"Timer (t[0-9a-f]{6}):", reply)
-    assert "→ qa at Mon 2 Jun 12:30 (Europe/London), in 30m." in reply
+    assert "→ coding at Mon 2 Jun 12:30 (Europe/London), in 30m." in reply
 
     assert await say(services, "timers") == (
         f"Timers in {PROJECT}:\n"
-        f"  {other}: #1 → qa at Mon 2 Jun 12:30 (Europe/London) (in 30m)\n"
+        f"  {other}: #1 → coding at Mon 2 Jun 12:30 (Europe/London) (in 30m)\n"
         f"  {tid}: #1 → coding at Mon 2 Jun 13:30 (Europe/London) (in 1h 30m)"
     )
-    assert await say(services, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → qa."
+    assert await say(services, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → coding."
     assert await say(services, f"timer cancel {other}") == f"No timer {other}. See `timers`."
     assert services.timers.scheduled() == {tid}
     assert services.followers.following(PROJECT) == ["web:lobby"]  # timer use = following
@@ -321,7 +321,9 @@ async def test_a_finished_item_takes_no_timer(chat: tuple[Services, PipelineEnv]
     services, env = chat
     await env.engine.create(PROJECT, ItemKind.BUG, "Old", ALICE)
     await env.engine.apply(PROJECT, 2, Abandon(), ALICE)
-    assert await say(services, "timer 2 +5m start") == "#2 is finished; it takes no timers"
+    assert await say(services, "timer 2 +5m start") == (
+        "#2 is in abandoned; cannot move to coding. It cannot be moved."
+    )
     assert await services.timers.pending() == []
     item = await env.engine.find(PROJECT, 1)
     assert item is not None and item.stage != Qa()
