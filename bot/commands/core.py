@@ -18,7 +18,7 @@ class HelpArgs(Args):
 
 
 class StopArgs(Args):
-    number: Annotated[ItemNumber | None, Field(description="an item's agent (not built yet)")] = None
+    number: Annotated[ItemNumber | None, Field(description="stop an item's agent")] = None
 
 
 class AmbientArgs(Args):

@@ -70,7 +70,7 @@ def _numbers(value: object) -> object:
 
 Numbers = Annotated[tuple[ItemNumber, ...], BeforeValidator(_numbers)]
 Reason = Annotated[
-    str | None, BeforeValidator(clean_text), Rest, Field(description="why (optional)", max_length=500)
+    str | None, BeforeValidator(clean_text), Rest, Field(description="why", max_length=500)
 ]
 
 

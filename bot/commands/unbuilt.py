@@ -9,6 +9,7 @@ name is already registered is skipped, so the two never clash.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field
@@ -51,8 +52,8 @@ def register_unbuilt(registry: Registry) -> None:
     for name, usage in UNBUILT:
         if name == "stop N" or registry.get(name) is not None:
             continue
-        summary = "Not available yet"
-        registry.add(Command(name, summary, usage, _answer(usage), AnyWords, tool=False, listed=False))
+        command = Command(name, "Not available yet", usage, _answer(usage), AnyWords)
+        registry.add(replace(command, tool=False, listed=False))
 
 
 def _answer(usage: str) -> Callable[[CommandContext, AnyWords], Awaitable[Reply]]:

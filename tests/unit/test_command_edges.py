@@ -37,7 +37,8 @@ async def test_a_title_that_is_only_control_characters_is_refused(chat: Chat) ->
 
 async def test_a_reason_loses_its_bidi_overrides(chat: Chat) -> None:
     await chat.say("new story one")
-    assert await chat.say("reject 1 evil\u202etxt.exe") == "#1 one: backlog → rejected (eviltxt.exe)."
+    reply = await chat.say("reject 1 evil\u202etxt.exe")
+    assert reply == "#1 one: backlog → rejected (eviltxt.exe)."
 
 
 async def test_depends_given_twice_merges(chat: Chat) -> None:
