@@ -209,7 +209,13 @@ class Daemon:
         mount_pipeline_api(app, services.engine)
         mount_board_api(app, services.engine)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
-        self.url = await server.start()
+        try:
+            self.url = await server.start()
+        except OSError as err:  # a port in use is a setup problem: one line, no traceback
+            where = f"{self.settings.http.host}:{self.settings.http.port}"
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            problem = f"http.port: cannot listen on {where}: {reason.lower()}"
+            raise ConfigError([problem]) from None
         services.mcp.url = self.url
         try:
             for transport in transports:
