@@ -35,11 +35,12 @@ from bot.commands.catalogue import build_registry
 from bot.cost import CostBook
 from bot.db import Database
 from bot.dispatcher import Dispatcher
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress
 from bot.journal import Journal, State
+from bot.journal import migrate as migrate_journal
 from bot.kv import TransportState
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
@@ -52,6 +53,7 @@ from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.subscribers import build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
+from bot.turn_retry import TurnRetry
 from bot.turns import TurnRunner
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
@@ -91,10 +93,12 @@ def build_services(
     async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
         await runner.run(session, batch)
 
+    retrying = TurnRetry(run_turn, db.health, db.probe, lambda s, r: outbox.send(s, r))
+
     async def discard(session: str, batch: Sequence[QueuedText]) -> None:
         await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
 
-    dispatcher = _dispatcher(settings, metrics, run_turn, discard)
+    dispatcher = _dispatcher(settings, metrics, retrying, discard)
     engine = Engine(store, max_retries=settings.agents.max_retries)
     outbox, audit = Outbox(journal, feed, metrics, settings.daemon.name), AuditBuffer()
     parts = build_pipeline(settings, engine, journal, outbox, audit, LoopClock())
@@ -180,6 +184,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
         try:
+            await migrate_journal(db)
             store = await OpStore.open(db, load_or_create(self.data_dir))
             self.health["store"] = "ok"
             await self._serve(db, store)
@@ -198,7 +203,7 @@ class Daemon:
         token = self.settings.http.token
         app = build_app(
             services.metrics,
-            lambda: dict(self.health),
+            lambda: {**self.health, **db.health.components()},
             token.get_secret_value() if token else None,
             self.settings.http.max_body_bytes,
         )
@@ -231,9 +236,11 @@ class Daemon:
             log.info("listening on %s", self.url)
             async with asyncio.TaskGroup() as jobs:
                 prune = jobs.create_task(self._prune_loop(services), name="journal-prune")
+                watch = jobs.create_task(db.health.watch(db.probe), name="store-watch")
                 await self.stopping.wait()
                 log.info("shutting down")
                 prune.cancel()
+                watch.cancel()
         finally:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
@@ -293,7 +300,10 @@ class Daemon:
 
     async def _prune_loop(self, services: Services) -> None:
         while True:
-            await services.journal.prune()
+            try:
+                await services.journal.prune()
+            except StoreError as err:  # the store's health says why; try again next hour
+                log.error("pruning the journal failed: %s", err)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     def _take_lock(self) -> None:

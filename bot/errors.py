@@ -4,6 +4,7 @@ MusherError
 ├── TransientError(retry_after)   try again later (rate limits, 5xx, busy store)
 ├── PermanentError                 give up and tell the room
 │   └── StoreError                 a write to the database failed (never swallowed)
+│       └── StoreUnavailable       the database cannot be written now (disk full, read-only)
 ├── VerificationError              a signature or token did not check out
 ├── TransitionError                the pipeline refused an event (pipeline.transitions)
 ├── UsageError                     a command's arguments are wrong; carries the usage line
@@ -32,6 +33,11 @@ class PermanentError(MusherError):
 
 class StoreError(PermanentError):
     """A database write failed; the caller and the room must hear of it."""
+
+
+class StoreUnavailable(StoreError):
+    """The database refused a write for a reason outside musher (disk full, read-only file,
+    I/O error): intake answers 503 and turns wait until a write succeeds again (R18)."""
 
 
 class VerificationError(MusherError):

@@ -19,6 +19,7 @@ from bot.mentions import strip_mention
 from bot.messages import InboundMessage, QueuedText, Reply, session_key
 from bot.services import Services
 from bot.transport import FeedResult
+from pipeline.crashpoints import crash_point
 
 log = logging.getLogger("musher.ingress")
 
@@ -58,6 +59,7 @@ class Ingress:
             s.metrics.inbound.inc("deduped")
             return FeedResult.DUPLICATE
         journal_id, entry = recorded
+        crash_point("after-journal")
         if self._fed_before_replay is not None:
             self._fed_before_replay.add(journal_id)
         if entry is not None:
@@ -108,16 +110,20 @@ class Ingress:
     async def _replay(self, pending: Sequence[Pending]) -> int:
         s = self.services
         told: set[str] = set()
+        interrupted: set[int] = set()
         for p in pending:
             session = session_key(p.transport, p.room)
             if p.kind is Kind.COMMAND:
                 await s.journal.mark([p.id], State.DONE)
                 await s.outbox.send(session, Reply(COMMAND_INTERRUPTED.format(text=p.text)))
                 continue
-            if p.turn_id is not None and session not in told:
-                told.add(session)
-                await s.outbox.send(session, Reply(INTERRUPTED))
+            if p.turn_id is not None and p.turn_id not in interrupted:
+                interrupted.add(p.turn_id)  # told once per turn, then closed: never again
+                if session not in told:
+                    told.add(session)
+                    await s.outbox.send(session, Reply(INTERRUPTED, key=f"r{p.turn_id}"))
             s.dispatcher.submit(session, QueuedText(p.sender, p.text, p.id))
+        await s.journal.close_interrupted(interrupted)
         if pending:
             log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)

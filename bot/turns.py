@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.commands.registry import CommandContext
+from bot.errors import StoreError
 from bot.llm.base import Done, Failed, TextDelta, TurnRequest, Usage
 from bot.messages import QueuedText, Reply, split_session
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.tools import batch_is_admin, tool_caller, tools_for
+from pipeline.crashpoints import crash_point
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -39,7 +41,9 @@ class TurnRunner:
         """Answer ``batch`` in ``session``. Cancelling leaves the messages unanswered."""
         s = self.services
         ids = [i for m in batch for i in m.journal_ids]
+        crash_point("before-turn-start")
         turn_id = await s.journal.start_turn(session, ids)
+        crash_point("after-turn-start")
         started = time.monotonic()
         reminder = s.audit.drain(session)
         project, cwd = await self._workspace(session)
@@ -123,8 +127,8 @@ class TurnRunner:
         except TimeoutError:
             await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
             return "timeout", usage
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, StoreError):
+            raise  # a store failure is the dispatcher's to retry (bot.turn_retry)
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await say(f"⚠️ The answer failed: {exc}")

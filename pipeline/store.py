@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 from pipeline import audit, log_check
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
+from pipeline.crashpoints import crash_point
 from pipeline.envelope import SignedOp, origin_json, seal
 from pipeline.keys import NodeKey
 from pipeline.materialise import (
@@ -262,7 +263,9 @@ class OpStore:
             ]
 
         def job(conn: sqlite3.Connection) -> list[AppliedOp]:
-            return write_all(conn, float(self._clock()))
+            applied = write_all(conn, float(self._clock()))
+            crash_point("mid-op-commit")
+            return applied
 
         return await self._submit(job) if changes else []
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.errors import StoreError
 from bot.feed import Closed, FeedEvent, Resync, RoomFeed, Typing
 from bot.http import error, read_json
 from bot.journal import Journal, LogEntry
@@ -75,7 +76,10 @@ class WebTransport:
         msg = InboundMessage(
             "web", room, posted.sender, event_id, time.time(), posted.text, mentioned=True
         )
-        result = await self._sink.feed(msg)
+        try:
+            result = await self._sink.feed(msg)
+        except StoreError as err:  # not journalled, so not accepted: the client may retry
+            return error(503, f"musher cannot store messages right now: {err}")
         status = 200 if result is FeedResult.DUPLICATE else 202
         return web.json_response({"id": event_id, "status": result.value}, status=status)
 
