@@ -263,11 +263,9 @@ class OpStore:
             ]
 
         def job(conn: sqlite3.Connection) -> list[AppliedOp]:
-            applied = write_all(conn, float(self._clock()))
-            crash_point("mid-op-commit")
-            return applied
+            return write_all(conn, float(self._clock()))
 
-        return await self._submit(job) if changes else []
+        return await self._submit(_then_crash_point(job)) if changes else []
 
     async def create_item(
         self,
@@ -301,7 +299,7 @@ class OpStore:
         def job(conn: sqlite3.Connection) -> Item:
             return write(conn, float(self._clock()))
 
-        return await self._submit(job)
+        return await self._submit(_then_crash_point(job))
 
     def _write(
         self, conn: sqlite3.Connection, change: Change, payload: str, origin: str, ts: float
@@ -437,3 +435,14 @@ class OpStore:
     async def replay_into(self, scratch: Storage) -> int:
         """Rebuild the materialised tables in ``scratch``: :func:`pipeline.audit.replay_into`."""
         return await audit.replay_into(self._storage, scratch)
+
+
+def _then_crash_point(job: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """``job``, then the ``mid-op-commit`` crash point: ops written, transaction not committed."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        result = job(conn)
+        crash_point("mid-op-commit")
+        return result
+
+    return run
