@@ -49,6 +49,7 @@ from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
+from bot.project_zones import apply_zones
 from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.subscribers import build_pipeline, bus_gauges
@@ -196,7 +197,9 @@ class Daemon:
 
     async def _serve(self, db: Database, store: OpStore) -> None:
         services = build_services(self.settings, db, store)
-        log.info("default project: %s", await ensure_default_project(services))
+        default = await ensure_default_project(services)
+        log.info("default project: %s", default)
+        await apply_zones(services.engine, default, self.settings.projects.timezone)
         services.ambient.update(r.session for r in await store.rooms() if r.ambient)
         transports = self._load_transports(services, db)
         ingress = Ingress(services, _Identities(transports))

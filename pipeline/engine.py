@@ -115,6 +115,7 @@ class Engine:
         self.default_project: str | None = None  # a room without `switch` works on this
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._zones: dict[str, str] = {}  # time zones set by configuration (set_zone)
         self._fanout = Fanout()
 
     def now(self) -> float:
@@ -127,9 +128,18 @@ class Engine:
 
     # --- projects and rooms ---------------------------------------------------------------
 
+    def set_zone(self, project: str, timezone: str) -> None:
+        """Use ``timezone`` for ``project`` from now on, whatever it was registered with:
+        configuration read at startup (``[projects] timezone``, ``.musher/project.toml``)."""
+        self._zones[project] = timezone
+
     async def projects(self) -> list[ProjectRecord]:
-        """Every registered project, by name."""
-        return await self.store.projects()
+        """Every registered project, by name, with the time zone in effect."""
+        return [self._zoned(record) for record in await self.store.projects()]
+
+    def _zoned(self, record: ProjectRecord) -> ProjectRecord:
+        zone = self._zones.get(record.name)
+        return record if zone is None else dataclasses.replace(record, timezone=zone)
 
     async def project(self, name: str) -> ProjectRecord:
         """The project called ``name``.
@@ -137,7 +147,7 @@ class Engine:
         Raises:
             ProjectNotFound: ``No project 'x'. Projects: a, b.``
         """
-        projects = await self.store.projects()
+        projects = await self.projects()
         for record in projects:
             if record.name == name:
                 return record

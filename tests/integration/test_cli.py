@@ -98,3 +98,24 @@ def test_say_without_a_message_says_so(make_daemon: MakeDaemon) -> None:
     result = say(daemon)
     assert result.returncode == 2
     assert result.stderr == "musher say: give the message to post, e.g. musher say status\n"
+
+
+def test_a_changed_timezone_takes_effect_on_restart_and_timers_name_it(
+    make_daemon: MakeDaemon,
+) -> None:
+    daemon = make_daemon(window_ms=100, extra='[projects]\ntimezone = "Europe/London"\n')
+    daemon.start()
+    assert say(daemon, "new", "story", "Deploy").returncode == 0
+    set_timer = say(daemon, "timer", "1", "+2h", "start")
+    assert "(Europe/London), in 2h." in set_timer.stdout
+    assert daemon.terminate() == 0
+
+    daemon.config.write_text(daemon.config.read_text().replace("Europe/London", "Asia/Tokyo"))
+    daemon.start()
+
+    listed = say(daemon, "timers").stdout
+    assert "(Asia/Tokyo) (in 1h 59m)" in listed or "(Asia/Tokyo) (in 2h)" in listed, listed
+    assert "(Asia/Tokyo)" in say(daemon, "timer", "1", "+1h", "start").stdout
+    with daemon.client() as client:
+        [project] = client.get("/api/v1/projects").json()["projects"]
+    assert project["timezone"] == "Asia/Tokyo"
