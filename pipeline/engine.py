@@ -254,7 +254,7 @@ class Engine:
             ProjectNotFound, ItemNotFound, PipelineError: nothing was written.
         """
         await self.project(project)
-        if any(ord(c) < 0x20 or ord(c) == 0x7F or c in BIDI_CONTROLS for c in title):
+        if any(c in BIDI_CONTROLS or c == "\x7f" or (c < " " and c not in "\r\n") for c in title):
             raise PipelineError("A title must not hold control or bidi-override characters.")
         deps = _distinct(depends_on)
         async with self._lock(project):

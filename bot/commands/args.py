@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.errors import UsageError
+from pipeline.engine import BIDI_CONTROLS
 
 
 class Args(BaseModel):
@@ -57,9 +58,6 @@ class VerbatimMarker:
 Rest = RestMarker()
 Verbatim = VerbatimMarker()
 
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                           "\u2066\u2067\u2068\u2069")  # fmt: skip
-
 
 def clean_text(value: object) -> object:
     """Drop control characters (NUL, escapes; tabs and newlines become spaces) and bidi
@@ -68,7 +66,7 @@ def clean_text(value: object) -> object:
         return value
     kept = []
     for char in value:
-        if char in _BIDI_CONTROLS:
+        if char in BIDI_CONTROLS:
             continue
         if unicodedata.category(char) == "Cc":
             if char in "\t\n\r":
