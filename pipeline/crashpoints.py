@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
+from typing import TypeVar
 
 ENV = "MUSHER_CRASH_AT"
 LABELS = frozenset(
@@ -27,6 +29,8 @@ LABELS = frozenset(
 )
 
 log = logging.getLogger("musher.crash")
+T = TypeVar("T")
+A = TypeVar("A")
 
 
 def crash_point(label: str) -> None:
@@ -36,3 +40,14 @@ def crash_point(label: str) -> None:
         for handler in logging.getLogger().handlers:
             handler.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_after(job: Callable[[A], T], label: str) -> Callable[[A], T]:
+    """``job``, then :func:`crash_point` ``label`` (a database job: written, not committed)."""
+
+    def run(arg: A) -> T:
+        result = job(arg)
+        crash_point(label)
+        return result
+
+    return run

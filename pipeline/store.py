@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from pipeline import audit, log_check
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
-from pipeline.crashpoints import crash_point
+from pipeline.crashpoints import crash_after
 from pipeline.envelope import SignedOp, origin_json, seal
 from pipeline.keys import NodeKey
 from pipeline.materialise import (
@@ -265,7 +265,7 @@ class OpStore:
         def job(conn: sqlite3.Connection) -> list[AppliedOp]:
             return write_all(conn, float(self._clock()))
 
-        return await self._submit(_then_crash_point(job)) if changes else []
+        return await self._submit(crash_after(job, "mid-op-commit")) if changes else []
 
     async def create_item(
         self,
@@ -299,7 +299,7 @@ class OpStore:
         def job(conn: sqlite3.Connection) -> Item:
             return write(conn, float(self._clock()))
 
-        return await self._submit(_then_crash_point(job))
+        return await self._submit(crash_after(job, "mid-op-commit"))
 
     def _write(
         self, conn: sqlite3.Connection, change: Change, payload: str, origin: str, ts: float
@@ -435,14 +435,3 @@ class OpStore:
     async def replay_into(self, scratch: Storage) -> int:
         """Rebuild the materialised tables in ``scratch``: :func:`pipeline.audit.replay_into`."""
         return await audit.replay_into(self._storage, scratch)
-
-
-def _then_crash_point(job: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-    """``job``, then the ``mid-op-commit`` crash point: ops written, transaction not committed."""
-
-    def run(conn: sqlite3.Connection) -> T:
-        result = job(conn)
-        crash_point("mid-op-commit")
-        return result
-
-    return run
