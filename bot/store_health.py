@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from bot.errors import StoreUnavailable
+from bot.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("musher.db")
 
@@ -65,7 +65,8 @@ class StoreHealth:
             await sleep(delay)
             try:
                 await probe()
-            except StoreUnavailable:
+            except (StoreError, OSError) as err:  # still failing, whatever the reason
+                self.failed(str(err))
                 delay = min(delay * 2, max_delay)
 
     async def watch(self, probe: Callable[[], Awaitable[None]]) -> None:
