@@ -123,7 +123,8 @@ class Ingress:
                     told.add(session)
                     await s.outbox.send(session, Reply(INTERRUPTED, key=f"r{p.turn_id}"))
             s.dispatcher.submit(session, QueuedText(p.sender, p.text, p.id))
-        await s.journal.close_interrupted(interrupted)
+        if interrupted:
+            await s.journal.close_interrupted(interrupted)
         if pending:
             log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)
