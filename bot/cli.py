@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--room", default="lobby")
     say.add_argument("--sender", default=os.environ.get("USER") or "you")
     say.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
-    say.add_argument("text", nargs="+")
+    say.add_argument(
+        "text", nargs=argparse.REMAINDER, help="the message; words after it are kept as typed"
+    )
     say.set_defaults(handler=_say)
 
     audit = sub.add_parser("audit", help="check the signed op log")
@@ -113,6 +115,9 @@ def _check(args: argparse.Namespace) -> int:
 def _say(args: argparse.Namespace) -> int:
     from bot.say import say
 
+    words = args.text[1:] if args.text[:1] == ["--"] else args.text
+    if not " ".join(words).strip():
+        raise ConfigError(["musher say: give the message to post, e.g. musher say status"])
     settings, _ = _settings(args)
     token = settings.http.token.get_secret_value() if settings.http.token else None
     return asyncio.run(
@@ -120,7 +125,7 @@ def _say(args: argparse.Namespace) -> int:
             _data_dir(args, settings),
             args.room,
             args.sender,
-            " ".join(args.text),
+            " ".join(words),
             token,
             args.timeout,
         )

@@ -43,6 +43,7 @@ from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress, IngressParts
 from bot.journal import Journal, State
+from bot.journal import migrate as migrate_journal
 from bot.kv import TransportState
 from bot.lanes import Lanes
 from bot.llm.base import Provider
@@ -52,11 +53,13 @@ from bot.messages import QueuedText, Session
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
+from bot.project_zones import apply_zones
 from bot.schema import DAEMON_SCHEMA
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
+from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
-from config.errors import ConfigError
+from config.errors import ConfigError, StoreError
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
 from pipeline.keys import load_or_create
@@ -150,7 +153,8 @@ def build_core(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
                   access, settings.llm.turn_timeout_s, db.path.parent)
     )  # fmt: skip
-    dispatcher = _dispatcher(settings, metrics, clock, runner.run, _discarder(journal))
+    retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
+    dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal))
 
     async def stop_session(session: Session) -> None:
         runner.stop(session)
@@ -236,6 +240,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
         try:
+            await migrate_journal(db)
             store = await OpStore.open(db, load_or_create(self.data_dir))
             self.health["store"] = "ok"
             await self._serve(db, store)
@@ -249,10 +254,14 @@ class Daemon:
         core = build_core(self.settings, db, store)
         if missing := core.registry.missing():
             raise RuntimeError(f"commands without the parts they need: {', '.join(missing)}")
-        log.info("default project: %s", await ensure_default_project(core))
+        default = await ensure_default_project(core)
+        log.info("default project: %s", default)
+        await apply_zones(core.engine, default, self.settings.projects.timezone)
         transports = self._load_transports(core, db)
         ingress = core.ingress(_Identities(transports))
-        app = build_app(core.metrics, lambda: dict(self.health), self.settings)
+        app = build_app(
+            core.metrics, lambda: {**self.health, **db.health.components()}, self.settings
+        )
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
@@ -260,7 +269,13 @@ class Daemon:
         mount_pipeline_api(app, core.engine)
         mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
-        self.url = await server.start()
+        try:
+            self.url = await server.start()
+        except OSError as err:  # a port in use is a setup problem: one line, no traceback
+            where = f"{self.settings.http.host}:{self.settings.http.port}"
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            problem = f"http.port: cannot listen on {where}: {reason.lower()}"
+            raise ConfigError([problem]) from None
         core.mcp.url = self.url
         try:
             for transport in transports:
@@ -276,9 +291,11 @@ class Daemon:
             log.info("listening on %s", self.url)
             async with asyncio.TaskGroup() as jobs:
                 prune = jobs.create_task(self._prune_loop(core.journal), name="journal-prune")
+                watch = jobs.create_task(db.health.watch(db.probe), name="store-watch")
                 await self.stopping.wait()
                 log.info("shutting down")
                 prune.cancel()
+                watch.cancel()
         finally:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
@@ -335,7 +352,10 @@ class Daemon:
 
     async def _prune_loop(self, journal: Journal) -> None:
         while True:
-            await journal.prune()
+            try:
+                await journal.prune()
+            except StoreError as err:  # the store's health says why; try again next hour
+                log.error("pruning the journal failed: %s", err)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     def _take_lock(self) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from config.errors import StoreError
+from bot.store_health import StoreHealth
+from config.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("musher.db")
 
@@ -31,6 +33,7 @@ Job = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (ok, result or exception)
 
 _MAX_GROUP = 256
+PROBE_MIN_FREE = 1 << 20
 
 
 class Database:
@@ -50,6 +53,7 @@ class Database:
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
         self._closed = False
+        self.health = StoreHealth()
 
     @classmethod
     async def open(cls, path: Path, schema: str = "") -> Database:
@@ -101,6 +105,7 @@ class Database:
                 continue
             jobs = [job for job, _ in group]
             outcomes = await loop.run_in_executor(self._executor, _commit_group, self._writer, jobs)
+            self.health.observe(outcomes)
             for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                 if future.done():
                     continue
@@ -108,6 +113,19 @@ class Database:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+
+    async def probe(self) -> None:
+        """Whether the store takes writes again: a small real write, on a disk with at
+        least ``PROBE_MIN_FREE`` bytes free (so that the space a failed write left inside
+        the WAL file does not pass for a disk that has room again).
+
+        Raises:
+            StoreUnavailable: it still does not.
+        """
+        free = (await asyncio.to_thread(shutil.disk_usage, self.path.parent)).free
+        if free < PROBE_MIN_FREE:
+            raise StoreUnavailable(f"the disk holding the database is full ({free} bytes free)")
+        await self.write(_touch_probe)
 
     async def aclose(self) -> None:
         """Finish queued writes, then close both connections. Idempotent."""
@@ -152,7 +170,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+def _touch_probe(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, ts REAL)")
+    conn.execute("INSERT OR REPLACE INTO store_probe VALUES (1, julianday('now'))")
+
+
 def _as_error(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
+    ):
+        log.error("database write failed: %s", exc)
+        return StoreUnavailable(f"the database cannot be written: {exc}")
     if isinstance(exc, sqlite3.Error):
         log.error("database write failed: %s", exc)
         return StoreError(f"database write failed: {exc}")

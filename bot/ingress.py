@@ -27,6 +27,7 @@ from bot.messages import InboundMessage, QueuedText, Reply, Session, session_key
 from bot.metrics import Metrics
 from bot.transport import FeedResult, Mailbox
 from config.models import AccessConfig
+from pipeline.crashpoints import crash_point
 
 log = logging.getLogger("musher.ingress")
 
@@ -144,6 +145,7 @@ class Ingress:
             p.metrics.inbound.inc("deduped")
             return FeedResult.DUPLICATE
         journal_id, entry = recorded
+        crash_point("after-journal")
         if self._fed_before_replay is not None:
             self._fed_before_replay.add(journal_id)
         if entry is not None:
@@ -228,16 +230,21 @@ class Ingress:
     async def _replay(self, pending: Sequence[Pending]) -> int:
         p = self.parts
         told: set[str] = set()
+        interrupted: set[int] = set()
         for entry in pending:
             session = session_key(entry.transport, entry.room)
             if entry.kind is Kind.COMMAND:
                 await p.journal.mark([entry.id], State.DONE)
                 await p.send(session, Reply(COMMAND_INTERRUPTED.format(text=entry.text)))
                 continue
-            if entry.turn_id is not None and session not in told:
-                told.add(session)
-                await p.send(session, Reply(INTERRUPTED))
+            if entry.turn_id is not None and entry.turn_id not in interrupted:
+                interrupted.add(entry.turn_id)  # told once per turn, then closed: never again
+                if session not in told:
+                    told.add(session)
+                    await p.send(session, Reply(INTERRUPTED, key=f"r{entry.turn_id}"))
             p.submit(session, QueuedText(entry.sender, entry.text, entry.id))
+        if interrupted:
+            await p.journal.close_interrupted(interrupted)
         if pending:
             log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)

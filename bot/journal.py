@@ -1,7 +1,8 @@
 """The ingress journal (I1, D6) and the room log.
 
 Every accepted inbound message is a row of ``inbound`` before the transport acknowledges it;
-``(transport, event_id)`` is unique, so a redelivery is recognised even after a restart.
+``(transport, room, event_id)`` is unique, so a redelivery is recognised even after a restart
+and two rooms' web clients cannot silence each other with the same client id (I1).
 Free text stays ``pending`` until the turn that answered it finished (or ``stop`` dropped it);
 a batch is recorded in ``turns`` before the LLM is called, so after a crash the daemon knows
 which messages were already being answered. ``room_log`` keeps what each room saw, in order,
@@ -18,6 +19,7 @@ from enum import StrEnum
 
 from bot.db import Database
 from bot.messages import InboundMessage, session_key
+from config.errors import StoreUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound (
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     kind        TEXT NOT NULL,
     state       TEXT NOT NULL,
     turn_id     INTEGER,
-    UNIQUE (transport, event_id)
+    UNIQUE (transport, room, event_id)
 );
 CREATE INDEX IF NOT EXISTS inbound_pending ON inbound (state) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS inbound_received ON inbound (received_at);
@@ -122,11 +124,17 @@ class Journal:
     async def record(
         self, msg: InboundMessage, kind: Kind, text: str
     ) -> tuple[int, LogEntry | None] | None:
-        """Journal ``msg`` durably; ``None`` if ``(transport, event_id)`` was seen before.
+        """Journal ``msg`` durably; ``None`` if ``(transport, room, event_id)`` was seen before.
 
         Addressed messages (text and commands) also get a ``room_log`` line in the same
         transaction. Returns the journal id and that line.
+
+        Raises:
+            StoreUnavailable: the store is failing (until a probe write succeeds again) or
+                this write failed: the message is not journalled, so it must not be acked.
         """
+        if self.db.health.reason is not None:
+            raise StoreUnavailable(self.db.health.reason)
         state = State.PENDING if kind in (Kind.TEXT, Kind.COMMAND) else State.DONE
         now = time.time()
 
@@ -134,7 +142,7 @@ class Journal:
             cursor = conn.execute(
                 "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
                 " kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (transport, event_id) DO NOTHING",
+                " ON CONFLICT (transport, room, event_id) DO NOTHING",
                 (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind, state),
             )
             if cursor.rowcount == 0:
@@ -186,6 +194,18 @@ class Journal:
 
         await self.db.write(job)
 
+    async def close_interrupted(self, turn_ids: Iterable[int]) -> None:
+        """Record that the room was told these turns were cut short by a restart, so the
+        next restart does not tell it again (their messages stay pending until answered)."""
+        rows = [(time.time(), turn_id) for turn_id in turn_ids]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE turns SET finished_at = ?, outcome = 'interrupted' WHERE id = ?", rows
+            )
+
+        await self.db.write(job)
+
     async def mark(self, ids: Iterable[int], state: State) -> None:
         """Set the state of journal rows (``stop`` drops, commands done)."""
         id_list = list(ids)
@@ -196,10 +216,16 @@ class Journal:
         await self.db.write(job)
 
     async def pending(self) -> list[Pending]:
-        """Every addressed message not yet answered, oldest first (crash replay, D6)."""
+        """Every addressed message not yet answered, oldest first (crash replay, D6).
+
+        ``turn_id`` is set only while that turn is unfinished: a turn the room was already
+        told about (:meth:`close_interrupted`) is not reported again.
+        """
         rows = await self.db.read(
-            "SELECT id, transport, room, sender, text, kind, turn_id FROM inbound"
-            " WHERE state = 'pending' ORDER BY id"
+            "SELECT i.id, i.transport, i.room, i.sender, i.text, i.kind,"
+            " CASE WHEN t.finished_at IS NULL THEN i.turn_id END AS turn_id"
+            " FROM inbound i LEFT JOIN turns t ON t.id = i.turn_id"
+            " WHERE i.state = 'pending' ORDER BY i.id"
         )
         return [
             Pending(
@@ -267,6 +293,27 @@ class Journal:
             return cursor.rowcount
 
         return await self.db.write(job)
+
+
+async def migrate(db: Database) -> None:
+    """Bring a journal written by an older musher up to :data:`SCHEMA`: its ``inbound``
+    table was unique on ``(transport, event_id)``; it is rebuilt, rows kept, in one
+    transaction. Idempotent."""
+
+    def job(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'inbound'").fetchone()
+        if row is None or "UNIQUE (transport, event_id)" not in row[0]:
+            return
+        conn.execute("ALTER TABLE inbound RENAME TO inbound_old")
+        for name in ("inbound_pending", "inbound_received"):
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        for statement in SCHEMA.split(";"):
+            if "inbound" in statement:
+                conn.execute(statement)
+        conn.execute("INSERT INTO inbound SELECT * FROM inbound_old")
+        conn.execute("DROP TABLE inbound_old")
+
+    await db.write(job)
 
 
 def _append_log(

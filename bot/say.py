@@ -54,7 +54,16 @@ async def say(
 
 
 async def _converse(client: httpx.AsyncClient, room: str, sender: str, text: str) -> int:
-    async with client.stream("GET", f"/api/v1/rooms/{room}/events") as stream:
+    """Subscribe from the room's newest line, post, print what follows our message.
+
+    The stream starts ``after`` the last line read beforehand, so a reply that lands while
+    the stream is being set up is caught up, never missed.
+    """
+    last = await _last_seq(client, room)
+    if isinstance(last, str):
+        print(f"musher say: {last}", file=sys.stderr)
+        return 1
+    async with client.stream("GET", f"/api/v1/rooms/{room}/events?after={last}") as stream:
         if stream.status_code != 200:
             await stream.aread()
             print(f"musher say: {_error(stream)}", file=sys.stderr)
@@ -71,7 +80,28 @@ async def _converse(client: httpx.AsyncClient, room: str, sender: str, text: str
         return await _print_replies(events, sender, text)
 
 
+async def _last_seq(client: httpx.AsyncClient, room: str) -> int | str:
+    """The room's newest log ``seq`` (paging through its history), or an error message."""
+    last = 0
+    while True:
+        response = await client.get(f"/api/v1/rooms/{room}/messages", params={"after": last})
+        if response.status_code != 200:
+            return _error(response)
+        page = response.json()
+        if not page.get("messages"):
+            return last
+        last = int(page["next"])
+
+
+def is_own(data: dict[str, Any], sender: str, text: str) -> bool:
+    """Whether a room log line is the message we posted: the daemon logs it without the
+    leading mention (``@musher status`` → ``status``)."""
+    logged = str(data.get("text", ""))
+    return data.get("sender") == sender and bool(logged) and text.strip().endswith(logged)
+
+
 async def _print_replies(events: AsyncIterator[tuple[str, Any]], sender: str, text: str) -> int:
+    """Print the bot's lines after our own message until the bot is quiet (not typing)."""
     seen_own = False
     replies = 0
     typing = False
@@ -84,9 +114,7 @@ async def _print_replies(events: AsyncIterator[tuple[str, Any]], sender: str, te
         if kind == "typing":
             typing = bool(data.get("active"))
         elif kind == "message" and data.get("role") == "user":
-            seen_own = seen_own or (
-                data.get("sender") == sender and data.get("text") == text.strip()
-            )
+            seen_own = seen_own or is_own(data, sender, text)
         elif kind == "message" and seen_own:
             print(data.get("text", ""), flush=True)
             replies += 1

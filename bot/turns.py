@@ -29,6 +29,8 @@ from bot.outbox import Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.tools import batch_is_admin, tool_caller, tools_for
+from config.errors import StoreError
+from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
 from pipeline.errors import PipelineError
 
@@ -80,7 +82,9 @@ class TurnRunner:
         """Answer ``batch`` in session ``key``. Cancelling leaves the messages unanswered."""
         p, session = self.parts, Session.of(key)
         ids = [i for m in batch for i in m.journal_ids]
+        crash_point("before-turn-start")
         turn_id = await p.journal.start_turn(session, ids)
+        crash_point("after-turn-start")
         started = time.monotonic()
         reminder = p.audit.drain(session)
         project, cwd = await self._workspace(session)
@@ -169,8 +173,8 @@ class TurnRunner:
         except TimeoutError:
             await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
             return "timeout", usage
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, StoreError):
+            raise  # a store failure is the dispatcher's to retry (bot.turn_retry)
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await say(f"⚠️ The answer failed: {exc}")

@@ -8,6 +8,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
     ├── TransientError(retry_after)    try again later (rate limits, 5xx, busy store)
     ├── PermanentError                 give up and tell the room
     │   ├── StoreError                 a write to the database failed (never swallowed)
+    │   │   └── StoreUnavailable       the database cannot be written now (disk full, read-only)
     │   ├── StreamError                an LLM API's event stream was unreadable [bot.llm.chat]
     │   └── KillError                  processes outlived SIGKILL [bot.procs]
     ├── VerificationError              a signature or token did not check out
@@ -44,6 +45,11 @@ class PermanentError(MusherError):
 
 class StoreError(PermanentError):
     """A database write failed; the caller and the room must hear of it."""
+
+
+class StoreUnavailable(StoreError):
+    """The database refused a write for a reason outside musher (disk full, read-only file,
+    I/O error): intake answers 503 and turns wait until a write succeeds again (R18)."""
 
 
 class VerificationError(MusherError):

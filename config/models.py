@@ -12,6 +12,7 @@ mypy plugin, that is what lets mypy see that a field is optional in the construc
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Literal
@@ -168,6 +169,14 @@ class TransportConfig(Section):
         problem = f"required when [transports.{section}] is enabled"
         return [(key, problem) for key in keys if _lookup(self, key) is None]
 
+    def _not_built(self, section: str) -> list[tuple[str, str]]:
+        """A problem when this transport is enabled but this build has no code for it, so
+        that ``musher check`` refuses what ``musher run`` would (the package is looked up,
+        not imported)."""
+        if self.enabled and importlib.util.find_spec(f"transports.{section}") is None:
+            return [("enabled", f"this version of musher has no {section} transport yet")]
+        return []
+
 
 def _lookup(model: BaseModel, dotted: str) -> object:
     value: object = model
@@ -278,7 +287,8 @@ class DiscordConfig(TransportConfig):
 
     @model_validator(mode="after")
     def _credentials(self) -> DiscordConfig:
-        if self.enabled and (problems := self._missing("discord", ["bot_token"])):
+        problems = self._not_built("discord")
+        if self.enabled and (problems := [*problems, *self._missing("discord", ["bot_token"])]):
             raise _located(problems)
         return self
 
@@ -328,7 +338,7 @@ class WhatsAppConfig(TransportConfig):
             else:
                 keys = ["account_sid", "auth_token", "from_number"]
             dotted = [f"{self.provider}.{key}" for key in keys]
-            if problems := self._missing("whatsapp", dotted):
+            if problems := [*self._not_built("whatsapp"), *self._missing("whatsapp", dotted)]:
                 raise _located(problems)
         return self
 

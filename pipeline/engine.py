@@ -43,6 +43,11 @@ from pipeline.store import OpStore, ProjectRecord
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
 _NEVER_DONE = (Abandoned, Superseded, Rejected)
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")  # fmt: skip
+"""Characters that make text read differently from how it is stored (R12)."""
+MAX_NUMBER = 2**63 - 1
+"""The largest item number the store can hold; any larger one names no item (C3)."""
 
 
 class ItemNotFound(PipelineError):
@@ -107,6 +112,7 @@ class Engine:
         self.default_project: str | None = None  # a room without `switch` works on this
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._zones: dict[str, str] = {}  # time zones set by configuration (set_zone)
         self._fanout = Fanout()
 
     def now(self) -> float:
@@ -119,9 +125,18 @@ class Engine:
 
     # --- projects and rooms ---------------------------------------------------------------
 
+    def set_zone(self, project: str, timezone: str) -> None:
+        """Use ``timezone`` for ``project`` from now on, whatever it was registered with:
+        configuration read at startup (``[projects] timezone``, ``.musher/project.toml``)."""
+        self._zones[project] = timezone
+
     async def projects(self) -> list[ProjectRecord]:
-        """Every registered project, by name."""
-        return await self.store.projects()
+        """Every registered project, by name, with the time zone in effect."""
+        return [self._zoned(record) for record in await self.store.projects()]
+
+    def _zoned(self, record: ProjectRecord) -> ProjectRecord:
+        zone = self._zones.get(record.name)
+        return record if zone is None else dataclasses.replace(record, timezone=zone)
 
     async def project(self, name: str) -> ProjectRecord:
         """The project called ``name``.
@@ -129,7 +144,7 @@ class Engine:
         Raises:
             ProjectNotFound: ``No project 'x'. Projects: a, b.``
         """
-        projects = await self.store.projects()
+        projects = await self.projects()
         for record in projects:
             if record.name == name:
                 return record
@@ -210,6 +225,8 @@ class Engine:
 
     async def find(self, project: str, number: int) -> Item | None:
         """Item ``number`` of ``project``, or None when it never existed or was purged."""
+        if not 0 < number <= MAX_NUMBER:
+            return None
         return await self.store.item(project, number)
 
     async def lookup(self, project: str, number: int) -> Item:
@@ -218,7 +235,7 @@ class Engine:
         Raises:
             ItemNotFound: ``No item #N in <project>.``
         """
-        item = await self.store.item(project, number)
+        item = await self.find(project, number)
         if item is None:
             raise ItemNotFound(project, number)
         return item
@@ -243,6 +260,8 @@ class Engine:
             ProjectNotFound, ItemNotFound, PipelineError: nothing was written.
         """
         await self.project(project)
+        if any(c in BIDI_CONTROLS or c == "\x7f" or (c < " " and c not in "\r\n") for c in title):
+            raise PipelineError("A title must not hold control or bidi-override characters.")
         deps = _distinct(depends_on)
         async with self._lock(project):
             warnings = await self._check_deps(project, None, deps)
@@ -331,9 +350,9 @@ class Engine:
             ItemNotFound: ``project`` never issued ``number``.
         """
         async with self._lock(project):
-            item = await self.store.item(project, number)
+            item = await self.find(project, number)
             if item is None:
-                if number >= await self.store.next_number(project):
+                if not 0 < number < await self.store.next_number(project):
                     raise ItemNotFound(project, number)
                 return []
             applied = await self.store.append(PurgeItem(project, number), origin)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pipeline import log_check
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
+from pipeline.crashpoints import crash_after
 from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row, origin_json, seal
 from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
@@ -251,7 +252,7 @@ class OpStore:
         def job(conn: sqlite3.Connection) -> list[AppliedOp]:
             return write_all(conn, float(self._clock()))
 
-        return await self._submit(job) if changes else []
+        return await self._submit(crash_after(job, "mid-op-commit")) if changes else []
 
     async def create_item(
         self,
@@ -285,7 +286,7 @@ class OpStore:
         def job(conn: sqlite3.Connection) -> Item:
             return write(conn, float(self._clock()))
 
-        return await self._submit(job)
+        return await self._submit(crash_after(job, "mid-op-commit"))
 
     def _write(
         self, conn: sqlite3.Connection, change: Change, payload: str, origin: str, ts: float

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
 from pipeline.errors import PipelineError
 from pipeline.events import ItemChanged, ItemPurged, PipelineEvent
@@ -183,6 +184,7 @@ class Timers:
         if refusal is None and target is not None and record.item is not None:
             origin = SystemOrigin("timers", record.id)
             cancel = CancelTimer(record.id, record.project)
+            crash_point("timer-firing")
             try:
                 await self._engine.apply(
                     record.project, record.item, Move(target), origin, also=[cancel]

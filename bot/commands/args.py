@@ -5,18 +5,27 @@ Fields are positional in declaration order unless marked:
 
 * ``Annotated[str, Rest]`` takes every remaining word (a title, a reason);
 * ``Annotated[T, Option("--epic")]`` is filled from ``--epic VALUE`` anywhere in the text;
-* ``ItemNumber`` accepts ``12`` and ``#12``.
+* ``Annotated[str, Verbatim]`` takes every word as typed, ``--flags`` included (commands
+  that only answer "not available yet");
+* ``ItemNumber`` accepts ``12`` and ``#12``;
+* ``CleanText`` is free text with control and bidi-override characters taken out (R12).
+
+An option given twice is refused, except for a tuple field (``--depends 1 --depends 2``),
+whose values are merged.
 """
 
 from __future__ import annotations
 
 import shlex
+import typing
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from config.errors import UsageError
+from pipeline.engine import BIDI_CONTROLS
 
 
 class Args(BaseModel):
@@ -41,7 +50,33 @@ class Option:
     flag: str
 
 
+@dataclass(frozen=True, slots=True)
+class VerbatimMarker:
+    """Marks the field that takes every word as typed, options included."""
+
+
 Rest = RestMarker()
+Verbatim = VerbatimMarker()
+
+
+def clean_text(value: object) -> object:
+    """Drop control characters (NUL, escapes; tabs and newlines become spaces) and bidi
+    overrides, which could make a title read differently from what is stored (R12)."""
+    if not isinstance(value, str):
+        return value
+    kept = []
+    for char in value:
+        if char in BIDI_CONTROLS:
+            continue
+        if unicodedata.category(char) == "Cc":
+            if char in "\t\n\r":
+                kept.append(" ")
+            continue
+        kept.append(char)
+    return " ".join("".join(kept).split())
+
+
+CleanText = Annotated[str, BeforeValidator(clean_text)]
 
 
 def _item_number(value: object) -> object:
@@ -51,6 +86,7 @@ def _item_number(value: object) -> object:
 
 
 ItemNumber = Annotated[int, BeforeValidator(_item_number), Field(ge=1, description="item number")]
+"""Any positive number: one beyond what the store can hold is simply not an item (C3)."""
 
 
 def split_words(text: str) -> list[str]:
@@ -63,6 +99,9 @@ def split_words(text: str) -> list[str]:
 
 def parse_args(model: type[Args], words: list[str], usage: str) -> Args:
     """Fill ``model`` from chat words; raise :class:`UsageError` (``usage``) if they don't fit."""
+    verbatim = [name for name, info in model.model_fields.items() if Verbatim in info.metadata]
+    if verbatim:
+        return _validate(model, {verbatim[0]: " ".join(words)}, usage)
     positional, options = _split_options(model, words, usage)
     values: dict[str, Any] = dict(options)
     for name, info in model.model_fields.items():
@@ -77,6 +116,10 @@ def parse_args(model: type[Args], words: list[str], usage: str) -> Args:
             values[name] = positional.pop(0)
     if positional:
         raise UsageError(f"Usage: {usage}")
+    return _validate(model, values, usage)
+
+
+def _validate(model: type[Args], values: dict[str, Any], usage: str) -> Args:
     try:
         return model.model_validate(values)
     except ValidationError as err:
@@ -100,10 +143,19 @@ def _split_options(
             value = next(it, None)
             if name is None or value is None:
                 raise UsageError(f"Usage: {usage}")
+            if name in options:
+                if not _repeatable(model, name):
+                    raise UsageError(f"Usage: {usage}\n{word} given twice")
+                value = f"{options[name]},{value}"
             options[name] = value
         else:
             positional.append(word)
     return positional, options
+
+
+def _repeatable(model: type[Args], name: str) -> bool:
+    """Whether an option may be given again, its values merged: a tuple field."""
+    return typing.get_origin(model.model_fields[name].annotation) is tuple
 
 
 def _option_flag(metadata: list[Any]) -> str | None:

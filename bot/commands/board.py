@@ -29,7 +29,6 @@ from pipeline.model import (
     Superseded,
     badge,
     column,
-    is_finished,
     stage_name,
 )
 from pipeline.store import ProjectRecord
@@ -120,15 +119,16 @@ def is_met(dep: Item | None) -> bool:
 
 
 def unmet_deps(item: Item, dep_columns: Mapping[int, Column]) -> list[int]:
-    """The item's dependencies that are not met yet (none once the item is finished), given
-    the board column of each live dependency (a purged one is absent: never met)."""
-    if is_finished(item.stage):
+    """What a Backlog item waits for (P4): its live dependencies that are not met yet, given
+    the board column of each live dependency. Items past Backlog wait for nothing, and a
+    purged dependency is absent from ``dep_columns``: nothing to wait for, never listed."""
+    if column(item.stage) is not Column.BACKLOG:
         return []
-    return [n for n in item.depends_on if dep_columns.get(n) not in _MET]
+    return [n for n in item.depends_on if n in dep_columns and dep_columns[n] not in _MET]
 
 
 def waiting_on(item: Item, by_number: dict[int, Item]) -> list[int]:
-    """The item's dependencies that are not met yet (none once the item is finished)."""
+    """What a Backlog item waits for: its live dependencies not met yet (see unmet_deps)."""
     deps = (by_number.get(n) for n in item.depends_on)
     return unmet_deps(item, {dep.number: column(dep.stage) for dep in deps if dep is not None})
 

@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from bot.commands.args import Args, NoArgs
+from bot.commands.args import Args, ItemNumber, NoArgs
 from bot.commands.registry import CommandContext, Permission, Registry
+from bot.commands.unbuilt import not_available
 from bot.messages import Reply, Session
 from pipeline.engine import Engine
 
@@ -24,6 +25,10 @@ CostReport = Callable[[], Awaitable[str]]
 
 class HelpArgs(Args):
     command: Annotated[str | None, Field(description="a command to explain")] = None
+
+
+class StopArgs(Args):
+    number: Annotated[ItemNumber | None, Field(description="stop an item's agent")] = None
 
 
 class AmbientArgs(Args):
@@ -43,10 +48,12 @@ def register_core(registry: Registry) -> None:
         "stop",
         summary="Cancel the room's running answer and drop queued messages",
         usage="stop",
-        args=NoArgs,
+        args=StopArgs,
         tool=False,
     )
-    async def stop(ctx: CommandContext, args: NoArgs, *, stop_session: SessionAction) -> Reply:
+    async def stop(ctx: CommandContext, args: StopArgs, *, stop_session: SessionAction) -> Reply:
+        if args.number is not None:
+            return not_available("stop N")
         await stop_session(ctx.session)
         return Reply("Stopped.")
 

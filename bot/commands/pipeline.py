@@ -17,7 +17,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest
+from bot.commands.args import Args, CleanText, ItemNumber, NoArgs, Option, Rest, clean_text
 from bot.commands.board import (
     BOARD_COLUMNS,
     NEWEST_FIRST,
@@ -70,7 +70,9 @@ def _numbers(value: object) -> object:
 
 
 Numbers = Annotated[tuple[ItemNumber, ...], BeforeValidator(_numbers)]
-Reason = Annotated[str | None, Rest, Field(description="why (optional)", max_length=500)]
+Reason = Annotated[
+    str | None, BeforeValidator(clean_text), Rest, Field(description="why", max_length=500)
+]
 
 
 class ItemArgs(Args):
@@ -83,7 +85,7 @@ class StatusArgs(Args):
 
 class NewArgs(Args):
     kind: Annotated[ItemKind, BeforeValidator(_lower), Field(description="what sort of work")]
-    title: Annotated[str, Rest, Field(min_length=1, max_length=200, description="one line")]
+    title: Annotated[CleanText, Rest, Field(min_length=1, max_length=200, description="one line")]
     depends: Annotated[Numbers, Option("--depends"), Field(description="item numbers")] = ()
     epic: Annotated[ItemNumber | None, Option("--epic"), Field(description="its epic")] = None
 
@@ -119,7 +121,7 @@ class ReasonArgs(Args):
 
 class RejectArgs(Args):
     number: ItemNumber
-    reason: Annotated[str, Rest, Field(min_length=1, max_length=500, description="why")]
+    reason: Annotated[CleanText, Rest, Field(min_length=1, max_length=500, description="why")]
 
 
 class SupersedeArgs(Args):

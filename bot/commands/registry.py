@@ -92,6 +92,7 @@ class Command:
     destructive: bool = False  # an LLM may call it only on an admin's behalf (L4)
     tool: bool = True  # offered to the LLM (not `stop`/`reset`, which act on the LLM itself)
     needs: tuple[str, ...] = ()  # the daemon parts its handler takes, by name
+    listed: bool = True  # in `help`, the Slack manifest, the tools (not the unbuilt verbs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,8 @@ class Registry:
         return register
 
     def commands(self) -> list[Command]:
-        return list(self._commands)
+        """The listed commands, in registration order (``help``, Slack, tools)."""
+        return [c for c in self._commands if c.listed]
 
     def get(self, name: str) -> Command | None:
         return self._by_name.get(name.lower())

@@ -29,6 +29,7 @@ from pipeline.timespec import (
     parse_when,
     zone,
 )
+from pipeline.transitions import Move, transition
 
 _WHEN = r"^(\+\d{1,8}[smhd]|\d{1,2}:\d{2})$"
 
@@ -84,6 +85,7 @@ def register_timers(registry: Registry) -> None:
         now = engine.now()
         fire_at = parse_when(args.when, now, tz)
         target = parse_action(args.action)
+        transition(item, Move(target), now)  # refused now: say why, as `move` does
         record = await timers.add(project, item.number, fire_at, target, ctx.origin)
         return Reply(
             f"⏰ Timer {record.id}: {item.label} → {target} at {format_when(fire_at, tz)},"

@@ -280,7 +280,8 @@ def test_enabling_a_transport_that_is_not_built_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert (
-        "transports.discord: this version of musher has no discord transport yet" in result.stderr
+        "transports.discord.enabled: this version of musher has no discord transport yet"
+        in result.stderr
     )
     assert "Traceback" not in result.stderr
 

@@ -360,14 +360,20 @@ def test_an_enabled_transport_with_credentials_from_the_environment_loads(in_tmp
     ("table", "missing"),
     [
         ("[transports.matrix]\nenabled = true\n", ["homeserver", "user_id", "password"]),
-        ("[transports.discord]\nenabled = true\n", ["bot_token"]),
+        ("[transports.discord]\nenabled = true\n", ["enabled", "bot_token"]),
         (
             "[transports.whatsapp]\nenabled = true\n",
-            ["meta.access_token", "meta.phone_number_id", "meta.app_secret", "meta.verify_token"],
+            [
+                "enabled",
+                "meta.access_token",
+                "meta.phone_number_id",
+                "meta.app_secret",
+                "meta.verify_token",
+            ],
         ),
         (
             '[transports.whatsapp]\nenabled = true\nprovider = "twilio"\n',
-            ["twilio.account_sid", "twilio.auth_token", "twilio.from_number"],
+            ["enabled", "twilio.account_sid", "twilio.auth_token", "twilio.from_number"],
         ),
     ],
 )

@@ -1,4 +1,4 @@
-"""The pipeline commands as a user types them, through the registry, on a real services stack."""
+"""The pipeline commands as a user types them, through the registry, on a real daemon core."""
 
 from __future__ import annotations
 
@@ -140,7 +140,14 @@ BAD_INPUT = [
     ("move 1 done", "#1 is in backlog; cannot move to done. It can go to: coding."),
     ("new", None),
     ("new story", None),
-    ("new project shop", None),
+    ("new project shop", "`new project <name> [--stack S] [--git URL] [--path P] [--branch B]`"
+                         " is not available yet in this version of musher. Try `help`."),
+    ("move 99999999999999999999 qa", "No item #99999999999999999999 in webshop."),
+    ("status #9223372036854775808", "No item #9223372036854775808 in webshop."),
+    ("purge 18446744073709551616", "No item #18446744073709551616 in webshop."),
+    ("new story x --depends 99999999999999999999", "No item #99999999999999999999 in webshop."),
+    ("depends 1 99999999999999999999", "No item #99999999999999999999 in webshop."),
+    ("supersede 1 by 99999999999999999999", "No item #99999999999999999999 in webshop."),
     ("new story x --depends x", None),
     ("new story x --depends 99", "No item #99 in webshop."),
     ("new story x --epic 1", "#1 is a story, not an epic."),

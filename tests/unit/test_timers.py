@@ -273,16 +273,16 @@ async def test_timer_commands_set_list_and_cancel(chat: tuple[Core, PipelineEnv]
         f"⏰ Timer {tid}: #1 Login page → coding at Mon 2 Jun 13:30"
         f" (Europe/London), in 1h 30m. Cancel with `timer cancel {tid}`."
     )
-    reply = await say(core, "timer 1 +30m move qa")
+    reply = await say(core, "timer 1 +30m move coding")
     [other] = re.findall(r"Timer (t[0-9a-f]{6}):", reply)
-    assert "→ qa at Mon 2 Jun 12:30 (Europe/London), in 30m." in reply
+    assert "→ coding at Mon 2 Jun 12:30 (Europe/London), in 30m." in reply
 
     assert await say(core, "timers") == (
         f"Timers in {PROJECT}:\n"
-        f"  {other}: #1 → qa at Mon 2 Jun 12:30 (Europe/London) (in 30m)\n"
+        f"  {other}: #1 → coding at Mon 2 Jun 12:30 (Europe/London) (in 30m)\n"
         f"  {tid}: #1 → coding at Mon 2 Jun 13:30 (Europe/London) (in 1h 30m)"
     )
-    assert await say(core, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → qa."
+    assert await say(core, f"timer cancel {other}") == f"Cancelled timer {other}: #1 → coding."
     assert await say(core, f"timer cancel {other}") == f"No timer {other}. See `timers`."
     assert core.pipeline.timers.scheduled() == {tid}
     assert core.pipeline.followers.following(PROJECT) == ["web:lobby"]  # timer use = following
@@ -316,7 +316,9 @@ async def test_a_finished_item_takes_no_timer(chat: tuple[Core, PipelineEnv]) ->
     core, env = chat
     await env.engine.create(PROJECT, ItemKind.BUG, "Old", ALICE)
     await env.engine.apply(PROJECT, 2, Abandon(), ALICE)
-    assert await say(core, "timer 2 +5m start") == "#2 is finished; it takes no timers"
+    assert await say(core, "timer 2 +5m start") == (
+        "#2 is in abandoned; cannot move to coding. It cannot be moved."
+    )
     assert await core.pipeline.timers.pending() == []
     item = await env.engine.find(PROJECT, 1)
     assert item is not None and item.stage != Qa()

@@ -20,6 +20,7 @@ from bot.journal import Journal, LogEntry
 from bot.messages import InboundMessage, Reply, session_key
 from bot.sse import EventStreams, SseWriter
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
+from config.errors import StoreError
 from transports.web.wire import WireError, check_room, parse_after, parse_post
 
 STATIC = Path(__file__).parent / "static"
@@ -84,7 +85,10 @@ class WebTransport:
         msg = InboundMessage(
             "web", room, sender, event_id, time.time(), posted.text, mentioned=True
         )
-        result = await self._sink.feed(msg)
+        try:
+            result = await self._sink.feed(msg)
+        except StoreError as err:  # not journalled, so not accepted: the client may retry
+            return error(503, f"musher cannot store messages right now: {err}")
         status = 200 if result is FeedResult.DUPLICATE else 202
         return web.json_response(
             {"id": event_id, "status": result.value, "sender": sender}, status=status
