@@ -41,7 +41,7 @@ from pipeline.model import (
     Superseded,
     stage_name,
 )
-from pipeline.ops import KEEP, PROJECT_NAME, Change, CreateProject, PurgeItem, SetRoom, UpdateItem
+from pipeline.ops import KEEP, PROJECT_NAME, AddProject, Change, PurgeItem, SetRoom, UpdateItem
 from pipeline.store import OpStore, ProjectRecord
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
@@ -156,7 +156,7 @@ class Engine:
             for record in await self.store.projects():
                 if record.name == name:
                     return record
-            await self.store.append(CreateProject(name, path, base_branch, timezone), origin)
+            await self.store.append(AddProject(name, path, base_branch, timezone), origin)
             return await self.project(name)
 
     async def room_project(self, session: str) -> str:
