@@ -49,7 +49,7 @@ from bot.lanes import Lanes
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
-from bot.messages import QueuedText, Session
+from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
@@ -58,9 +58,11 @@ from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
 from bot.turns import TurnParts, TurnRunner
 from config.models import Settings
-from pipeline.engine import Engine, project_slug
+from pipeline.engine import Engine
 from pipeline.keys import load_or_create
-from pipeline.model import SystemOrigin
+from pipeline.project_setup import ProjectSetup, SetupConfig
+from pipeline.projects import Projects
+from pipeline.sandbox import make_sandbox
 from pipeline.store import OpStore
 
 log = logging.getLogger("musher")
@@ -156,7 +158,12 @@ def build_core(
         runner.stop(session)
         await dispatcher.stop(session)
 
+    async def tell(session: str, text: str) -> None:
+        await outbox.send(session, Reply(text, notice=True))
+
     registry.provide(
+        setup=project_setup(settings, engine, db.path.parent),
+        tell=tell,
         stop_session=stop_session,
         reset_session=provider.reset,
         engine=engine,
@@ -201,20 +208,28 @@ def _dispatcher(
     )
 
 
-async def ensure_default_project(core: Core, cwd: Path | None = None) -> str:
-    """Register the default project unless it exists, and make it the rooms' default (N1).
+def project_setup(settings: Settings, engine: Engine, data_dir: Path) -> ProjectSetup:
+    """``new project``/``delete project`` over ``engine``, with ``[projects] sandbox``."""
+    config = settings.projects
+    sandbox = make_sandbox(config.sandbox, data_dir=data_dir, network=config.sandbox_network)
+    return ProjectSetup(
+        Projects(engine),
+        sandbox,
+        SetupConfig(
+            root=config.root, data_dir=data_dir, timezone=config.timezone,
+            sandbox=config.sandbox, git_user_name=config.git_user_name,
+            git_user_email=config.git_user_email,
+        ),
+    )  # fmt: skip
 
-    Its name is ``[projects] default``, else a slug of ``cwd``'s name (the current
-    directory); its path is ``cwd``. Idempotent across restarts.
+
+async def ensure_default_project(core: Core, cwd: Path | None = None) -> str:
+    """Seed the registry from ``[projects]`` and set the rooms' default project (N1, N3).
+
+    See :meth:`pipeline.projects.Projects.seed`: idempotent, and a restart from another
+    directory (``cwd``, default the current one) keeps every room's project.
     """
-    cwd = (cwd or Path.cwd()).resolve()
-    settings = core.settings.projects
-    name = settings.default or project_slug(cwd.name)
-    await core.engine.ensure_project(
-        name, str(cwd), timezone=settings.timezone, origin=SystemOrigin("daemon", "startup")
-    )
-    core.engine.default_project = name
-    return name
+    return await Projects(core.engine).seed(core.settings.projects, cwd or Path.cwd())
 
 
 class Daemon:

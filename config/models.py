@@ -203,9 +203,7 @@ class ProjectsConfig(Section):
     git_user_name: str | None = Field(
         default=None, max_length=200, description="Author of a new project's first commit"
     )
-    git_user_email: str | None = Field(
-        default=None, max_length=200, description="Its email"
-    )
+    git_user_email: str | None = Field(default=None, max_length=200, description="Its email")
     entry: list[ProjectEntry] = Field(default=[], description="Projects registered at startup")
 
     @field_validator("timezone")

@@ -55,7 +55,7 @@ def redact(url: str) -> str:
     scheme, userinfo = match.group(1), match.group(2)
     if scheme == "ssh" and ":" not in userinfo:
         return url[:200]
-    return f"{scheme}://***@{url[match.end():]}"[:200]
+    return f"{scheme}://***@{url[match.end() :]}"[:200]
 
 
 def check_branch(branch: str) -> str:

@@ -5,6 +5,7 @@ Fields are positional in declaration order unless marked:
 
 * ``Annotated[str, Rest]`` takes every remaining word (a title, a reason);
 * ``Annotated[T, Option("--epic")]`` is filled from ``--epic VALUE`` anywhere in the text;
+* ``Annotated[bool, Flag("--yes")]`` is true when ``--yes`` is anywhere in the text;
 * ``ItemNumber`` accepts ``12`` and ``#12``.
 """
 
@@ -37,6 +38,13 @@ class RestMarker:
 @dataclass(frozen=True, slots=True)
 class Option:
     """Marks a field filled from ``flag VALUE``."""
+
+    flag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Marks a boolean field set by ``flag`` alone (no value follows it)."""
 
     flag: str
 
@@ -91,11 +99,19 @@ def _split_options(
         for name, info in model.model_fields.items()
         if (flag := _option_flag(info.metadata)) is not None
     }
+    switches = {
+        meta.flag: name
+        for name, info in model.model_fields.items()
+        for meta in info.metadata
+        if isinstance(meta, Flag)
+    }
     positional: list[str] = []
     options: dict[str, str] = {}
     it = iter(words)
     for word in it:
-        if word.startswith("--") and len(word) > 2:
+        if word.lower() in switches:
+            options[switches[word.lower()]] = "true"
+        elif word.startswith("--") and len(word) > 2:
             name = flags.get(word.lower())
             value = next(it, None)
             if name is None or value is None:
@@ -107,8 +123,9 @@ def _split_options(
 
 
 def _option_flag(metadata: list[Any]) -> str | None:
+    """The flag of an :class:`Option` or :class:`Flag` field (neither is positional)."""
     for meta in metadata:
-        if isinstance(meta, Option):
+        if isinstance(meta, Option | Flag):
             return meta.flag
     return None
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from bot.commands.core import register_core
 from bot.commands.pipeline import register_pipeline
+from bot.commands.projects import register_projects
 from bot.commands.registry import Registry
 from bot.commands.timers import register_timers
 
 
 def build_registry() -> Registry:
-    """A registry holding the core, pipeline and timer commands."""
+    """A registry holding the core, pipeline, project and timer commands."""
     registry = Registry()
     register_core(registry)
     register_pipeline(registry)
+    register_projects(registry)
     register_timers(registry)
     return registry
