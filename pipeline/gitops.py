@@ -106,7 +106,7 @@ async def clone(
     result = await git([*args, "--", url, str(dest)], dest.parent, timeout_s=timeout_s,
                        on_line=on_line)  # fmt: skip
     if not result.ok:
-        raise _failure(f"git clone of {redact(url)}", result, url)
+        raise _failure("git clone", result, url)
 
 
 async def init(dest: Path, branch: str, identity: tuple[str, str], message: str) -> None:

@@ -125,9 +125,8 @@ class ProjectSetup:
             if not isinstance(err, Exception):
                 raise
             tail = f" Rolled back: {', '.join(undone)}." if undone else ""
-            raise SetupError(
-                f"`new project {ask.name}` failed while {undo.step}: {err}{tail}"
-            ) from err
+            why = str(err).rstrip(".") or type(err).__name__
+            raise SetupError(f"`new project {ask.name}` failed while {undo.step}: {why}.{tail}") from err
         return Created(record, status, tuple(notes))
 
     async def _check(self, ask: NewProject) -> tuple[Path, tuple[str, str] | None]:

@@ -32,6 +32,8 @@ def _lower(value: object) -> object:
 
 
 Name = Annotated[str, BeforeValidator(_lower), Field(description="project name", max_length=200)]
+"""An existing project's name, any case (a new one must be written exactly: no confusables
+folded into ASCII by ``lower()``)."""
 
 
 class ProjectArgs(Args):
@@ -39,7 +41,7 @@ class ProjectArgs(Args):
 
 
 class NewProjectArgs(Args):
-    name: Name
+    name: Annotated[str, Field(description="new project name: a-z, 0-9 and '-', up to 63")]
     stack: Annotated[
         str | None,
         Option("--stack"),
