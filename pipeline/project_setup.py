@@ -126,7 +126,8 @@ class ProjectSetup:
                 raise
             tail = f" Rolled back: {', '.join(undone)}." if undone else ""
             why = str(err).rstrip(".") or type(err).__name__
-            raise SetupError(f"`new project {ask.name}` failed while {undo.step}: {why}.{tail}") from err
+            message = f"`new project {ask.name}` failed while {undo.step}: {why}.{tail}"
+            raise SetupError(message) from err
         return Created(record, status, tuple(notes))
 
     async def _check(self, ask: NewProject) -> tuple[Path, tuple[str, str] | None]:

@@ -83,7 +83,8 @@ async def test_a_failed_clone_rolls_everything_back(room: ProjectRoom, tmp_path:
     with git_daemon(tmp_path / "served") as base:
         reply = await room.say(f"new project ghost --git {base}/missing.git")
 
-    assert reply.startswith(f"`new project ghost` failed while cloning {base}/missing.git: git clone")
+    failed = f"`new project ghost` failed while cloning {base}/missing.git: git clone failed"
+    assert reply.startswith(failed)
     assert reply.endswith("Rolled back: the directory.")
     assert not (room.root / "ghost").exists()
     assert await room.ops() == before
