@@ -175,7 +175,8 @@ async def test_entries_and_the_default_are_seeded_once(tmp_path: Path) -> None:
             records = {p.name: p for p in await room.core.engine.projects()}
             assert room.core.engine.default_project == "main-app"
             assert sorted(records) == ["api", "main-app"]
-            assert records["api"].stack == "go" and records["api"].gates == (("go", "test", "./..."),)
+            api = records["api"]
+            assert (api.stack, api.gates) == ("go", (("go", "test", "./..."),))
             assert records["api"].remote == "git@example.org:me/api.git"
             assert records["main-app"].path == str(tmp_path / "home")
             assert (await room.ops()).count("project.add") == 2
@@ -238,6 +239,7 @@ async def test_a_projects_table_of_an_older_version_verifies_and_migrates(tmp_pa
     assert (await audit.verify(db)).ok
     store = await OpStore.open(db, load_or_create(tmp_path))
     [record] = await store.projects()
-    assert (record.name, record.stack, record.sandbox, record.gates) == ("old", "generic", "none", ())
+    assert (record.name, record.stack, record.sandbox) == ("old", "generic", "none")
+    assert (record.qa, record.gates) == ("human", ())
     assert (await store.verify()).ok
     await db.aclose()
