@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.commands.registry import CommandContext
 from bot.db import Database
+from bot.messages import Session
 from bot.schema import DAEMON_SCHEMA
+from bot.tools import tool_caller, tools_for
 from pipeline import audit
 from pipeline.keys import load_or_create
 from pipeline.model import SystemOrigin
@@ -243,3 +246,18 @@ async def test_a_projects_table_of_an_older_version_verifies_and_migrates(tmp_pa
     assert (record.qa, record.gates) == ("human", ())
     assert (await store.verify()).ok
     await db.aclose()
+
+
+async def test_the_llm_gets_the_project_commands_under_the_admin_rule(room: ProjectRoom) -> None:
+    admin = {t.name for t in tools_for(room.core.registry, admin=True)}
+    other = {t.name for t in tools_for(room.core.registry, admin=False)}
+
+    assert {"new_project", "projects", "switch", "delete_project", "project_set"} <= admin
+    assert {"projects", "switch"} <= other
+    assert not {"new_project", "delete_project", "project_set"} & other
+
+    ctx = CommandContext(Session.of("web:lobby"), "alice", True, "tool")
+    call = tool_caller(room.core.registry, ctx)
+    reply = await call("new_project", {"name": "tooled", "stack": "go"})
+    assert reply.startswith("Created project tooled.") and "Stack: go" in reply
+    assert (await call("switch", {"project": "tooled"})).startswith("This room now works on")
