@@ -180,7 +180,8 @@ def _register_lifecycle(registry: Registry) -> None:
                 await tell(session, f"Project {args.name} was deleted; this room now works on"
                                     f" {default}.")  # fmt: skip
         cleared = ", ".join(removed.cleared)
-        return Reply(f"Deleted project {args.name} (cleared: {cleared}). {files}")
+        here = f" This room now works on {default}." if ctx.session in removed.rooms else ""
+        return Reply(f"Deleted project {args.name} (cleared: {cleared}). {files}{here}")
 
 
 def created_text(created: Created) -> str:

@@ -102,7 +102,7 @@ async def test_delete_moves_rooms_to_the_default_tells_them_and_never_reuses_num
     path = room.root / "shop"
     assert reply == (
         "Deleted project shop (cleared: project, 2 items, 1 timer, 2 rooms)."
-        f" Its files are kept at {path}."
+        f" Its files are kept at {path}. This room now works on home."
     )
     assert room.told == [("web:side", "Project shop was deleted; this room now works on home.")]
     assert (path / ".git").is_dir()
@@ -129,7 +129,8 @@ async def test_purging_files_needs_yes_and_a_recreated_project_continues_its_num
     assert await room.ops() == before and (room.root / "shop").is_dir()
 
     reply = await room.say("delete project shop --purge-files --yes")
-    assert reply.endswith(f"Its files at {room.root / 'shop'} were deleted.")
+    path = room.root / "shop"
+    assert reply.endswith(f"Its files at {path} were deleted. This room now works on home.")
     assert not (room.root / "shop").exists()
 
     assert (await room.say("new project shop")).startswith("Created project shop.")
