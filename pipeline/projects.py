@@ -212,6 +212,29 @@ class Projects:
         await self.add(change, STARTUP)
 
 
+def file_changes(record: ProjectRecord) -> SetProject | None:
+    """The ``project.set`` that brings ``record`` in step with its ``.musher/project.toml``
+    (for a daemon that applies edits of that file at startup), or None when they agree,
+    the file is absent, or it holds no valid change.
+
+    Raises:
+        ProjectFileError: the file is not valid TOML.
+    """
+    own = read_project_file(Path(record.path)) or {}
+    current = settings_of(record)
+    wanted = {k: v for k, v in own.items() if k in FILE_KEYS}
+    if "gates" in wanted and isinstance(wanted["gates"], list):
+        wanted["gates"] = tuple(tuple(g) if isinstance(g, list) else g for g in wanted["gates"])
+    differ = {k: v for k, v in wanted.items() if v != current[k]}
+    if not differ:
+        return None
+    try:
+        return SetProject(record.name, **differ)
+    except PipelineError as err:
+        log.warning("%s/.musher/project.toml: %s; the registry's settings stay", record.path, err)
+        return None
+
+
 def real_path(path: str | Path) -> Path:
     """``path`` made absolute with symlinks resolved (a sync helper for async callers)."""
     return Path(path).resolve()

@@ -19,6 +19,7 @@ from pipeline import audit
 from pipeline.keys import load_or_create
 from pipeline.model import SystemOrigin
 from pipeline.ops import CreateProject
+from pipeline.projects import file_changes
 from pipeline.stacks import detect_stack
 from pipeline.store import OpStore
 from tests.unit.project_env import ProjectRoom, project_room
@@ -262,3 +263,20 @@ async def test_the_llm_gets_the_project_commands_under_the_admin_rule(room: Proj
     reply = await call("new_project", {"name": "tooled", "stack": "go"})
     assert reply.startswith("Created project tooled.") and "Stack: go" in reply
     assert (await call("switch", {"project": "tooled"})).startswith("This room now works on")
+
+
+async def test_an_edited_projects_file_yields_the_change_to_apply(room: ProjectRoom) -> None:
+    await room.say("new project shop")
+    record = await room.core.engine.project("shop")
+    assert file_changes(record) is None
+    path = room.root / "shop" / ".musher" / "project.toml"
+    text = path.read_text().replace('timezone = "UTC"', 'timezone = "Asia/Tokyo"')
+    path.write_text(text.replace("gates = []", 'gates = [["make", "test"]]'))
+
+    change = file_changes(record)
+
+    assert change is not None and change.settings() == {
+        "timezone": "Asia/Tokyo", "gates": (("make", "test"),),
+    }  # fmt: skip
+    path.write_text('qa = "never"\n')
+    assert file_changes(record) is None  # invalid: the registry's settings stay
