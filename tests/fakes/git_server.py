@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import ssl
 import subprocess
@@ -28,8 +29,7 @@ def free_port() -> int:
 
 
 def git(*args: str, cwd: Path) -> str:
-    import os
-
+    """Run git in ``cwd`` as a fixed test identity; its stdout."""
     done = subprocess.run(
         ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
         check=True,
