@@ -27,19 +27,29 @@ from tests.fakes.memory_transport import MemoryTransport
 
 
 class Recorder:
-    """A provider that records each turn's batch and answers at once."""
+    """A provider that records each turn's batch and answers at once, or (``hold``) keeps
+    the turn open until it is ended, noting whether its ``cancel`` event was set by then."""
 
     name = "recorder"
 
     def __init__(self) -> None:
         self.turns: list[list[str]] = []
+        self.hold = False
+        self.holding = asyncio.Event()
+        self.cancel_seen: list[bool] = []
 
     async def run(
         self, request: TurnRequest, cancel: asyncio.Event
     ) -> AsyncGenerator[TurnEvent, None]:
         self.turns.append([f"{m.sender}: {m.text}" for m in request.batch])
-        yield TextDelta("ok")
-        yield Done()
+        try:
+            if self.hold:
+                self.holding.set()
+                await asyncio.Event().wait()
+            yield TextDelta("ok")
+            yield Done()
+        finally:
+            self.cancel_seen.append(cancel.is_set())
 
     async def reset(self, session: str) -> None:
         return None
@@ -196,3 +206,16 @@ async def test_a_message_right_after_ambient_on_is_addressed(setup: Setup) -> No
     await setup.settle()
     assert provider.turns == [["bob: no mention"]]
     assert await setup.core.engine.ambient("chat:!room")
+
+
+async def test_stop_ends_the_running_turn_through_its_cancel_event(setup: Setup) -> None:
+    ingress, provider, transport = setup.ingress, setup.provider, setup.transport
+    provider.hold = True
+    await ingress.feed(msg("think hard", mentioned=True))
+    await setup.clock.advance(0)
+    await provider.holding.wait()
+    await ingress.feed(msg("stop", mentioned=True))
+    await setup.settle()
+    assert provider.cancel_seen == [True]  # the provider was told why it is ending
+    assert transport.texts() == ["Stopped."]
+    assert setup.core.dispatcher.queue_depth() == 0
