@@ -49,11 +49,10 @@ from bot.lanes import Lanes
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
-from bot.messages import QueuedText, Session
+from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
-from bot.project_zones import apply_zones
 from bot.schema import DAEMON_SCHEMA
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext
@@ -61,9 +60,11 @@ from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
 from config.models import Settings
-from pipeline.engine import Engine, project_slug
+from pipeline.engine import Engine
 from pipeline.keys import load_or_create
-from pipeline.model import SystemOrigin
+from pipeline.project_setup import ProjectSetup, SetupConfig
+from pipeline.projects import Projects
+from pipeline.sandbox import make_sandbox
 from pipeline.store import OpStore
 
 log = logging.getLogger("musher")
@@ -160,7 +161,12 @@ def build_core(
         runner.stop(session)
         await dispatcher.stop(session)
 
+    async def tell(session: str, text: str) -> None:
+        await outbox.send(session, Reply(text, notice=True))
+
     registry.provide(
+        setup=project_setup(settings, engine, db.path.parent),
+        tell=tell,
         stop_session=stop_session,
         reset_session=provider.reset,
         engine=engine,
@@ -205,20 +211,33 @@ def _dispatcher(
     )
 
 
-async def ensure_default_project(core: Core, cwd: Path | None = None) -> str:
-    """Register the default project unless it exists, and make it the rooms' default (N1).
+def project_setup(settings: Settings, engine: Engine, data_dir: Path) -> ProjectSetup:
+    """``new project``/``delete project`` over ``engine``, with ``[projects] sandbox``."""
+    config = settings.projects
+    sandbox = make_sandbox(config.sandbox, data_dir=data_dir, network=config.sandbox_network)
+    return ProjectSetup(
+        Projects(engine),
+        sandbox,
+        SetupConfig(
+            root=config.root, data_dir=data_dir, timezone=config.timezone,
+            sandbox=config.sandbox, git_user_name=config.git_user_name,
+            git_user_email=config.git_user_email,
+        ),
+    )  # fmt: skip
 
-    Its name is ``[projects] default``, else a slug of ``cwd``'s name (the current
-    directory); its path is ``cwd``. Idempotent across restarts.
+
+async def ensure_default_project(core: Core, cwd: Path | None = None) -> str:
+    """Seed the registry from ``[projects]``, set the rooms' default project (N1, N3) and
+    bring each project in step with its ``.musher/project.toml`` (the default project also
+    with ``[projects] timezone``), so an edited setting takes effect on restart.
+
+    See :meth:`pipeline.projects.Projects.seed`: idempotent, and a restart from another
+    directory (``cwd``, default the current one) keeps every room's project.
     """
-    cwd = (cwd or Path.cwd()).resolve()
-    settings = core.settings.projects
-    name = settings.default or project_slug(cwd.name)
-    await core.engine.ensure_project(
-        name, str(cwd), timezone=settings.timezone, origin=SystemOrigin("daemon", "startup")
-    )
-    core.engine.default_project = name
-    return name
+    projects = Projects(core.engine)
+    default = await projects.seed(core.settings.projects, cwd or Path.cwd())
+    await projects.follow_files(core.settings.projects.timezone)
+    return default
 
 
 class Daemon:
@@ -256,7 +275,6 @@ class Daemon:
             raise RuntimeError(f"commands without the parts they need: {', '.join(missing)}")
         default = await ensure_default_project(core)
         log.info("default project: %s", default)
-        await apply_zones(core.engine, default, self.settings.projects.timezone)
         transports = self._load_transports(core, db)
         ingress = core.ingress(_Identities(transports))
         app = build_app(

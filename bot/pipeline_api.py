@@ -35,7 +35,8 @@ def mount(app: web.Application, engine: Engine) -> None:
             {
                 "projects": [
                     {"name": p.name, "path": p.path, "base_branch": p.base_branch,
-                     "timezone": p.timezone}
+                     "timezone": p.timezone, "stack": p.stack, "sandbox": p.sandbox,
+                     "remote": p.remote, "qa": p.qa, "gates": [list(g) for g in p.gates]}
                     for p in records
                 ]
             }

@@ -21,7 +21,11 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── ProjectNotFound            no such project, or none at all [pipeline.engine]
         ├── StoreWriteError            an op was not committed; nothing recorded [pipeline.store]
         ├── OpLogError                 the op log failed verification [pipeline.audit]
-        └── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
+        ├── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
+        ├── ProjectExists              a project of that name is registered [pipeline.projects]
+        ├── ProjectFileError           a .musher/project.toml is unreadable [pipeline.project_file]
+        ├── GitError                   a git step failed; says which [pipeline.gitops]
+        └── SetupError                 new project failed, rolled back [pipeline.project_setup]
 """
 
 from __future__ import annotations

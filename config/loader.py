@@ -276,6 +276,8 @@ def _toml_value(value: object) -> str:
         return _toml_string(str(value))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, BaseModel):  # an array-of-tables entry: unset keys are left out
+        value = {k: v for k in type(value).model_fields if (v := getattr(value, k)) is not None}
     if isinstance(value, dict):
         pairs = [f"{_toml_key(str(key))} = {_toml_value(item)}" for key, item in value.items()]
         return "{ " + ", ".join(pairs) + " }" if pairs else "{}"

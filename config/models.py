@@ -127,6 +127,14 @@ class LlmConfig(Section):
     echo: EchoConfig = Field(default_factory=EchoConfig, description="echo provider")
 
 
+class ProjectEntry(Section):
+    """One ``[[projects.entry]]``: a project registered at startup unless it exists."""
+
+    name: str = Field(pattern=_PROJECT_NAME, description="Project name")
+    path: Path | None = Field(default=None, description="Its directory; relative to root")
+    remote: str | None = Field(default=None, max_length=2048, description="Git remote URL")
+
+
 class ProjectsConfig(Section):
     """``[projects]``: where projects live and how they run."""
 
@@ -135,7 +143,15 @@ class ProjectsConfig(Section):
         default=None, pattern=_PROJECT_NAME, description="Default project; unset = current dir"
     )
     timezone: str = Field(default="UTC", description="IANA time zone for HH:MM timers")
-    containers: Literal["none", "docker"] = Field(default="none", description="Project runtime")
+    sandbox: Literal["none", "bwrap", "docker", "podman"] = Field(
+        default="none", description="Where gates and agents run project code"
+    )
+    sandbox_network: bool = Field(default=True, description="Network inside the sandbox")
+    git_user_name: str | None = Field(
+        default=None, max_length=200, description="Author of a new project's first commit"
+    )
+    git_user_email: str | None = Field(default=None, max_length=200, description="Its email")
+    entry: list[ProjectEntry] = Field(default=[], description="Projects registered at startup")
 
     @field_validator("timezone")
     @classmethod

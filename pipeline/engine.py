@@ -38,7 +38,7 @@ from pipeline.model import (
     Superseded,
     stage_name,
 )
-from pipeline.ops import KEEP, PROJECT_NAME, Change, CreateProject, PurgeItem, SetRoom, UpdateItem
+from pipeline.ops import KEEP, PROJECT_NAME, AddProject, Change, PurgeItem, SetRoom, UpdateItem
 from pipeline.store import OpStore, ProjectRecord
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
@@ -112,7 +112,6 @@ class Engine:
         self.default_project: str | None = None  # a room without `switch` works on this
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
-        self._zones: dict[str, str] = {}  # time zones set by configuration (set_zone)
         self._fanout = Fanout()
 
     def now(self) -> float:
@@ -125,18 +124,9 @@ class Engine:
 
     # --- projects and rooms ---------------------------------------------------------------
 
-    def set_zone(self, project: str, timezone: str) -> None:
-        """Use ``timezone`` for ``project`` from now on, whatever it was registered with:
-        configuration read at startup (``[projects] timezone``, ``.musher/project.toml``)."""
-        self._zones[project] = timezone
-
     async def projects(self) -> list[ProjectRecord]:
-        """Every registered project, by name, with the time zone in effect."""
-        return [self._zoned(record) for record in await self.store.projects()]
-
-    def _zoned(self, record: ProjectRecord) -> ProjectRecord:
-        zone = self._zones.get(record.name)
-        return record if zone is None else dataclasses.replace(record, timezone=zone)
+        """Every registered project, by name."""
+        return list(await self.store.projects())
 
     async def project(self, name: str) -> ProjectRecord:
         """The project called ``name``.
@@ -168,7 +158,7 @@ class Engine:
             for record in await self.store.projects():
                 if record.name == name:
                     return record
-            await self.store.append(CreateProject(name, path, base_branch, timezone), origin)
+            await self.store.append(AddProject(name, path, base_branch, timezone), origin)
             return await self.project(name)
 
     async def room_project(self, session: str) -> str:

@@ -25,13 +25,24 @@ from pipeline.model import Item, ItemKind, Origin, Stage, column, is_finished, s
 from pipeline.model import stage_to_dict as _stage_dict
 from pipeline.ops import (
     KEEP,
+    AddProject,
     AddTimer,
     CancelTimer,
     CreateItem,
     CreateProject,
     PurgeItem,
+    RemoveProject,
+    SetProject,
     SetRoom,
     UpdateItem,
+)
+from pipeline.project_rows import (
+    PROJECTS_TABLE,
+    add_project,
+    add_project_columns,
+    as_migrated,
+    remove_project,
+    set_project,
 )
 
 SCHEMA_STATEMENTS: tuple[str, ...] = (
@@ -45,9 +56,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
         BEGIN SELECT RAISE(ABORT, 'the op log is append-only'); END""",
     """CREATE TABLE IF NOT EXISTS op_checkpoints (
         author TEXT PRIMARY KEY, upto INTEGER NOT NULL, mac BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS projects (
-        name TEXT PRIMARY KEY, path TEXT NOT NULL, base_branch TEXT NOT NULL,
-        timezone TEXT NOT NULL, origin TEXT NOT NULL, created_at REAL NOT NULL)""",
+    PROJECTS_TABLE,
     """CREATE TABLE IF NOT EXISTS items (
         project TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL,
         title TEXT NOT NULL, body TEXT NOT NULL, stage TEXT NOT NULL,
@@ -105,6 +114,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
     """Create the op log and the materialised tables if missing, and bring an ``items``
     table of an older version up to date (:func:`add_board_column`). Idempotent."""
     add_board_column(conn)
+    add_project_columns(conn)
     for statement in SCHEMA_STATEMENTS:
         conn.execute(statement)
 
@@ -211,6 +221,8 @@ def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
         out[table] = [tuple(row) for row in rows]
     if "items" in present and not has_board_column(conn):  # older: read it as if migrated
         out["items"] = [(*row, board_column(row[5])) for row in out["items"]]
+    if "projects" in present:
+        out["projects"] = as_migrated(conn, out["projects"])
     return out
 
 
@@ -226,8 +238,12 @@ def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
     """
     change = op.decode()
     match change:
-        case CreateProject():
-            return _create_project(conn, change, op)
+        case CreateProject() | AddProject():
+            return add_project(conn, change, op)
+        case SetProject():
+            return set_project(conn, change)
+        case RemoveProject():
+            return remove_project(conn, change)
         case CreateItem():
             return _create_item(conn, change)
         case UpdateItem():
@@ -241,17 +257,6 @@ def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
             return ("timer",) if rows else ()
         case SetRoom():
             return _set_room(conn, change)
-
-
-def _create_project(conn: sqlite3.Connection, change: CreateProject, op: SignedOp) -> Effects:
-    if _rows(conn, "SELECT 1 FROM projects WHERE name = ?", (change.name,)):
-        raise PipelineError(f"project {change.name!r} already exists")
-    conn.execute(
-        "INSERT INTO projects (name, path, base_branch, timezone, origin, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (change.name, change.path, change.base_branch, change.timezone, op.origin, op.ts),
-    )
-    return ()
 
 
 def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:

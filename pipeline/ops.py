@@ -7,7 +7,7 @@ payload; and ``from_payload(project, item, payload)``, which rebuilds it from th
 form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into the log.
 
     kind            columns (project, item)      payload keys
-    project.create  name, null                   name, path, base_branch, timezone
+    project.*       see pipeline.project_ops (the project registry: add, set, remove)
     item.create     project, number              every Item field (stage as stage_to_dict)
     item.update     project, number              some of stage, title, body, depends_on,
                                                  epic, retries (at least one)
@@ -19,10 +19,8 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, ClassVar, Self, TypeAlias
 
 from pipeline.canonical import canonical_json
@@ -43,71 +41,17 @@ from pipeline.model import (
     stage_name,
     stage_to_dict,
 )
+from pipeline.op_fields import KEEP, PROJECT_NAME, Keep
+from pipeline.op_fields import keys as _keys
+from pipeline.op_fields import no_item as _no_item
+from pipeline.op_fields import project_name as _project
+from pipeline.project_ops import AddProject, CreateProject, RemoveProject, SetProject
 
-PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
-
-class Keep(Enum):
-    """The "leave this field as it is" marker of :class:`UpdateItem` and :class:`SetRoom`."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
-
-
-def _project(value: object) -> str:
-    if not isinstance(value, str) or not PROJECT_NAME.fullmatch(value):
-        raise PipelineError(f"bad project name {value!r}: use a-z, 0-9 and '-', up to 63")
-    return value
-
-
-def _keys(
-    payload: Mapping[str, Any], required: set[str], optional: frozenset[str] = frozenset()
-) -> None:
-    keys = set(payload)
-    if not required <= keys or not keys <= required | optional:
-        want = sorted(required) + [f"[{key}]" for key in sorted(optional)]
-        raise PipelineError(f"payload takes keys {want}, got {sorted(keys)}")
-
-
-def _no_item(item: int | None, kind: str) -> None:
-    if item is not None:
-        raise PipelineError(f"a {kind} op names no item, got #{item}")
-
-
-@dataclass(frozen=True, slots=True)
-class CreateProject:
-    """Register a project (N1). Refused when the name is taken."""
-
-    KIND: ClassVar[str] = "project.create"
-    name: str
-    path: str
-    base_branch: str
-    timezone: str
-
-    def __post_init__(self) -> None:
-        _project(self.name)
-        require_text(self.path, "project path", limit=4096)
-        branch = require_text(self.base_branch, "base branch", spaces=False, limit=255)
-        if branch.startswith("-"):
-            raise PipelineError(f"base branch must not start with '-', got {branch!r}")
-        require_text(self.timezone, "timezone", spaces=False, limit=64)
-
-    def columns(self) -> tuple[str | None, int | None]:
-        return self.name, None
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "base_branch": self.base_branch,
-                "timezone": self.timezone}  # fmt: skip
-
-    @classmethod
-    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        _keys(p, {"name", "path", "base_branch", "timezone"})
-        _no_item(item, cls.KIND)
-        if project != p["name"]:
-            raise PipelineError(f"project column {project!r} differs from the name {p['name']!r}")
-        return cls(p["name"], p["path"], p["base_branch"], p["timezone"])
+__all__ = [
+    "CHANGES", "KEEP", "PROJECT_NAME", "AddProject", "AddTimer", "CancelTimer", "Change",
+    "CreateItem", "CreateProject", "Keep", "PurgeItem", "RemoveProject", "SetProject", "SetRoom",
+    "UpdateItem",
+]  # fmt: skip
 
 
 _ITEM_KEYS = {"number", "kind", "title", "body", "stage", "depends_on", "epic", "retries",
@@ -371,9 +315,11 @@ class SetRoom:
 
 
 Change: TypeAlias = (
-    CreateProject | CreateItem | UpdateItem | PurgeItem | AddTimer | CancelTimer | SetRoom
-)
+    CreateProject | AddProject | SetProject | RemoveProject | CreateItem | UpdateItem
+    | PurgeItem | AddTimer | CancelTimer | SetRoom
+)  # fmt: skip
 CHANGES: dict[str, type[Change]] = {
     cls.KIND: cls
-    for cls in (CreateProject, CreateItem, UpdateItem, PurgeItem, AddTimer, CancelTimer, SetRoom)
-}
+    for cls in (CreateProject, AddProject, SetProject, RemoveProject, CreateItem, UpdateItem,
+                PurgeItem, AddTimer, CancelTimer, SetRoom)
+}  # fmt: skip

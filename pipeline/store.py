@@ -36,6 +36,7 @@ from pipeline.materialise import (
 )
 from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
+from pipeline.project_rows import PROJECT_COLUMNS
 from pipeline.storage import Storage
 
 __all__ = ["SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
@@ -67,7 +68,7 @@ class AppliedOp:
 
 @dataclass(frozen=True, slots=True)
 class ProjectRecord:
-    """A registered project (``project.create``)."""
+    """A registered project (``project.add``, changed by ``project.set``)."""
 
     name: str
     path: str
@@ -75,6 +76,11 @@ class ProjectRecord:
     timezone: str
     origin: Origin
     created_at: float
+    stack: str = "generic"
+    sandbox: str = "none"
+    remote: str | None = None
+    qa: str = "human"
+    gates: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,13 +396,14 @@ class OpStore:
 
     async def projects(self) -> list[ProjectRecord]:
         """Every registered project, by name."""
-        rows = await self._storage.read(
-            "SELECT name, path, base_branch, timezone, origin, created_at FROM projects"
-            " ORDER BY name"
-        )
+        rows = await self._storage.read(f"SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name")
         return [
-            ProjectRecord(r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5]) for r in rows
-        ]
+            ProjectRecord(
+                r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5], r[6], r[7], r[8],
+                r[9], tuple(tuple(argv) for argv in loads(r[10])),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def item_ops(self, project: str, number: int) -> list[AppliedOp]:
         """Every op recorded against item ``number`` of ``project``, in log (rowid) order.

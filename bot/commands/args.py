@@ -7,6 +7,7 @@ Fields are positional in declaration order unless marked:
 * ``Annotated[T, Option("--epic")]`` is filled from ``--epic VALUE`` anywhere in the text;
 * ``Annotated[str, Verbatim]`` takes every word as typed, ``--flags`` included (commands
   that only answer "not available yet");
+* ``Annotated[bool, Flag("--yes")]`` is true when ``--yes`` is anywhere in the text;
 * ``ItemNumber`` accepts ``12`` and ``#12``;
 * ``CleanText`` is free text with control and bidi-override characters taken out (R12).
 
@@ -53,6 +54,13 @@ class Option:
 @dataclass(frozen=True, slots=True)
 class VerbatimMarker:
     """Marks the field that takes every word as typed, options included."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Marks a boolean field set by ``flag`` alone (no value follows it)."""
+
+    flag: str
 
 
 Rest = RestMarker()
@@ -134,11 +142,19 @@ def _split_options(
         for name, info in model.model_fields.items()
         if (flag := _option_flag(info.metadata)) is not None
     }
+    switches = {
+        meta.flag: name
+        for name, info in model.model_fields.items()
+        for meta in info.metadata
+        if isinstance(meta, Flag)
+    }
     positional: list[str] = []
     options: dict[str, str] = {}
     it = iter(words)
     for word in it:
-        if word.startswith("--") and len(word) > 2:
+        if word.lower() in switches:
+            options[switches[word.lower()]] = "true"
+        elif word.startswith("--") and len(word) > 2:
             name = flags.get(word.lower())
             value = next(it, None)
             if name is None or value is None:
@@ -159,8 +175,9 @@ def _repeatable(model: type[Args], name: str) -> bool:
 
 
 def _option_flag(metadata: list[Any]) -> str | None:
+    """The flag of an :class:`Option` or :class:`Flag` field (neither is positional)."""
     for meta in metadata:
-        if isinstance(meta, Option):
+        if isinstance(meta, Option | Flag):
             return meta.flag
     return None
 

@@ -252,14 +252,23 @@ def render_history(entries: Iterable[HistoryEntry], timezone: str) -> str:
     return "\n".join(lines)
 
 
-def render_projects(projects: Sequence[ProjectRecord], active: str | None) -> str:
-    """``projects``: one line per project, the room's active one marked."""
+def render_projects(
+    projects: Sequence[ProjectRecord],
+    active: str | None,
+    counts: Mapping[str, Mapping[Column, int]],
+) -> str:
+    """``projects``: one line per project with its items per column, the room's marked."""
     if not projects:
         return "No projects yet."
     lines = ["Projects:"]
     for p in projects:
         mark = " (this room)" if p.name == active else ""
-        lines.append(f"  {p.name}{mark} — {p.path}, branch {p.base_branch}, {p.timezone}")
+        per = counts.get(p.name, {})
+        items = ", ".join(f"{col.value} {per[col]}" for col, _ in BOARD if per.get(col))
+        lines.append(
+            f"  {p.name}{mark} — {p.path}, {p.stack}, branch {p.base_branch}, {p.timezone};"
+            f" {items or 'no items'}"
+        )
     lines.append("Change this room's project with `switch <project>`.")
     return "\n".join(lines)
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from bot.commands.core import register_core
 from bot.commands.pipeline import register_pipeline
+from bot.commands.projects import register_projects
 from bot.commands.registry import Registry
 from bot.commands.timers import register_timers
 from bot.commands.unbuilt import register_unbuilt
 
 
 def build_registry() -> Registry:
-    """A registry holding the core, pipeline and timer commands, then the verbs that answer
-    "not available yet" (registered last, so a real command always wins)."""
+    """A registry holding the core, pipeline, project and timer commands, then the verbs
+    that answer "not available yet" (registered last)."""
     registry = Registry()
     register_core(registry)
     register_pipeline(registry)
+    register_projects(registry)
     register_timers(registry)
     register_unbuilt(registry)
     return registry

@@ -1,4 +1,4 @@
-"""The pipeline commands (C2): the board, items, transitions, dependencies, projects.
+"""The pipeline commands (C2): the board, items, transitions, dependencies.
 
 Each handler resolves the room's active project (its ``switch``, else the default project),
 names items through the engine's one lookup (C3) and credits ``ctx.origin`` in the op log.
@@ -17,21 +17,19 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from bot.commands.args import Args, CleanText, ItemNumber, NoArgs, Option, Rest, clean_text
+from bot.commands.args import Args, CleanText, ItemNumber, Option, Rest, clean_text
 from bot.commands.board import (
     BOARD_COLUMNS,
     NEWEST_FIRST,
     PER_COLUMN,
     render_history,
     render_item,
-    render_projects,
     render_view,
     stage_reason,
-    summary_line,
 )
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply
-from pipeline.engine import Changed, Engine, ProjectNotFound
+from pipeline.engine import Changed, Engine
 from pipeline.model import Frozen, Item, ItemKind, stage_name
 from pipeline.transitions import (
     MOVE_TARGETS,
@@ -130,10 +128,6 @@ class SupersedeArgs(Args):
     by: Annotated[ItemNumber, Field(description="the item that replaces it")]
 
 
-class ProjectArgs(Args):
-    project: Annotated[str, BeforeValidator(_lower), Field(description="project name")]
-
-
 def changed_line(changed: Changed) -> str:
     """``#3 Login page: coding → blocked (no keys).``"""
     before, after = changed.before, changed.after
@@ -143,12 +137,11 @@ def changed_line(changed: Changed) -> str:
 
 
 def register_pipeline(registry: Registry) -> None:
-    """Add the pipeline and project commands to ``registry``."""
+    """Add the board, item and transition commands to ``registry``."""
     _register_board(registry)
     _register_items(registry)
     _register_purge(registry)
     _register_transitions(registry)
-    _register_projects(registry)
 
 
 class Following(Protocol):
@@ -298,47 +291,3 @@ def _transition(make: Callable[[Any], Event]) -> Callable[..., Any]:
         return Reply(changed_line(changed))
 
     return handler
-
-
-def _register_projects(registry: Registry) -> None:
-    @registry.command("projects", summary="List the projects", usage="projects", args=NoArgs)
-    async def projects(ctx: CommandContext, args: NoArgs, *, rooms: RoomProjects) -> Reply:
-        engine = rooms.engine
-        active = await _active_or_none(engine, ctx)
-        return Reply(render_projects(await engine.projects(), active))
-
-    @registry.command(
-        "switch",
-        summary="Make another project this room's project",
-        usage="switch <project>",
-        args=ProjectArgs,
-    )
-    async def switch(ctx: CommandContext, args: ProjectArgs, *, rooms: RoomProjects) -> Reply:
-        record = await rooms.engine.switch(ctx.session, args.project, ctx.origin)
-        rooms.followers.note(ctx.session, record.name)
-        return Reply(f"This room now works on {record.name} ({record.path}).")
-
-    @registry.command(
-        "all_status",
-        summary="One line per project: items per column",
-        usage="all_status",
-        args=NoArgs,
-        aliases=("all-status",),
-    )
-    async def all_status(ctx: CommandContext, args: NoArgs, *, rooms: RoomProjects) -> Reply:
-        engine = rooms.engine
-        active = await _active_or_none(engine, ctx)
-        records = await engine.projects()
-        if not records:
-            return Reply("No projects yet.")
-        lines = [
-            summary_line(p.name, await engine.items(p.name), p.name == active) for p in records
-        ]
-        return Reply("\n".join(lines))
-
-
-async def _active_or_none(engine: Engine, ctx: CommandContext) -> str | None:
-    try:
-        return await engine.room_project(ctx.session)
-    except ProjectNotFound:
-        return None

@@ -112,6 +112,32 @@ def test_the_board_follows_the_rooms_switch(make_daemon: MakeDaemon, open_page: 
     expect(column(page, "coding").locator(".card", has_text="#1 Alpha work")).to_be_visible()
 
 
+def test_the_project_picker_switches_the_rooms_project(
+    make_daemon: MakeDaemon, open_page: OpenPage, tmp_path: Path
+) -> None:
+    extra = (
+        f'[projects]\ndefault = "alpha"\nroot = "{tmp_path / "projects"}"\n'
+        'git_user_name = "Musher Test"\ngit_user_email = "musher@example.org"\n'
+    )
+    daemon = make_daemon(window_ms=50, extra=extra).start()
+    page = open_page(daemon.url)
+    picker = page.locator("#project-picker")
+    expect(page.locator("#board-project")).to_have_text("alpha")
+    expect(picker).to_be_hidden()  # one project: nothing to pick
+
+    say(page, "new project beta")
+    expect(picker).to_be_visible(timeout=WAIT_MS)
+    expect(picker.locator("option")).to_have_text(["alpha", "beta"])
+    expect(picker).to_have_value("alpha")
+
+    picker.select_option("beta")  # sends `switch beta` as the page's user
+    expect(page.locator("#board-project")).to_have_text("beta", timeout=WAIT_MS)
+    expect(page.locator("#messages .msg.bot").last).to_contain_text("now works on beta")
+    expect(picker).to_have_value("beta")
+    say(page, "new story Beta work")
+    expect(column(page, "backlog").locator(".card-title")).to_have_text(["#1 Beta work"])
+
+
 def test_the_board_streams_with_the_token_once_the_page_has_it(
     make_daemon: MakeDaemon, open_page: OpenPage
 ) -> None:

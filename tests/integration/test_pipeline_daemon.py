@@ -44,6 +44,11 @@ def test_items_live_in_the_op_log_across_restarts_and_purge(make_daemon: MakeDae
         "path": str(Path.cwd().resolve()),
         "base_branch": "main",
         "timezone": "UTC",
+        "stack": "python",  # the checkout's pyproject.toml
+        "sandbox": "none",
+        "remote": None,
+        "qa": "human",
+        "gates": [["pytest"]],
     }
 
     assert say(daemon, "new story Login page") == f"Created #1 Login page (story) in {name}."

@@ -228,9 +228,9 @@ async def test_r15_the_daemon_stays_ready_and_rooms_hear_every_change(
 
             await say("watch", "status")  # the watching room follows the default project
             await wait_until_async(lambda: bot_texts("watch"), 1)
-            for i in range(1, 31):
-                await say("lobby", f"new story Story {i}")
-            lobby = await wait_until_async(lambda: bot_texts("lobby"), 30)
+            for i in range(1, 31):  # one after another, as a person types them (no
+                await say("lobby", f"new story Story {i}")  # burst for the notifier to fold)
+                await wait_until_async(lambda: bot_texts("lobby"), i)
             texts = await wait_until_async(lambda: bot_texts("watch"), 2, joined_lines=30)
             lines = "\n".join(texts[1:]).splitlines()
             assert lines == [f"#{i} Story {i}: new story (by alice)" for i in range(1, 31)]

@@ -424,6 +424,7 @@ def test_the_rendering_reads_back_to_equal_settings(in_tmp: Path) -> None:
         '[http]\nport = 0\n[dispatcher]\nbusy_mode = "interrupt"\nidle_session_ttl_s = 0.5\n'
         '[llm.claude_cli]\nargs = ["--x", "tab\\there"]\nenv = { "A.B" = "1", PLAIN = "2" }\n'
         '[projects]\ndefault = "myapp"\ntimezone = "Europe/London"\n'
+        '[[projects.entry]]\nname = "api"\nremote = "git@example.org:me/api.git"\n'
         '[transports.web]\nadmins = []\n[transports.whatsapp]\nallowed_numbers = ["+4477"]\n'
     )
     settings = load_settings(path, {})
@@ -432,6 +433,7 @@ def test_the_rendering_reads_back_to_equal_settings(in_tmp: Path) -> None:
 
     assert again == settings
     assert again.llm.claude_cli.env == {"A.B": "1", "PLAIN": "2"}
+    assert [entry.name for entry in again.projects.entry] == ["api"]
 
 
 def test_the_rendering_has_every_table() -> None:

@@ -56,7 +56,8 @@ class Chat:
 
 @pytest.fixture
 async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
-    settings = load_settings(None, {"MUSHER_LLM__PROVIDER": "none"})
+    env = {"MUSHER_LLM__PROVIDER": "none", "MUSHER_PROJECTS__ROOT": str(tmp_path / "projects")}
+    settings = load_settings(None, env)
     db = await Database.open(tmp_path / "m.db", DAEMON_SCHEMA)
     clock = Clock()
     store = await OpStore.open(db, load_or_create(tmp_path), clock=clock)
@@ -140,14 +141,16 @@ BAD_INPUT = [
     ("move 1 done", "#1 is in backlog; cannot move to done. It can go to: coding."),
     ("new", None),
     ("new story", None),
-    ("new project shop", "`new project <name> [--stack S] [--git URL] [--path P] [--branch B]`"
-                         " is not available yet in this version of musher. Try `help`."),
     ("move 99999999999999999999 qa", "No item #99999999999999999999 in webshop."),
     ("status #9223372036854775808", "No item #9223372036854775808 in webshop."),
     ("purge 18446744073709551616", "No item #18446744073709551616 in webshop."),
     ("new story x --depends 99999999999999999999", "No item #99999999999999999999 in webshop."),
     ("depends 1 99999999999999999999", "No item #99999999999999999999 in webshop."),
     ("supersede 1 by 99999999999999999999", "No item #99999999999999999999 in webshop."),
+    ("new project ../shop", "Bad project name '../shop': use a-z, 0-9 and '-' (starting with a"
+     " letter or digit), at most 63 characters."),
+    ("delete project nope", "No project 'nope'. Projects: other, webshop."),
+    ("project set colour red", None),
     ("new story x --depends x", None),
     ("new story x --depends 99", "No item #99 in webshop."),
     ("new story x --epic 1", "#1 is a story, not an epic."),
@@ -219,8 +222,8 @@ async def test_switch_changes_only_this_rooms_project(chat: Chat) -> None:
     assert await chat.say("projects") == "\n".join(
         [
             "Projects:",
-            "  other (this room) — /srv/other, branch main, UTC",
-            f"  webshop — {webshop.path}, branch main, UTC",
+            "  other (this room) — /srv/other, generic, branch main, UTC; backlog 1",
+            f"  webshop — {webshop.path}, generic, branch main, UTC; backlog 1",
             "Change this room's project with `switch <project>`.",
         ]
     )

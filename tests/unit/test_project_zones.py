@@ -1,12 +1,16 @@
-"""Time zones are configuration read at start: project.toml, then [projects] timezone (N2)."""
+"""Time zones follow configuration at start: project.toml, then [projects] timezone (N2, N3).
+
+A change is a ``project.set`` op like any other (S3: no in-memory override), so the op log
+says when and why a project's zone changed, and nothing is written when they agree.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bot.project_zones import apply_zones
 from pipeline.engine import Engine
 from pipeline.model import SystemOrigin
+from pipeline.projects import Projects
 from tests.unit.pipeline_env import PROJECT, pipeline_env
 
 SETUP = SystemOrigin("test", "setup")
@@ -26,14 +30,18 @@ async def test_project_toml_wins_then_the_default_projects_setting(tmp_path: Pat
         (broken / ".musher").mkdir(parents=True)
         (broken / ".musher" / "project.toml").write_text('timezone = "Mars/Olympus"\n')
         await env.engine.ensure_project("broken", str(broken), timezone="UTC", origin=SETUP)
+        env.engine.default_project = PROJECT
 
-        await apply_zones(env.engine, PROJECT, "America/New_York")
+        assert await Projects(env.engine).follow_files("America/New_York") == 2
 
         assert await zones(env.engine) == {
             PROJECT: "America/New_York",  # the default project follows [projects] timezone
             "own": "Asia/Tokyo",
             "broken": "UTC",  # an unknown zone in the file is ignored (and logged)
         }
-        assert (await env.engine.project("own")).timezone == "Asia/Tokyo"
-        ops = await env.ops()
-        assert [kind for _, kind, _ in ops].count("project.create") == 3  # nothing rewritten
+        kinds = [kind for _, kind, _ in await env.ops()]
+        assert kinds.count("project.set") == 2  # each change is an op in the log
+
+        # A second start with nothing edited writes nothing.
+        assert await Projects(env.engine).follow_files("America/New_York") == 0
+        assert [kind for _, kind, _ in await env.ops()].count("project.set") == 2

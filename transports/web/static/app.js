@@ -47,7 +47,9 @@ async function api(url, options = {}) {
   return { status: res.status, body };
 }
 
-const board = createBoard({ api, token: () => state.token });
+const board = createBoard({
+  api, token: () => state.token, send: (text) => post(text, newId()),
+});
 
 function setStatus(text, kind = "") {
   ui.status.textContent = text;

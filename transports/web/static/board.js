@@ -62,12 +62,15 @@ function card(item) {
 
 /**
  * The board in #board (see index.html). `api(url)` is the chat's fetch helper (it adds
- * the bearer token); `token()` gives the token for the EventSource URL.
+ * the bearer token); `token()` gives the token for the EventSource URL; `send(text)`
+ * posts a chat message as the page's user (the project picker sends `switch <project>`,
+ * so a switch from the page is the same command, with the same rights, as a typed one).
  */
-export function createBoard({ api, token }) {
+export function createBoard({ api, token, send }) {
   const $ = (id) => document.getElementById(id);
   const ui = {
     project: $("board-project"), total: $("board-total"), note: $("board-note"),
+    picker: $("project-picker"),
     columns: $("board-columns"), archived: $("board-archived"),
     archivedCount: $("board-archived-count"), archivedList: $("board-archived-list"),
   };
@@ -95,6 +98,26 @@ export function createBoard({ api, token }) {
     ui.columns.append(col);
     lists.set(key, { list, count });
   }
+
+  /** Fill the picker from GET /api/v1/projects, with `current` selected. */
+  async function loadProjects(current, epoch) {
+    const { status, body } = await api("/api/v1/projects");
+    if (epoch !== state.epoch || status !== 200 || !Array.isArray(body?.projects)) return;
+    const options = body.projects.map(({ name }) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    });
+    ui.picker.replaceChildren(...options);
+    ui.picker.value = current || "";
+    ui.picker.hidden = options.length < 2;  // nothing to switch to
+  }
+
+  ui.picker.addEventListener("change", () => {
+    const name = ui.picker.value;
+    if (name && name !== state.project) send(`switch ${name}`);
+  });
 
   function note(text) {
     ui.note.textContent = text || "";
@@ -170,6 +193,7 @@ export function createBoard({ api, token }) {
       if (status === 401) { note("The board needs the access token."); return; }
       if (status !== 200 || !body) throw new Error(body?.error || `HTTP ${status}`);
       const project = body.project ?? null;
+      loadProjects(project, epoch).catch(() => {});  // the picker is a convenience
       if (project === state.project && state.source && !force) return;
       const gen = ++state.gen;
       if (project !== state.project) {

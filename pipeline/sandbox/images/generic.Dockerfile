@@ -1,0 +1,2 @@
+ARG BASE=musher-base
+FROM ${BASE}
