@@ -37,6 +37,7 @@ RESUME_NOTICE = "(The previous conversation could not be resumed; starting a new
 SHUTDOWN_TEXT = "Stopped: musher is shutting down."
 BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 MCP_SERVER = "musher"  # the server name in the --mcp-config musher writes
+PERMISSION_PROMPT_TOOL = f"mcp__{MCP_SERVER}__permission"  # bot.mcp_server.PERMISSION_TOOL
 _UNKNOWN_SESSION = "No conversation found"
 _LINE_LIMIT = 32 * 2**20
 _STDERR_LINES = 20
@@ -124,8 +125,14 @@ class ClaudeCliProvider:
         for proc in list(self._running):
             await kill_tree(proc, self.timeout_kill_s)
 
-    def argv(self, resume: str | None, mcp_path: Path | None) -> list[str]:
-        """The command line of one turn (the prompt goes to stdin, never into argv)."""
+    def argv(
+        self, resume: str | None, mcp_path: Path | None, tool_access: str = "commands"
+    ) -> list[str]:
+        """The command line of one turn (the prompt goes to stdin, never into argv).
+
+        With ``tool_access`` other than ``commands`` (L7) the CLI may use its own tools, and
+        asks musher's ``permission`` tool before each use it does not allow by itself.
+        """
         argv = [*self.config.command, *BASE_ARGS]
         if resume:
             argv += ["--resume", resume]
@@ -135,6 +142,8 @@ class ClaudeCliProvider:
             # One "--opt=value" word: --mcp-config is variadic and would swallow the next args.
             argv.append(f"--mcp-config={mcp_path}")
             argv.append(f"--allowedTools=mcp__{MCP_SERVER}")  # musher's tools run unprompted
+            if tool_access != "commands":
+                argv.append(f"--permission-prompt-tool={PERMISSION_PROMPT_TOOL}")
         return argv + list(self.config.args)
 
     def env(self) -> dict[str, str]:
@@ -168,7 +177,7 @@ class _Attempt:
         self.request = request
         self.cancel = cancel
         self.resume = resume
-        self.argv = provider.argv(resume, mcp_path)
+        self.argv = provider.argv(resume, mcp_path, request.tool_access)
         self.parser = StreamParser()
         self.stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stored = resume
