@@ -78,18 +78,18 @@ def matches(rule: str, tool: str, tool_input: Mapping[str, Any]) -> bool:
 def escape(tool: str, tool_input: Mapping[str, Any], root: Path) -> str | None:
     """Why this use would reach outside ``root`` (a path, a symlink, ``..``), or None.
 
-    File tools are judged by their path argument; a ``Bash`` command by every word that
-    looks like a path (absolute, ``~``, or with a ``..`` part), also after an ``=``.
+    File tools are judged by their path argument; a ``Bash`` command by each word after the
+    program (and the part after an ``=``) read as a path from the project directory, so an
+    absolute path, ``~``, ``..`` or a symlink leading out is refused.
     """
     base = root.resolve()
     if tool == "Bash":
         command = str(tool_input.get("command", ""))
         try:
-            words = shlex.split(command)
+            words = shlex.split(command)[1:]
         except ValueError:
             return "the command line could not be read (unbalanced quotes)"
-        candidates = [part for word in words for part in (word, word.partition("=")[2]) if part]
-        paths = [w for w in candidates if w.startswith(("/", "~")) or ".." in Path(w).parts]
+        paths = [part for word in words for part in (word, word.partition("=")[2]) if part]
     else:
         paths = [str(tool_input[k]) for k in PATH_KEYS if isinstance(tool_input.get(k), str)]
     for path in paths:
