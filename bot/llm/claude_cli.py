@@ -147,8 +147,13 @@ class ClaudeCliProvider:
         return argv + list(self.config.args)
 
     def env(self) -> dict[str, str]:
-        """The environment of the CLI: musher's own, plus ``[llm.claude_cli] env``."""
-        return {**os.environ, **self.config.env}
+        """The environment of the CLI: musher's own, plus ``[llm.claude_cli] env``.
+
+        The CLI waits for musher's MCP server before its first step (by default it connects
+        in the background), so the model sees musher's commands from the start and the
+        permission tool exists when the first tool use is checked.
+        """
+        return {"MCP_CONNECTION_NONBLOCKING": "0", **os.environ, **self.config.env}
 
     def _write_mcp_config(self, request: TurnRequest) -> Path | None:
         config = self._mcp_config(request) if self._mcp_config is not None else None

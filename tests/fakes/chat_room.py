@@ -55,16 +55,19 @@ class ChatRoom:
     def texts(self) -> list[str]:
         return self.transport.texts(SESSION)
 
-    async def wait_for(self, needle: str, after: int = 0, timeout_s: float = 90) -> str:
+    async def wait_for(self, needle: str, after: int = 0, timeout_s: float = 40) -> str:
         """The first text sent to the room (from index ``after``) containing ``needle``."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for text in self.texts()[after:]:
-                    if needle in text:
-                        return text
-                await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    for text in self.texts()[after:]:
+                        if needle in text:
+                            return text
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"no {needle!r} in the room; it got {self.texts()}") from None
 
-    async def idle(self, timeout_s: float = 90) -> None:
+    async def idle(self, timeout_s: float = 40) -> None:
         """Until no turn runs or waits in the room."""
         async with asyncio.timeout(timeout_s):
             await self.core.dispatcher.join()
