@@ -185,38 +185,42 @@ class ApprovalDesk:
         verdict: Verdict,
         always: bool = False,
     ) -> str:
-        """Apply ``who``'s answer to question ``number`` (the only one when None); the reply."""
+        """Apply ``who``'s answer to question ``number`` (the only one when None); the reply.
+
+        An ``always`` rule is committed before the question is closed: if the write fails,
+        the question is still waiting and the error reaches the room.
+        """
         question, problem = self._find(session, number)
         if question is None:
             return problem
         if who not in question.senders and not admin:
             asked = " or ".join(sorted(question.senders))
             return f"Sorry, only {asked} (who asked) or an admin can answer #{question.number}."
-        self._close(question)
+        n, shown = question.number, question.shown
         if not verdict.allow:
-            await self._log.record(session, question.shown, "denied", who, verdict.message)
             why = f": {verdict.message}" if verdict.message else ""
-            question.answer.set_result(Verdict(False, f"Denied by {who}{why}."))
-            return f"Denied #{question.number} ({question.shown})."
-        if always:
-            rule = rule_for(question.tool, question.tool_input)
-            rules = await self._rules.room_tools(session)
-            if rule not in rules:
-                await self._rules.set_room_tools(session, (*rules, rule), _origin(session, who))
-            await self._log.record(session, question.shown, "approved always", who, rule)
-            question.answer.set_result(Verdict(True))
-            return f"Approved #{question.number}; `{rule}` is now allowed in this room."
-        await self._log.record(session, question.shown, "approved once", who, "")
-        question.answer.set_result(Verdict(True))
-        return f"Approved #{question.number} ({question.shown}) once."
+            self._settle(question, Verdict(False, f"Denied by {who}{why}."))
+            await self._log.record(session, shown, "denied", who, verdict.message)
+            return f"Denied #{n} ({shown})."
+        if not always:
+            self._settle(question, Verdict(True))
+            await self._log.record(session, shown, "approved once", who, "")
+            return f"Approved #{n} ({shown}) once."
+        rule = rule_for(question.tool, question.tool_input)
+        rules = await self._rules.room_tools(session)
+        if rule not in rules:
+            await self._rules.set_room_tools(session, (*rules, rule), _origin(session, who))
+        self._settle(question, Verdict(True))
+        await self._log.record(session, shown, "approved always", who, rule)
+        return f"Approved #{n}; `{rule}` is now allowed in this room."
 
     async def deny_pending(self, session: Session, decision: str, message: str) -> int:
         """Deny every pending question of ``session`` (``stop``); how many there were."""
         questions = list(self._pending.get(session, {}).values())
         for question in questions:
-            self._close(question)
+            self._settle(question, Verdict(False, message))
+        for question in questions:
             await self._log.record(session, question.shown, decision, "musher", "")
-            question.answer.set_result(Verdict(False, message))
         return len(questions)
 
     async def withdraw(self, session: Session) -> None:
@@ -281,11 +285,18 @@ class ApprovalDesk:
             question.timer.cancel()
         return True
 
+    def _settle(self, question: Question, verdict: Verdict) -> None:
+        """Take ``question`` off the desk and give its asker ``verdict``."""
+        self._close(question)
+        if not question.answer.done():
+            question.answer.set_result(verdict)
+
     def _expire(self, question: Question) -> None:
-        if not self._close(question) or question.answer.done():
-            return
-        message = f"No answer in the room within {self._timeout_s:g} s: denied."
-        question.answer.set_result(Verdict(False, message))
+        if self._pending.get(question.session, {}).get(question.number) is not question:
+            return  # answered meanwhile
+        self._settle(
+            question, Verdict(False, f"No answer in the room within {self._timeout_s:g} s: denied.")
+        )
         task = asyncio.get_running_loop().create_task(
             self._report_timeout(question), name=f"approval-timeout:{question.session}"
         )
