@@ -20,12 +20,12 @@ from bot.llm.claude_cli import ClaudeCliProvider
 from bot.llm.claude_sessions import ClaudeSessions
 from bot.messages import Session
 from config.models import ClaudeCliConfig
-from tests.fakes.chat_room import SESSION, ChatRoom, McpConfigFor, chat_room
+from tests.fakes.chat_room import SESSION, ChatRoom, MakeProvider, McpConfigFor, chat_room
 
 FAKE = Path(__file__).parents[1] / "fakes" / "claude"
 
 
-def fake_cli(tmp_path: Path) -> object:
+def fake_cli(tmp_path: Path) -> MakeProvider:
     state = tmp_path / "claude-state"
     state.mkdir(exist_ok=True)
     env = {"FAKE_CLAUDE_STATE": str(state), "FAKE_CLAUDE_PYTHON": sys.executable}
@@ -39,7 +39,7 @@ def fake_cli(tmp_path: Path) -> object:
 
 @pytest.fixture
 async def room(tmp_path: Path) -> AsyncIterator[ChatRoom]:
-    async with chat_room(tmp_path, fake_cli(tmp_path)) as made:  # type: ignore[arg-type]
+    async with chat_room(tmp_path, fake_cli(tmp_path)) as made:
         yield made
 
 
@@ -156,3 +156,18 @@ async def test_several_pending_questions_are_numbered(room: ChatRoom) -> None:
     assert (await first).allow and not (await second).allow
     await room.say("alice", "approve 1")
     assert room.texts()[-1] == "Nothing is waiting for approval in this room."
+
+
+async def test_project_mode_reads_without_asking_but_never_outside(tmp_path: Path) -> None:
+    async with chat_room(tmp_path, fake_cli(tmp_path), tools="project") as room:
+        desk, session, who = room.core.approvals, Session.of(SESSION), frozenset({"alice"})
+        (room.project / "a.txt").write_text("a\n")
+        read = await desk.ask(session, who, room.project, "Read", {"file_path": "a.txt"})
+        assert read.allow
+        outside = await desk.ask(session, who, room.project, "Read", {"file_path": "/etc/hosts"})
+        assert not outside.allow and "outside the project directory" in outside.message
+        assert room.texts() == []  # nobody was asked
+        edit = asyncio.create_task(desk.ask(session, who, room.project, "Edit", {"file_path": "a"}))
+        assert "Edit: `a`" in await room.wait_for("🔐")
+        await room.say("alice", "approve")
+        assert (await edit).allow
