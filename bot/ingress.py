@@ -82,7 +82,8 @@ class Ingress:
     async def feed(self, msg: InboundMessage) -> FeedResult:
         """Decide and journal ``msg`` (durably, before returning); act on it afterwards.
 
-        Acting runs on the session's lane after this returns; a ``reply_to`` that is a
+        Acting runs on the session's lane after this returns (free text for an idle lane is
+        handed to the dispatcher at once); a ``reply_to`` that is a
         :class:`~bot.transport.Mailbox` is settled when acting is over.
         """
         p = self.parts
@@ -95,29 +96,45 @@ class Ingress:
         session = msg.session
         addressed = msg.mentioned or mentioned or await self._ambient(session)
         invocation = p.registry.match(text) if addressed else None
-        policy = p.access.of(msg.transport)
-        if not addressed:
-            kind = Kind.IGNORED
-        elif not policy.allows(msg.sender):
-            kind = Kind.REFUSED
-        else:
-            kind = Kind.COMMAND if invocation else Kind.TEXT
-        refusal = kind is Kind.REFUSED and p.strangers.reply_to_strangers
-        acts = kind in (Kind.COMMAND, Kind.TEXT) or refusal
-        slot = p.lanes.reserve(session) if acts else None
+        kind = self._kind(msg.transport, msg.sender, addressed, invocation)
+        # Free text for a room with nothing queued goes to the dispatcher as soon as it is
+        # journalled (a handoff that never blocks); anything else that acts takes a slot.
+        inline = kind is Kind.TEXT and not p.lanes.busy(session)
+        slot = p.lanes.reserve(session) if self._acts(kind) and not inline else None
         action: Action | None = None
         try:
             result = await self._journal(msg, kind, text)
-            if isinstance(result, int):
+            if not isinstance(result, int):
+                return result
+            self._note_ambient(session, invocation, result)
+            if inline:
+                self._submit(msg, text, result)
+            else:
                 action = self._action(msg, kind, text, invocation, result)
-                self._note_ambient(session, invocation, result)
-                return FeedResult.REFUSED if kind is Kind.REFUSED else FeedResult.ACCEPTED
-            return result
+            return FeedResult.REFUSED if kind is Kind.REFUSED else FeedResult.ACCEPTED
         finally:
             if slot is not None and not slot.done():
-                slot.set_result(action if action is not None else _settler(msg))
+                slot.set_result(action or _settler(msg))
             elif slot is None:
                 _settle(msg)
+
+    def _kind(
+        self, transport: str, sender: str, addressed: bool, invocation: Invocation | None
+    ) -> Kind:
+        if not addressed:
+            return Kind.IGNORED
+        if not self.parts.access.of(transport).allows(sender):
+            return Kind.REFUSED
+        return Kind.COMMAND if invocation else Kind.TEXT
+
+    def _acts(self, kind: Kind) -> bool:
+        """Whether a message of ``kind`` has anything done for it after intake."""
+        if kind is Kind.REFUSED:
+            return self.parts.strangers.reply_to_strangers
+        return kind in (Kind.COMMAND, Kind.TEXT)
+
+    def _submit(self, msg: InboundMessage, text: str, journal_id: int) -> None:
+        self.parts.submit(msg.session, QueuedText(msg.sender, text, journal_id, msg.ts))
 
     async def _journal(self, msg: InboundMessage, kind: Kind, text: str) -> int | FeedResult:
         """The journal id of ``msg``, or what intake says when there is nothing to act on."""
@@ -154,8 +171,7 @@ class Ingress:
                 elif invocation is not None:
                     await self._command(msg, invocation, journal_id)
                 else:
-                    queued = QueuedText(msg.sender, text, journal_id, msg.ts)
-                    self.parts.submit(msg.session, queued)
+                    self._submit(msg, text, journal_id)
             finally:
                 self._forget_ambient(msg.session, journal_id)
                 _settle(msg)
@@ -236,7 +252,7 @@ def _ambient_mode(invocation: Invocation | None) -> bool | None:
 
 
 def _settle(msg: InboundMessage) -> None:
-    if isinstance(msg.reply_to, Mailbox):
+    if msg.reply_to is not None and isinstance(msg.reply_to, Mailbox):
         msg.reply_to.settle()
 
 

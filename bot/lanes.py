@@ -32,8 +32,9 @@ class Lanes:
     def reserve(self, session: str) -> Slot:
         """A place at the end of ``session``'s lane. Must be called on the event loop.
 
-        Fill it with ``slot.set_result(action)`` (``None``: nothing to do) or cancel it; the
-        lane waits for it before running anything queued after it.
+        Fill it with ``slot.set_result(action)`` (``None``: nothing to do); the lane waits for
+        it before running anything queued after it. Slots left when a lane is cancelled are
+        cancelled.
         """
         slot: Slot = asyncio.get_running_loop().create_future()
         queue = self._queues.get(session)
@@ -77,9 +78,8 @@ class Lanes:
     async def _run(self, session: str, queue: deque[Slot]) -> None:
         try:
             while queue:
-                slot = queue[0]
-                await asyncio.wait({slot})
-                action = None if slot.cancelled() or slot.exception() else slot.result()
+                slot = queue[0]  # only this task cancels slots (below), once it is ending
+                action = slot.result() if slot.done() else await slot
                 if action is not None:
                     await _act(session, action)
                 queue.popleft()

@@ -29,7 +29,7 @@ from pipeline.model import AgentOrigin, Origin, SystemOrigin, UserOrigin, stage_
 log = logging.getLogger("musher.notifier")
 
 MAX_LINES = 20
-Send = Callable[[str, Reply], Awaitable[None]]
+Send = Callable[[str, Reply], Awaitable[object]]
 
 
 def by_whom(origin: Origin) -> str:

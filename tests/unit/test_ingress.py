@@ -11,11 +11,13 @@ import pytest
 
 from bot.access import AccessPolicies, AccessPolicy
 from bot.clock import VirtualClock
+from bot.commands.args import NoArgs
+from bot.commands.registry import CommandContext
 from bot.daemon import Core, build_core
 from bot.db import Database
 from bot.ingress import Ingress
 from bot.llm.base import Done, TextDelta, TurnEvent, TurnRequest
-from bot.messages import InboundMessage
+from bot.messages import InboundMessage, Reply
 from bot.schema import DAEMON_SCHEMA
 from bot.transport import Capabilities, FeedResult
 from config import load_settings
@@ -25,19 +27,29 @@ from tests.fakes.memory_transport import MemoryTransport
 
 
 class Recorder:
-    """A provider that records each turn's batch and answers at once."""
+    """A provider that records each turn's batch and answers at once, or (``hold``) keeps
+    the turn open until it is ended, noting whether its ``cancel`` event was set by then."""
 
     name = "recorder"
 
     def __init__(self) -> None:
         self.turns: list[list[str]] = []
+        self.hold = False
+        self.holding = asyncio.Event()
+        self.cancel_seen: list[bool] = []
 
     async def run(
         self, request: TurnRequest, cancel: asyncio.Event
     ) -> AsyncGenerator[TurnEvent, None]:
         self.turns.append([f"{m.sender}: {m.text}" for m in request.batch])
-        yield TextDelta("ok")
-        yield Done()
+        try:
+            if self.hold:
+                self.holding.set()
+                await asyncio.Event().wait()
+            yield TextDelta("ok")
+            yield Done()
+        finally:
+            self.cancel_seen.append(cancel.is_set())
 
     async def reset(self, session: str) -> None:
         return None
@@ -161,3 +173,49 @@ async def test_duplicates_are_acknowledged_and_dropped(setup: Setup) -> None:
     assert await ingress.feed(msg("hello", event="e1", mentioned=True)) is FeedResult.DUPLICATE
     await setup.settle()
     assert provider.turns == [["bob: hello"]]
+
+
+async def test_intake_returns_before_the_command_runs_and_a_room_keeps_its_order(
+    setup: Setup,
+) -> None:
+    ingress, transport, registry = setup.ingress, setup.transport, setup.core.registry
+    gate = asyncio.Event()
+
+    @registry.command("wait", summary="Wait for the gate", usage="wait", args=NoArgs)
+    async def wait(ctx: CommandContext, args: NoArgs, *, gate: asyncio.Event) -> Reply:
+        await gate.wait()
+        return Reply("waited")
+
+    registry.provide(gate=gate)
+    assert await ingress.feed(msg("wait", mentioned=True)) is FeedResult.ACCEPTED
+    assert await ingress.feed(msg("help stop", mentioned=True)) is FeedResult.ACCEPTED
+    other = InboundMessage("chat", "!other", "bob", "o1", 0.0, "help stop", mentioned=True)
+    assert await ingress.feed(other) is FeedResult.ACCEPTED
+    sent = await transport.wait_sent(1)
+    assert [s.session for s in sent] == ["chat:!other"]  # not held up by !room
+    gate.set()
+    await setup.settle()
+    assert transport.texts("chat:!room")[0] == "waited"  # journal order within the room
+    assert transport.texts("chat:!room")[1].startswith("Usage: stop")
+
+
+async def test_a_message_right_after_ambient_on_is_addressed(setup: Setup) -> None:
+    ingress, provider = setup.ingress, setup.provider
+    assert await ingress.feed(msg("ambient on", event="a", mentioned=True)) is FeedResult.ACCEPTED
+    assert await ingress.feed(msg("no mention", event="b")) is FeedResult.ACCEPTED
+    await setup.settle()
+    assert provider.turns == [["bob: no mention"]]
+    assert await setup.core.engine.ambient("chat:!room")
+
+
+async def test_stop_ends_the_running_turn_through_its_cancel_event(setup: Setup) -> None:
+    ingress, provider, transport = setup.ingress, setup.provider, setup.transport
+    provider.hold = True
+    await ingress.feed(msg("think hard", mentioned=True))
+    await setup.clock.advance(0)
+    await provider.holding.wait()
+    await ingress.feed(msg("stop", mentioned=True))
+    await setup.settle()
+    assert provider.cancel_seen == [True]  # the provider was told why it is ending
+    assert transport.texts() == ["Stopped."]
+    assert setup.core.dispatcher.queue_depth() == 0

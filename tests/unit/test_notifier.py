@@ -12,11 +12,12 @@ from bot.audit_buffer import AuditBuffer
 from bot.clock import VirtualClock
 from bot.followers import Followers
 from bot.journal import Journal, Kind
-from bot.messages import InboundMessage, Reply
+from bot.messages import InboundMessage
 from bot.notifier import AuditFeeder, Notifier, notice_line
 from pipeline.events import ItemChanged, ItemCreated, ItemPurged, PipelineEvent
 from pipeline.model import AgentOrigin, Backlog, Coding, ItemKind, Qa, SystemOrigin
 from pipeline.ops import SetRoom
+from tests.fakes.memory_transport import MemoryTransport, Sent
 from tests.unit.pipeline_env import ALICE, PROJECT, PipelineEnv, pipeline_env
 
 LOBBY = "web:lobby"  # where alice types her commands
@@ -32,11 +33,16 @@ class Rooms:
     notifier: Notifier
     audit: AuditBuffer
     feeder: AuditFeeder
-    sent: list[tuple[str, str]]
+    web: MemoryTransport
     journal: Journal
 
+    @property
+    def sent(self) -> list[Sent]:
+        assert all(s.reply.notice for s in self.web.sent)
+        return self.web.sent
+
     def seen(self, session: str) -> list[str]:
-        return [text for s, text in self.sent if s == session]
+        return self.web.texts(session)
 
     async def feed(self, *events: PipelineEvent) -> None:
         for event in events:
@@ -49,20 +55,15 @@ async def rooms(tmp_path: Path) -> AsyncIterator[Rooms]:
     async with pipeline_env(tmp_path) as env:
         await env.engine.ensure_project("other", "/srv/other", origin=ALICE)
         clock = VirtualClock()
-        sent: list[tuple[str, str]] = []
-
-        async def send(session: str, reply: Reply) -> None:
-            assert reply.notice
-            sent.append((session, reply.text))
-
+        web = MemoryTransport(name="web")
         journal = Journal(env.db)
         followers = Followers(env.engine, journal)
         followers.note(LOBBY, PROJECT)
         followers.note(WATCH, PROJECT)
         followers.note(OTHER, "other")
-        notifier = Notifier(followers, send, clock, window_s=1.0)
+        notifier = Notifier(followers, web.send, clock, window_s=1.0)
         audit = AuditBuffer()
-        yield Rooms(env, clock, followers, notifier, audit, AuditFeeder(followers, audit), sent,
+        yield Rooms(env, clock, followers, notifier, audit, AuditFeeder(followers, audit), web,
                     journal)  # fmt: skip
         await notifier.aclose()
 

@@ -14,7 +14,7 @@ from bot.cli import main
 from bot.commands.catalogue import build_registry
 from bot.messages import InboundMessage, Reply
 from bot.metrics import Metrics
-from bot.transport import FeedResult
+from bot.transport import FeedResult, Mailbox
 from config.models import SlackConfig
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import SECRET, command, event
@@ -123,20 +123,29 @@ def test_musher_slack_manifest_prints_the_http_mode_manifest(
 
 
 class SlowCommands:
-    """A sink that answers a command after ``delay`` with one or more reply texts."""
+    """A sink that acks at once, as ingress does, and acts afterwards: after ``delay`` it
+    sends the command's reply texts (none: free text) and settles the message's mailbox."""
 
     def __init__(self, delay: float, texts: list[str]) -> None:
         self.delay = delay
         self.texts = texts
         self.transport: SlackTransport | None = None
+        self.acting: set[asyncio.Task[None]] = set()
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
+        task = asyncio.create_task(self._act(msg), name="act")
+        self.acting.add(task)
+        task.add_done_callback(self.acting.discard)
+        return FeedResult.ACCEPTED
+
+    async def _act(self, msg: InboundMessage) -> None:
         await asyncio.sleep(self.delay)
         assert self.transport is not None
         for i, text in enumerate(self.texts):
             reply = Reply(text, ephemeral=True, key=f"k.{i}", reply_to=msg.reply_to)
             await self.transport.send(msg.session, reply)
-        return FeedResult.ACCEPTED
+        assert isinstance(msg.reply_to, Mailbox)
+        msg.reply_to.settle()
 
 
 async def run_command(slack: FakeSlack, sink: SlowCommands, name: str) -> dict[str, object]:
@@ -160,7 +169,9 @@ async def run_command(slack: FakeSlack, sink: SlowCommands, name: str) -> dict[s
         response = await transport.bolt.async_dispatch(request)
         assert response.status == 200
         ack: dict[str, object] = json.loads(response.body)
-        await asyncio.to_thread(slack.wait, lambda: slack.responses(name), 10)
+        if sink.texts:
+            await asyncio.to_thread(slack.wait, lambda: slack.responses(name), 10)
+        await asyncio.gather(*sink.acting)
     finally:
         await transport.aclose()
     return ack
@@ -172,6 +183,20 @@ async def test_a_slow_command_is_acked_at_once_and_answered_through_response_url
         assert ack == {"text": "Working on it…", "response_type": "ephemeral"}
         assert slack.responses("slow") == [{"response_type": "ephemeral", "text": "*done*"}]
         assert slack.posted == []
+
+
+async def test_a_quick_command_reply_is_the_ack_itself() -> None:
+    with FakeSlack() as slack:
+        ack = await run_command(slack, SlowCommands(0.0, ["**done**"]), "quick")
+        assert ack == {"text": "*done*", "response_type": "ephemeral"}
+        assert slack.responses("quick") == [] and slack.posted == []
+
+
+async def test_free_text_through_the_command_is_acked_in_channel() -> None:
+    with FakeSlack() as slack:
+        ack = await run_command(slack, SlowCommands(0.0, []), "text")
+        assert ack == {"response_type": "in_channel"}
+        assert slack.responses("text") == []
 
 
 async def test_a_long_command_reply_continues_through_response_url() -> None:
