@@ -17,8 +17,9 @@ import asyncio
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,6 +81,7 @@ class Question:
     senders: frozenset[str]
     answer: asyncio.Future[Verdict]
     timer: TimerHandle | None = None
+    key: str = field(default_factory=lambda: f"a{uuid.uuid4().hex}")  # of its messages
 
 
 class ApprovalLog:
@@ -164,7 +166,7 @@ class ApprovalDesk:
             return Verdict(True)
         question = self._open(session, senders, tool, tool_input, shown)
         try:
-            await self._send(session, Reply(self._prompt(question), key=f"a{id(question)}"))
+            await self._send(session, Reply(self._prompt(question), key=question.key))
             return await question.answer
         except asyncio.CancelledError:
             if self._close(question):
@@ -308,7 +310,7 @@ class ApprovalDesk:
         text = f"⌛ #{question.number} ({question.shown}) got no answer and was denied."
         try:
             await self._log.record(session, question.shown, "timed out", "musher", "")
-            await self._send(session, Reply(text, key=f"a{id(question)}.timeout"))
+            await self._send(session, Reply(text, key=f"{question.key}.timeout"))
         except asyncio.CancelledError:
             raise
         except Exception:
