@@ -93,3 +93,13 @@ async def test_approve_always_skips_the_question_next_time(room: ChatRoom) -> No
     await room.wait_for("tool said:", after=seen)
     assert not any("🔐" in text for text in room.texts()[seen:])
     assert (room.project / "second.txt").exists()
+
+
+async def test_stop_denies_the_waiting_question_and_ends_the_turn(room: ChatRoom) -> None:
+    await question(room, "alice", "touch stopped.txt")
+    await room.say("alice", "stop")
+    assert "Stopped." in room.texts()
+    await room.idle()
+    await room.say("alice", "approvals")
+    assert "denied by stop — Bash: `touch stopped.txt`" in room.texts()[-1]
+    assert not (room.project / "stopped.txt").exists()
