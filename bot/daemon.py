@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.access import AccessPolicies
+from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
 from bot.clock import Clock, LoopClock
@@ -104,6 +105,7 @@ class Core:
     dispatcher: Dispatcher
     lanes: Lanes
     access: AccessPolicies
+    approvals: ApprovalDesk
 
     def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
         """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
@@ -150,25 +152,35 @@ def build_core(
     provider = provider or make_provider(settings, db, mcp.config_for)
     sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
     access = access or AccessPolicies.from_settings(sections)
+    approvals = ApprovalDesk(
+        access=settings.llm.tools, send=outbox.send, rules=engine, log=ApprovalLog(db),
+        clock=clock, timeout_s=settings.llm.permission_timeout_s,
+    )  # fmt: skip
     runner = TurnRunner(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
-                  access, settings.llm.turn_timeout_s, db.path.parent)
+                  access, settings.llm.turn_timeout_s, db.path.parent, approvals)
     )  # fmt: skip
     retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
     dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal))
 
     async def stop_session(session: Session) -> None:
+        await approvals.deny_pending(session, "denied by stop", "The room said stop: denied.")
         runner.stop(session)
         await dispatcher.stop(session)
 
     async def tell(session: str, text: str) -> None:
         await outbox.send(session, Reply(text, notice=True))
 
+    async def reset_session(session: Session) -> None:
+        await provider.reset(session)
+        await approvals.forget(session)  # approvals never outlive reset (L7)
+
     registry.provide(
         setup=project_setup(settings, engine, db.path.parent),
         tell=tell,
         stop_session=stop_session,
-        reset_session=provider.reset,
+        reset_session=reset_session,
+        approvals=approvals,
         engine=engine,
         rooms=RoomProjects(engine, pipeline.followers),
         timers=pipeline.timers,
@@ -178,7 +190,7 @@ def build_core(
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     bus_gauges(metrics, pipeline.bus)
     return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
-                mcp, runner, dispatcher, Lanes(), access)  # fmt: skip
+                mcp, runner, dispatcher, Lanes(), access, approvals)  # fmt: skip
 
 
 def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
@@ -331,7 +343,8 @@ class Daemon:
                 await transport.aclose()
         await server.aclose()
         await core.lanes.aclose(grace_s)  # 2. finish the commands already acknowledged
-        await core.dispatcher.aclose()  # 3. park running turns
+        await core.dispatcher.aclose()  # 3. park running turns (their questions are withdrawn)
+        await core.approvals.aclose()
         await core.pipeline.bus.aclose()  # 4. subscribers in order; the timers' scheduler stops
         await core.provider.aclose()  # background jobs were stopped by the task group
 

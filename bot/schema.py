@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bot.approvals import SCHEMA as APPROVALS
 from bot.cost import SCHEMA as COSTS
 from bot.journal import SCHEMA as JOURNAL
 from bot.kv import SCHEMA as TRANSPORT_STATE
 from bot.llm.claude_sessions import SCHEMA as CLAUDE_SESSIONS
 from bot.llm.history import HISTORY_SCHEMA
 
-DAEMON_SCHEMA = JOURNAL + COSTS + HISTORY_SCHEMA + CLAUDE_SESSIONS + TRANSPORT_STATE
+DAEMON_SCHEMA = JOURNAL + COSTS + HISTORY_SCHEMA + CLAUDE_SESSIONS + TRANSPORT_STATE + APPROVALS

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.access import AccessPolicies
+from bot.approvals import ApprovalDesk
 from bot.audit_buffer import AuditBuffer
 from bot.commands.registry import CommandContext, Registry
 from bot.cost import CostBook
@@ -59,6 +60,7 @@ class TurnParts:
     access: AccessPolicies
     timeout_s: float
     data_dir: Path
+    approvals: ApprovalDesk  # asks the room before the LLM uses its own tools (L7)
 
 
 class TurnRunner:
@@ -88,7 +90,7 @@ class TurnRunner:
         started = time.monotonic()
         reminder = p.audit.drain(session)
         project, cwd = await self._workspace(session)
-        request = self._request(session, batch, reminder, cwd)
+        request = self._request(session, batch, reminder, cwd if cwd != p.data_dir else None)
         usage = Usage()
         await p.outbox.typing(session, True)
         outcome = "cancelled"
@@ -99,6 +101,7 @@ class TurnRunner:
             if self._cancels.get(session) is cancel:
                 del self._cancels[session]
             p.tokens.release(session)
+            await asyncio.shield(p.approvals.withdraw(session))
             if outcome == "cancelled":
                 p.audit.restore(session, reminder)
             await asyncio.shield(p.outbox.typing(session, False))
@@ -121,20 +124,28 @@ class TurnRunner:
         return record.name, path if await asyncio.to_thread(path.is_dir) else p.data_dir
 
     def _request(
-        self, session: Session, batch: Sequence[QueuedText], reminder: Sequence[str], cwd: Path
+        self,
+        session: Session,
+        batch: Sequence[QueuedText],
+        reminder: Sequence[str],
+        project_dir: Path | None,
     ) -> TurnRequest:
+        """The turn's request; the LLM's own tools only ever work in a project's directory."""
         p = self.parts
         policy = p.access.of(session.transport)
         admin = batch_is_admin([policy.is_admin(m.sender) for m in batch])
         senders = sorted({m.sender for m in batch})
         ctx = CommandContext(session, ",".join(senders), admin, via="tool")
+        own = project_dir if p.approvals.enabled else None
         return TurnRequest(
             session=session,
             prompt=build_prompt(batch, reminder),
             batch=tuple(batch),
             tools=tools_for(p.registry, admin),
             call_tool=tool_caller(p.registry, ctx),
-            cwd=cwd,
+            cwd=project_dir or p.data_dir,
+            tool_access=p.approvals.access if own else "commands",
+            ask_permission=p.approvals.asker(session, frozenset(senders), own) if own else None,
         )
 
     async def _stream(

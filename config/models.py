@@ -36,6 +36,7 @@ _USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 BusyMode = Literal["collect", "interrupt"]
 ProviderName = Literal["auto", "claude-cli", "openai", "anthropic", "echo", "none"]
+ToolAccess = Literal["commands", "ask", "project"]
 
 
 class DaemonConfig(Section):
@@ -121,6 +122,14 @@ class LlmConfig(Section):
     provider: ProviderName = Field(default="auto", description="Which LLM answers free text")
     history_size: int = Field(default=20, ge=0, description="Past turns kept per room")
     turn_timeout_s: float = Field(default=600.0, gt=0, description="Seconds before a turn dies")
+    tools: ToolAccess = Field(
+        default="commands",
+        description="commands = musher's only; ask = also file and shell tools in the project,"
+        " each use approved in the room; project = ask, with reading files pre-allowed",
+    )
+    permission_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds a tool use waits for approval before denied"
+    )
     claude_cli: ClaudeCliConfig = Field(default_factory=ClaudeCliConfig, description="claude CLI")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="OpenAI-compatible")
     anthropic: AnthropicConfig = Field(default_factory=AnthropicConfig, description="Anthropic")

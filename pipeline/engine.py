@@ -193,6 +193,15 @@ class Engine:
         room = await self.store.room(session)
         return room is not None and room.ambient
 
+    async def set_room_tools(self, session: str, rules: tuple[str, ...], origin: Origin) -> None:
+        """Make ``rules`` the tool uses ``session`` allows without asking (one ``room.set``)."""
+        await self.store.append(SetRoom(session, tools=rules), origin)
+
+    async def room_tools(self, session: str) -> tuple[str, ...]:
+        """The tool uses ``session`` allows without asking (L7), from the rooms table."""
+        room = await self.store.room(session)
+        return () if room is None else room.tools
+
     # --- items ----------------------------------------------------------------------------
 
     async def items(self, project: str) -> list[Item]:

@@ -72,7 +72,8 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS timers_by_item ON timers (project, item)",
     "CREATE INDEX IF NOT EXISTS timers_by_time ON timers (fire_at, id)",
     """CREATE TABLE IF NOT EXISTS rooms (
-        session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0)""",
+        session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0,
+        tools TEXT NOT NULL DEFAULT '[]')""",
 )
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
 """The op log and its materialised tables; every statement is idempotent. As a script it
@@ -115,6 +116,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
     table of an older version up to date (:func:`add_board_column`). Idempotent."""
     add_board_column(conn)
     add_project_columns(conn)
+    add_rooms_tools_column(conn)
     for statement in SCHEMA_STATEMENTS:
         conn.execute(statement)
 
@@ -139,6 +141,19 @@ def add_board_column(conn: sqlite3.Connection) -> bool:
         "UPDATE items SET col = ? WHERE rowid = ?",
         [(board_column(stage), rowid) for rowid, stage in rows],
     )
+    return True
+
+
+def has_rooms_tools_column(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn``'s ``rooms`` table has ``tools`` (False for an older one, or none)."""
+    return any(row[1] == "tools" for row in _rows(conn, "PRAGMA table_info(rooms)"))
+
+
+def add_rooms_tools_column(conn: sqlite3.Connection) -> bool:
+    """Add ``rooms.tools`` (no rules: ``[]``) to a ``rooms`` table written before it existed."""
+    if "rooms" not in existing_tables(conn) or has_rooms_tools_column(conn):
+        return False
+    conn.execute("ALTER TABLE rooms ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'")
     return True
 
 
@@ -223,6 +238,8 @@ def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
         out["items"] = [(*row, board_column(row[5])) for row in out["items"]]
     if "projects" in present:
         out["projects"] = as_migrated(conn, out["projects"])
+    if "rooms" in present and not has_rooms_tools_column(conn):
+        out["rooms"] = [(*row, "[]") for row in out["rooms"]]
     return out
 
 
@@ -339,4 +356,7 @@ def _set_room(conn: sqlite3.Connection, change: SetRoom) -> Effects:
     if change.ambient is not KEEP:
         query = "UPDATE rooms SET ambient = ? WHERE session = ?"
         conn.execute(query, (int(change.ambient), change.session))
+    if change.tools is not KEEP:
+        query = "UPDATE rooms SET tools = ? WHERE session = ?"
+        conn.execute(query, (canonical_json(list(change.tools)), change.session))
     return ()

@@ -14,7 +14,8 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
     item.purge      project, number              {} (tombstone)
     timer.add       project, item or null        id, fire_at, action
     timer.cancel    project or null, null        id
-    room.set        project or null, null        session and one or both of project, ambient
+    room.set        project or null, null        session and at least one of project, ambient,
+                                                 tools (the tool uses the room allows, L7)
 """
 
 from __future__ import annotations
@@ -277,12 +278,14 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class SetRoom:
-    """Set a session's active project (None clears it) and/or its ambient flag."""
+    """Set a session's active project (None clears it), its ambient flag and/or the tool
+    uses it allows without asking (``tools``: rules such as ``Bash(git *)``; the whole list)."""
 
     KIND: ClassVar[str] = "room.set"
     session: str
     project: str | Keep | None = KEEP
     ambient: bool | Keep = KEEP
+    tools: tuple[str, ...] | Keep = KEEP
 
     def __post_init__(self) -> None:
         require_text(self.session, "session", limit=512)
@@ -290,8 +293,14 @@ class SetRoom:
             _project(self.project)
         if self.ambient is not KEEP and not isinstance(self.ambient, bool):
             raise PipelineError(f"ambient must be true or false, got {self.ambient!r}")
-        if self.project is KEEP and self.ambient is KEEP:
-            raise PipelineError("room.set must change the project, ambient, or both")
+        if self.tools is not KEEP:
+            if not isinstance(self.tools, list | tuple) or len(self.tools) > 200:
+                raise PipelineError(f"tools must be a list of rules, got {self.tools!r}")
+            object.__setattr__(self, "tools", tuple(self.tools))
+            for rule in self.tools:
+                require_text(rule, "tool rule", limit=512)
+        if self.project is KEEP and self.ambient is KEEP and self.tools is KEEP:
+            raise PipelineError("room.set must change the project, ambient or tools")
 
     def columns(self) -> tuple[str | None, int | None]:
         return (self.project if isinstance(self.project, str) else None), None
@@ -302,13 +311,17 @@ class SetRoom:
             out["project"] = self.project
         if self.ambient is not KEEP:
             out["ambient"] = self.ambient
+        if self.tools is not KEEP:
+            out["tools"] = list(self.tools)
         return out
 
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        _keys(p, {"session"}, frozenset({"project", "ambient"}))
+        _keys(p, {"session"}, frozenset({"project", "ambient", "tools"}))
         _no_item(item, cls.KIND)
-        change = cls(p["session"], p.get("project", KEEP), p.get("ambient", KEEP))
+        change = cls(
+            p["session"], p.get("project", KEEP), p.get("ambient", KEEP), p.get("tools", KEEP)
+        )
         if change.columns()[0] != project:
             raise PipelineError(f"project column {project!r} differs from the payload")
         return change

@@ -98,11 +98,13 @@ class TimerRecord:
 
 @dataclass(frozen=True, slots=True)
 class RoomRecord:
-    """A session's settings: its active project (or None) and whether it is ambient."""
+    """A session's settings: its active project (or None), whether it is ambient, and the
+    tool uses it allows without asking (L7)."""
 
     session: str
     project: str | None
     ambient: bool
+    tools: tuple[str, ...] = ()
 
 
 _INSERT_OP = (
@@ -383,16 +385,16 @@ class OpStore:
     async def rooms(self) -> list[RoomRecord]:
         """Every session with settings, by session."""
         rows = await self._storage.read(
-            "SELECT session, project, ambient FROM rooms ORDER BY session"
+            "SELECT session, project, ambient, tools FROM rooms ORDER BY session"
         )
-        return [RoomRecord(r[0], r[1], bool(r[2])) for r in rows]
+        return [_room(r) for r in rows]
 
     async def room(self, session: str) -> RoomRecord | None:
         """The settings of ``session``, or None if none were ever set."""
         rows = await self._storage.read(
-            "SELECT session, project, ambient FROM rooms WHERE session = ?", (session,)
+            "SELECT session, project, ambient, tools FROM rooms WHERE session = ?", (session,)
         )
-        return RoomRecord(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+        return _room(rows[0]) if rows else None
 
     async def projects(self) -> list[ProjectRecord]:
         """Every registered project, by name."""
@@ -419,3 +421,7 @@ class OpStore:
             (project, number),
         )
         return [AppliedOp(op, op.decode(), ()) for op in map(op_from_row, rows)]
+
+
+def _room(row: Any) -> RoomRecord:
+    return RoomRecord(row[0], row[1], bool(row[2]), tuple(loads(row[3])))

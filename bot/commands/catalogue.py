@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.commands.approvals import register_approvals
 from bot.commands.core import register_core
 from bot.commands.pipeline import register_pipeline
 from bot.commands.projects import register_projects
@@ -11,12 +12,13 @@ from bot.commands.unbuilt import register_unbuilt
 
 
 def build_registry() -> Registry:
-    """A registry holding the core, pipeline, project and timer commands, then the verbs
-    that answer "not available yet" (registered last)."""
+    """A registry holding the core, pipeline, project, timer and approval commands, then the
+    verbs that answer "not available yet" (registered last)."""
     registry = Registry()
     register_core(registry)
     register_pipeline(registry)
     register_projects(registry)
     register_timers(registry)
+    register_approvals(registry)
     register_unbuilt(registry)
     return registry

@@ -27,9 +27,6 @@ UNBUILT: tuple[tuple[str, str], ...] = (
     ("cleanup_worktrees", "cleanup_worktrees [--confirm]"),
     ("nodes", "nodes"),
     ("node", "node trust|revoke <pubkey>"),
-    ("approve", "approve [N] [always]"),
-    ("deny", "deny [N] [reason]"),
-    ("approvals", "approvals"),
     ("stop N", "stop N"),  # answered by `stop` itself when it is given an item number
 )
 """``(name, usage)`` of each verb that is named by the design but not built yet."""

@@ -29,12 +29,26 @@ CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """The room's answer to a tool use (L7): allowed, or denied with what the model is told."""
+
+    allow: bool
+    message: str = ""
+
+
+AskPermission = Callable[[str, dict[str, Any]], Awaitable[Verdict]]
+"""``ask(tool, input)``: may the model use its own ``tool`` with ``input``? Asks the room."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnRequest:
     """Everything a provider needs for one turn.
 
     ``tools`` are the commands the sender may use; ``call_tool(name, arguments)`` runs one
     exactly as if the sender had typed it and returns the reply text. ``cwd`` is where a
-    CLI provider runs (the room's active project, else the data dir).
+    CLI provider runs (the room's active project, else the data dir). ``tool_access`` is
+    ``[llm] tools`` (L7): with ``ask`` or ``project`` the model may also use file (and, on
+    the CLI, shell) tools confined to ``cwd``, and ``ask_permission`` asks the room.
     """
 
     session: str
@@ -43,6 +57,8 @@ class TurnRequest:
     tools: tuple[Tool, ...] = ()
     call_tool: CallTool | None = None
     cwd: Path | None = None
+    tool_access: str = "commands"
+    ask_permission: AskPermission | None = None
 
 
 McpConfig = Callable[[TurnRequest], dict[str, Any] | None]

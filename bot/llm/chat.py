@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
+from bot.llm import file_tools
 from bot.llm.base import (
     Done,
     Failed,
@@ -207,7 +208,8 @@ class ChatProvider:
         turn = [self._wire.user_message(request.prompt)]
         for round_ in itertools.count():
             parser = self._wire.parser()
-            async for text in self._stream(past + turn, request.tools, parser, cancel):
+            tools = file_tools.tools_for(request)
+            async for text in self._stream(past + turn, tools, parser, cancel):
                 yield TextDelta(text)
             step = parser.result()
             _add(spent, step)
@@ -308,10 +310,12 @@ async def _run_tool(
     """Run one tool call; any failure becomes an error result for the model, not the turn."""
     if isinstance(arguments, str):
         return ToolOutcome(call.id, arguments, is_error=True)
-    if request.call_tool is None:
-        return ToolOutcome(call.id, NO_TOOLS_TEXT, is_error=True)
     try:
-        text = await request.call_tool(call.name, arguments)
+        text = await file_tools.call(request, call.name, arguments)
+        if text is None:
+            if request.call_tool is None:
+                return ToolOutcome(call.id, NO_TOOLS_TEXT, is_error=True)
+            text = await request.call_tool(call.name, arguments)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

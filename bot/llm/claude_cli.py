@@ -37,6 +37,7 @@ RESUME_NOTICE = "(The previous conversation could not be resumed; starting a new
 SHUTDOWN_TEXT = "Stopped: musher is shutting down."
 BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
 MCP_SERVER = "musher"  # the server name in the --mcp-config musher writes
+PERMISSION_PROMPT_TOOL = f"mcp__{MCP_SERVER}__permission"  # bot.mcp_server.PERMISSION_TOOL
 _UNKNOWN_SESSION = "No conversation found"
 _LINE_LIMIT = 32 * 2**20
 _STDERR_LINES = 20
@@ -122,8 +123,14 @@ class ClaudeCliProvider:
         for proc in list(self._running):
             await kill_tree(proc, self.timeout_kill_s)
 
-    def argv(self, resume: str | None, mcp_path: Path | None) -> list[str]:
-        """The command line of one turn (the prompt goes to stdin, never into argv)."""
+    def argv(
+        self, resume: str | None, mcp_path: Path | None, tool_access: str = "commands"
+    ) -> list[str]:
+        """The command line of one turn (the prompt goes to stdin, never into argv).
+
+        With ``tool_access`` other than ``commands`` (L7) the CLI may use its own tools, and
+        asks musher's ``permission`` tool before each use it does not allow by itself.
+        """
         argv = [*self.config.command, *BASE_ARGS]
         if resume:
             argv += ["--resume", resume]
@@ -133,11 +140,18 @@ class ClaudeCliProvider:
             # One "--opt=value" word: --mcp-config is variadic and would swallow the next args.
             argv.append(f"--mcp-config={mcp_path}")
             argv.append(f"--allowedTools=mcp__{MCP_SERVER}")  # musher's tools run unprompted
+            if tool_access != "commands":
+                argv.append(f"--permission-prompt-tool={PERMISSION_PROMPT_TOOL}")
         return argv + list(self.config.args)
 
     def env(self) -> dict[str, str]:
-        """The environment of the CLI: musher's own, plus ``[llm.claude_cli] env``."""
-        return {**os.environ, **self.config.env}
+        """The environment of the CLI: musher's own, plus ``[llm.claude_cli] env``.
+
+        The CLI waits for musher's MCP server before its first step (by default it connects
+        in the background), so the model sees musher's commands from the start and the
+        permission tool exists when the first tool use is checked.
+        """
+        return {"MCP_CONNECTION_NONBLOCKING": "0", **os.environ, **self.config.env}
 
     def _write_mcp_config(self, request: TurnRequest) -> Path | None:
         config = self._mcp_config(request) if self._mcp_config is not None else None
@@ -166,7 +180,7 @@ class _Attempt:
         self.request = request
         self.cancel = cancel
         self.resume = resume
-        self.argv = provider.argv(resume, mcp_path)
+        self.argv = provider.argv(resume, mcp_path, request.tool_access)
         self.parser = StreamParser()
         self.stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stored = resume

@@ -4,7 +4,11 @@ It speaks ``POST /v1/messages`` (JSON, or SSE when ``stream`` is true, in the re
 order: ``message_start``, ``content_block_start``, ``content_block_delta``…,
 ``content_block_stop``, ``message_delta``, ``message_stop``) and answers deterministically:
 ``pong <n>`` where ``n`` counts the conversation's user turns that carry text; a request
-whose last user turn contains ``STALL`` gets no answer until the server closes. Every request
+whose last user turn contains ``STALL`` gets no answer until the server closes. A scripted
+tool use: a user turn containing ``BASH[<command>]`` (or ``READ[<path>]``) is answered with a
+``tool_use`` block for the CLI's ``Bash`` (``Read``) tool; the request that carries its
+``tool_result`` is answered ``tool said: <result text>`` (``tool refused: …`` when the result
+is an error), so a test sees what the tool did or why it was refused. Every request
 body is kept in :attr:`AnthropicMessagesServer.requests` for assertions; anything else the
 CLI asks for (``HEAD /``, token counting, telemetry) gets a harmless answer and is recorded
 in :attr:`AnthropicMessagesServer.paths`.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -25,6 +30,48 @@ _USAGE = {
     "cache_creation_input_tokens": 0,
     "cache_read_input_tokens": 0,
 }
+
+
+_SCRIPT = re.compile(r"\b(BASH|READ)\[([^\]]*)\]")
+
+
+def tool_results(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The ``(text, is_error)`` of each tool result in the request's last user message."""
+    messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    content = messages[-1].get("content") if messages else None
+    results: list[tuple[str, bool]] = []
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            inner = block.get("content")
+            if isinstance(inner, list):
+                inner = "\n".join(str(b.get("text", "")) for b in inner if isinstance(b, dict))
+            results.append((str(inner or ""), bool(block.get("is_error"))))
+    return results
+
+
+def scripted_reply(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The scripted content block for ``body`` (a tool use, or what its result said), if any."""
+    results = tool_results(body)
+    if results:
+        text, is_error = results[-1]
+        return {"type": "text", "text": f"tool {'refused' if is_error else 'said'}: {text}"}
+    texts = user_texts(body)
+    found = _SCRIPT.search(texts[-1]) if texts else None
+    if found is None or not body.get("tools"):
+        return None
+    kind, argument = found.groups()
+    tool_input = (
+        {"command": argument, "description": "scripted"}
+        if kind == "BASH"
+        else {"file_path": argument}
+    )
+    name = "Bash" if kind == "BASH" else "Read"
+    return {
+        "type": "tool_use",
+        "id": "toolu_" + uuid.uuid4().hex[:20],
+        "name": name,
+        "input": tool_input,
+    }
 
 
 def user_texts(body: dict[str, Any]) -> list[str]:
@@ -103,7 +150,8 @@ class AnthropicMessagesServer:
             self.stalled.set()
             await self._release.wait()
             return web.Response(status=503)
-        text = f"pong {len(texts)}"
+        block = scripted_reply(body) or {"type": "text", "text": f"pong {len(texts)}"}
+        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
         message_id = "msg_" + uuid.uuid4().hex[:20]
         model = body.get("model", "fake")
         if not body.get("stream"):
@@ -113,16 +161,16 @@ class AnthropicMessagesServer:
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
+                    "content": [block],
+                    "stop_reason": stop,
                     "stop_sequence": None,
                     "usage": _USAGE,
                 }
             )
-        return await self._stream(request, message_id, model, text)
+        return await self._stream(request, message_id, model, block)
 
     async def _stream(
-        self, request: web.Request, message_id: str, model: str, text: str
+        self, request: web.Request, message_id: str, model: str, block: dict[str, Any]
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -142,16 +190,20 @@ class AnthropicMessagesServer:
             "usage": {**_USAGE, "output_tokens": 0},
         }
         await event("message_start", {"message": start})
-        await event(
-            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-        )
-        half = len(text) // 2
-        for piece in (text[:half], text[half:]):
-            await event(
-                "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}
-            )
+        if block["type"] == "tool_use":
+            opened = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+        else:
+            opened = {"type": "text", "text": ""}
+            half = len(block["text"]) // 2
+            pieces = (block["text"][:half], block["text"][half:])
+            deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+        await event("content_block_start", {"index": 0, "content_block": opened})
+        for delta in deltas:
+            await event("content_block_delta", {"index": 0, "delta": delta})
         await event("content_block_stop", {"index": 0})
-        delta = {"stop_reason": "end_turn", "stop_sequence": None}
+        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
+        delta = {"stop_reason": stop, "stop_sequence": None}
         await event("message_delta", {"delta": delta, "usage": {"output_tokens": 2}})
         await event("message_stop", {})
         await response.write_eof()

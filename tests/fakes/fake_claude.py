@@ -18,6 +18,10 @@ Behaviours, chosen by a word in the prompt:
   stderr open; its pid goes to ``pids.json`` as for ``SLEEP``.
 * ``TOOL``: a ``tool_use`` block, the ``user`` ``tool_result``, then a final text.
 * ``GARBAGE``: a line that is not JSON, then exit 0 without a result.
+* ``ASK[<command>]``: wants to run ``<command>`` with its ``Bash`` tool. With
+  ``--permission-prompt-tool`` it asks musher's permission route (the URL and token of the
+  ``--mcp-config``) as the real CLI asks that tool, runs the command in its cwd when allowed
+  and answers ``ran: <command>``, else ``refused: <message>``; without it, ``not allowed``.
 * anything else: ``[fake turn N] you said: <prompt>`` (N counts the session's turns).
 """
 
@@ -26,10 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,6 +56,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--mcp-config", nargs="+")
     parser.add_argument("--permission-mode", default="default")
+    parser.add_argument("--permission-prompt-tool")
     parser.add_argument("--max-turns", type=int)
     parser.add_argument("-v", "--version", action="store_true")
     parser.add_argument("prompt", nargs="?")
@@ -179,7 +186,31 @@ def crash() -> int:
     return 3
 
 
-def answer(session_id: str, prompt: str, turn: int) -> tuple[int, str]:
+def ask_permission(args: argparse.Namespace, command: str) -> tuple[bool, str]:
+    """Ask musher's permission route, as the real CLI calls its permission prompt tool."""
+    if not args.permission_prompt_tool:
+        return False, "not allowed"
+    source = Path(args.mcp_config[0])
+    config = json.loads(source.read_text() if source.is_file() else args.mcp_config[0])
+    env = config["mcpServers"]["musher"]["env"]
+    body = json.dumps({"tool_name": "Bash", "input": {"command": command}}).encode()
+    request = urllib.request.Request(
+        env["MUSHER_MCP_URL"] + "/mcp/v1/permission",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {env['MUSHER_MCP_TOKEN']}",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=600) as response:
+        decision = json.loads(response.read())
+    if decision["behavior"] == "allow":
+        subprocess.run(["sh", "-c", command], check=False)
+        return True, f"ran: {command}"
+    return False, f"refused: {decision['message']}"
+
+
+def answer(session_id: str, prompt: str, turn: int, args: argparse.Namespace) -> tuple[int, str]:
     """Emit the assistant and result events of a normal turn; returns (exit code, reply)."""
     if "ERROR_MAX_TURNS" in prompt:
         say(session_id, "thinking hard")
@@ -190,6 +221,14 @@ def answer(session_id: str, prompt: str, turn: int) -> tuple[int, str]:
         return 0, ""
     if "PARAS" in prompt:
         texts = ["First para", "graph.\n\nSecond paragraph.\n\n", "Third ", "paragraph."]
+    elif asked := re.search(r"ASK\[([^\]]*)\]", prompt):
+        call = {"type": "tool_use", "id": "toolu_2", "name": "Bash", "input": {"command": ""}}
+        call["input"] = {"command": asked.group(1)}
+        emit(message(session_id, "assistant", [call]))
+        allowed, said = ask_permission(args, asked.group(1))
+        done = {"type": "tool_result", "tool_use_id": "toolu_2", "content": said}
+        emit(message(session_id, "user", [{**done, "is_error": not allowed}]))
+        texts = [said]
     elif "TOOL" in prompt:
         call = {"type": "tool_use", "id": "toolu_1", "name": "status", "input": {"n": 12}}
         emit(message(session_id, "assistant", [{"type": "text", "text": "Let me look."}, call]))
@@ -236,7 +275,7 @@ def main(argv: list[str]) -> int:
     if "LINGER" in prompt:
         grandchild(state)
     turn = 1 + sum(1 for entry in history if entry["role"] == "user")
-    code, reply = answer(session_id, prompt, turn)
+    code, reply = answer(session_id, prompt, turn, args)
     with (state / f"{session_id}.jsonl").open("a", encoding="utf-8") as transcript_file:
         for role, content in (("user", prompt), ("assistant", reply)):
             transcript_file.write(json.dumps({"role": role, "content": content}) + "\n")

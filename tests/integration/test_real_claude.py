@@ -64,8 +64,10 @@ class RecordingProvider(ClaudeCliProvider):
 
     argvs: list[list[str]]
 
-    def argv(self, resume: str | None, mcp_path: Path | None) -> list[str]:
-        argv = super().argv(resume, mcp_path)
+    def argv(
+        self, resume: str | None, mcp_path: Path | None, tool_access: str = "commands"
+    ) -> list[str]:
+        argv = super().argv(resume, mcp_path, tool_access)
         self.argvs.append(argv)
         return argv
 
