@@ -51,7 +51,7 @@ from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
 from bot.services import Services
 from bot.subscribers import build_pipeline, bus_gauges
-from bot.transport import HttpMount, Transport, TransportContext
+from bot.transport import HttpMount, Transport, TransportContext, live_health
 from bot.turns import TurnRunner
 from config.models import Settings
 from pipeline.engine import Engine, project_slug
@@ -198,7 +198,7 @@ class Daemon:
         token = self.settings.http.token
         app = build_app(
             services.metrics,
-            lambda: dict(self.health),
+            lambda: {**self.health, **live_health(transports)},
             token.get_secret_value() if token else None,
             self.settings.http.max_body_bytes,
         )

@@ -36,6 +36,8 @@ _URL = r"^https?://"
 _NUMERIC_IDS = ConfigDict(coerce_numbers_to_str=True)
 """For tables of ids that people write as numbers (snowflakes, phone numbers): 123 -> "123"."""
 _PROJECT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_E164 = r"^\+[1-9][0-9]{1,14}$"
+_SNOWFLAKE = r"^[0-9]{1,20}$"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 BusyMode = Literal["collect", "interrupt"]
@@ -289,14 +291,34 @@ class DiscordConfig(TransportConfig):
     model_config = _NUMERIC_IDS
 
     bot_token: Secret = Field(default=None, description="Bot token")
-    application_id: str | None = Field(default=None, description="Application id")
+    application_id: str | None = Field(
+        default=None, pattern=_SNOWFLAKE, description="Application id; unset = learnt at login"
+    )
     public_key: str | None = Field(default=None, description="Key for the interactions endpoint")
-    guilds: list[str] = Field(default=[], description="Guild ids to register commands in")
-    channels: list[str] = Field(default=[], description="Channel ids to serve")
+    guilds: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default=[], description="Guild ids to register commands in"
+    )
+    channels: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default=[], description="Channel ids to serve"
+    )
     api_base_url: str = Field(
         default="https://discord.com/api/v10", pattern=_URL, description="REST API base URL"
     )
-    gateway_url: str | None = Field(default=None, description="Gateway URL; unset = ask the API")
+    gateway_url: str | None = Field(
+        default=None, pattern=r"^wss?://", description="Gateway URL; unset = Discord's"
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be the application's public key: 64 hexadecimal digits")
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> DiscordConfig:
@@ -311,13 +333,15 @@ class WhatsAppMetaConfig(Section):
     model_config = _NUMERIC_IDS
 
     access_token: Secret = Field(default=None, description="Graph API access token")
-    phone_number_id: str | None = Field(default=None, description="Sending phone number id")
+    phone_number_id: str | None = Field(
+        default=None, pattern=_SNOWFLAKE, description="Sending phone number id"
+    )
     app_secret: Secret = Field(default=None, description="Secret for X-Hub-Signature-256")
     verify_token: Secret = Field(default=None, description="Token for the GET handshake")
     graph_base_url: str = Field(
         default="https://graph.facebook.com", pattern=_URL, description="Graph API base URL"
     )
-    api_version: str = Field(default="v21.0", description="Graph API version")
+    api_version: str = Field(default="v21.0", pattern=r"^v[0-9]+\.[0-9]+$", description="Version")
 
 
 class WhatsAppTwilioConfig(Section):
@@ -325,7 +349,9 @@ class WhatsAppTwilioConfig(Section):
 
     account_sid: str | None = Field(default=None, description="Account SID")
     auth_token: Secret = Field(default=None, description="Auth token; also verifies webhooks")
-    from_number: str | None = Field(default=None, description="Sender, whatsapp:+14155238886")
+    from_number: str | None = Field(
+        default=None, pattern=r"^whatsapp:\+[1-9][0-9]{1,14}$", description="Sender number"
+    )
     api_base_url: str = Field(default="https://api.twilio.com", pattern=_URL, description="API")
     public_url: str | None = Field(
         default=None, pattern=_URL, description="Webhook URL as Twilio signs it"
@@ -338,7 +364,9 @@ class WhatsAppConfig(TransportConfig):
     model_config = _NUMERIC_IDS
 
     provider: Literal["meta", "twilio"] = Field(default="meta", description="Which API to use")
-    allowed_numbers: list[str] = Field(default=[], description="Numbers served; empty = all")
+    allowed_numbers: list[Annotated[str, Field(pattern=_E164)]] = Field(
+        default=[], description="Senders served (E.164); empty = all"
+    )
     meta: WhatsAppMetaConfig = Field(default_factory=WhatsAppMetaConfig, description="Meta")
     twilio: WhatsAppTwilioConfig = Field(default_factory=WhatsAppTwilioConfig, description="Twilio")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.slack_api import FakeSlack
 from tests.integration.daemon import DaemonProcess
 
@@ -30,4 +31,11 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 def slack() -> Iterator[FakeSlack]:
     """A fake Slack (Web API, Socket Mode, response URLs) on 127.0.0.1, stopped after."""
     with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscord]:
+    """A fake Discord (REST and gateway) on 127.0.0.1, stopped after."""
+    with FakeDiscord() as fake:
         yield fake
