@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from nacl.signing import SigningKey
 
 from tests.fakes.threaded import ThreadedServer
 
@@ -478,3 +479,14 @@ def _failure(fault: Fault) -> web.Response:
     return web.Response(
         status=fault.status, text="<html>Bad Gateway</html>", content_type="text/html"
     )
+
+
+def signed(key: SigningKey, body: bytes, ts: int | None = None) -> dict[str, str]:
+    """The headers Discord sends with an interaction: Ed25519 over ``timestamp + body``."""
+    stamp = str(int(time.time()) if ts is None else ts)
+    signature = key.sign(stamp.encode() + body).signature.hex()
+    return {
+        "Content-Type": "application/json",
+        "X-Signature-Ed25519": signature,
+        "X-Signature-Timestamp": stamp,
+    }

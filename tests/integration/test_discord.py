@@ -3,12 +3,15 @@ discord.py client against :class:`~tests.fakes.discord_api.FakeDiscord`."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 
 import httpx
 import pytest
+from nacl.signing import SigningKey
 
-from tests.fakes.discord_api import TOKEN, FakeDiscord
+from tests.fakes.discord_api import TOKEN, FakeDiscord, signed
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]
@@ -150,3 +153,49 @@ def test_a_refused_token_stops_the_daemon_with_the_reason(
     config = discord_config(fake_discord).replace(TOKEN, "wrong-token")
     with pytest.raises(RuntimeError, match="Discord refused bot_token"):
         make_daemon(extra=config).start()
+
+
+def test_the_interactions_endpoint_verifies_and_answers(
+    make_daemon: MakeDaemon, fake_discord: FakeDiscord
+) -> None:
+    key = SigningKey.generate()
+    extra = f'public_key = "{key.verify_key.encode().hex()}"'
+    daemon = make_daemon(extra=discord_config(fake_discord, extra)).start()
+
+    def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+        with daemon.client() as client:
+            return client.post("/webhooks/discord", content=body, headers=headers)
+
+    ping = b'{"type":1}'
+    assert post(ping, signed(key, ping)).json() == {"type": 1}
+    new = fake_discord.interaction(
+        "new", [{"name": "kind", "value": "bug"}, {"name": "title", "value": "Crash 💥"}]
+    )
+    body = json.dumps(new).encode()
+    answer = post(body, signed(key, body)).json()
+    assert answer["type"] == 4 and answer["data"]["content"].startswith("Created #1 Crash 💥 (bug)")
+    replay = post(body, signed(key, body)).json()
+    assert replay["data"]["content"] == "This command was already received."
+
+    refused = [
+        signed(SigningKey.generate(), body),
+        signed(key, body, ts=int(time.time()) - 301),
+        {"Content-Type": "application/json"},
+    ]
+    assert [post(body, headers).status_code for headers in refused] == [401, 401, 401]
+    assert post(b"{not json", signed(key, b"{not json")).status_code == 400
+    with daemon.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'musher_webhook_verifications_failed_total{transport="discord"} 3' in metrics
+    status = fake_discord.interaction("status")
+    listing = post(json.dumps(status).encode(), signed(key, json.dumps(status).encode())).json()
+    assert "#1 Crash 💥" in listing["data"]["content"]  # the replay did not create a second item
+    assert "#2" not in listing["data"]["content"]
+
+
+def test_a_public_key_that_is_not_one_is_refused_at_startup(
+    make_daemon: MakeDaemon, fake_discord: FakeDiscord
+) -> None:
+    daemon = make_daemon(extra=discord_config(fake_discord, 'public_key = "abc"'))
+    with pytest.raises(RuntimeError, match="64 hexadecimal digits"):
+        daemon.start()
