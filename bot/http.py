@@ -47,7 +47,7 @@ def build_app(
 
     async def readyz(request: web.Request) -> web.Response:
         components = ready()
-        ok = all(state == "ok" for state in components.values())
+        ok = all(state == "ok" or state.startswith("ok;") for state in components.values())
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "components": components},
             status=200 if ok else 503,
@@ -120,3 +120,15 @@ class HttpServer:
     async def aclose(self) -> None:
         """Stop accepting, give in-flight requests a moment, then close them."""
         await self._runner.cleanup()
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes | web.Response:
+    """The raw request body, or a 413 answer when it is larger than ``max_bytes``."""
+    too_large = error(413, f"body too large (limit {max_bytes} bytes)")
+    if request.content_length is not None and request.content_length > max_bytes:
+        return too_large
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return too_large
+    return too_large if len(raw) > max_bytes else raw

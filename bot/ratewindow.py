@@ -31,3 +31,12 @@ class RateWindow:
         """Return once no window is open (a window opened meanwhile is waited for too)."""
         while (delay := self.until - self.clock()) > 0:
             await self.sleep(delay)
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (1 when missing or unreadable, at most 1 h)."""
+    try:
+        seconds = float(value) if value else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), 3600.0) if seconds == seconds else 1.0

@@ -19,11 +19,10 @@ from aiohttp import web
 from nacl.signing import VerifyKey
 
 from bot.errors import VerificationError
-from bot.http import error
+from bot.http import error, read_body
 from bot.metrics import Metrics
 from transports.discord.interactions import (
     FollowUp,
-    InteractionReply,
     Interactions,
     flush,
     message_payload,
@@ -64,7 +63,7 @@ class Endpoint:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Verify, then answer. Never a 5xx for anything the sender controls."""
-        raw = await self._body(request)
+        raw = await read_body(request, self.max_body_bytes)
         if isinstance(raw, web.Response):
             return raw
         headers = request.headers
@@ -103,19 +102,5 @@ class Endpoint:
         await response.prepare(request)
         await response.write_eof()
         if handle is not None:
-            self.track(asyncio.create_task(_after(handle), name=f"discord-follow-up-{it.id}"))
+            self.track(asyncio.create_task(flush(handle), name=f"discord-follow-up-{it.id}"))
         return response
-
-    async def _body(self, request: web.Request) -> bytes | web.Response:
-        too_large = error(413, f"body too large (limit {self.max_body_bytes} bytes)")
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return too_large
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return too_large
-        return too_large if len(raw) > self.max_body_bytes else raw
-
-
-async def _after(handle: InteractionReply) -> None:
-    await flush(handle)

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import PermanentError, TransientError
 from bot.metrics import Metrics
-from bot.ratewindow import RateWindow
+from bot.ratewindow import RateWindow, retry_after
 
 log = logging.getLogger("musher.slack")
 
@@ -149,15 +149,6 @@ class Poster:
                 if isinstance(payload, dict) and payload.get("key") == key:
                     return str(message.get("ts", ""))
         return None
-
-
-def retry_after(value: str | None) -> float:
-    """Seconds from a ``Retry-After`` header (1 when missing or unreadable, at most 1 h)."""
-    try:
-        seconds = float(value) if value else 1.0
-    except ValueError:
-        seconds = 1.0
-    return min(max(seconds, 0.0), 3600.0) if seconds == seconds else 1.0
 
 
 async def respond(session: aiohttp.ClientSession, url: str, text: str, limit: RateWindow) -> None:
