@@ -53,10 +53,14 @@ class ThreadedServer:
             time.sleep(0.02)
         return True
 
+    async def opening(self) -> None:
+        """Set up what the app needs on this loop (a database) before it serves."""
+
     async def closing(self) -> None:
         """Close what the app holds open (websockets) before the runner stops."""
 
     async def _start(self) -> None:
+        await self.opening()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
