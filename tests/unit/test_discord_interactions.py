@@ -7,12 +7,16 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import discord
 import httpx
 import pytest
 from nacl.signing import SigningKey
 
+from bot.cli import main
 from bot.commands.catalogue import build_registry
 from bot.messages import InboundMessage
 from tests.fakes.discord_api import FakeDiscord, signed
@@ -141,3 +145,22 @@ def test_only_the_leading_bot_mentions_are_removed() -> None:
     assert strip_mentions("<@42> <@&7>: status", 42, [7]) == "status"
     assert strip_mentions("<@!42>, hi <@42>", 42) == "hi <@42>"
     assert strip_mentions("<@43> hi", 42) == "<@43> hi"
+
+
+def test_musher_discord_invite_prints_the_oauth_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text("")
+    assert main(["discord-invite", "--config", str(config)]) == 2
+    assert "application_id" in capsys.readouterr().err
+    config.write_text("[transports.discord]\napplication_id = 123456789012345678\n")
+    assert main(["discord-invite", "--config", str(config)]) == 0
+    url = urlsplit(capsys.readouterr().out.strip())
+    query = parse_qs(url.query)
+    assert (url.netloc, url.path) == ("discord.com", "/oauth2/authorize")
+    assert query["client_id"] == ["123456789012345678"]
+    assert query["scope"] == ["bot applications.commands"]
+    wanted = discord.Permissions(int(query["permissions"][0]))
+    assert wanted.view_channel and wanted.send_messages and wanted.send_messages_in_threads
+    assert not (wanted.administrator or wanted.manage_messages or wanted.mention_everyone)
