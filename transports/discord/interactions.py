@@ -101,7 +101,8 @@ class Interactions:
 
         The caller sends the response, then sets ``handle.answered``.
         """
-        if self.channels and not it.direct and it.channel_id not in self.channels:
+        here = {it.channel_id, it.parent_id}
+        if self.channels and not it.direct and not here & self.channels:
             return message_payload(NOT_HERE, True), None
         line = line_of(self.registry, it.name, it.options)
         if line is None:

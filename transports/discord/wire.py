@@ -43,6 +43,7 @@ class InteractionIn:
     name: str
     options: tuple[Mapping[str, Any], ...]
     direct: bool
+    parent_id: str = ""  # a thread's channel
 
 
 def message_in(
@@ -102,7 +103,10 @@ def interaction_in(payload: Mapping[str, Any]) -> InteractionIn | None:
     iid, token, app_id, channel_id, user_id, name = (str(f) for f in fields)
     direct = "guild_id" not in payload or payload.get("guild_id") is None
     opts = tuple(o for o in options if isinstance(o, Mapping))
-    return InteractionIn(iid, token, app_id, channel_id, user_id, name, opts, direct)
+    channel = payload.get("channel")
+    parent = channel.get("parent_id") if isinstance(channel, Mapping) else None
+    parent_id = parent if isinstance(parent, str) else ""
+    return InteractionIn(iid, token, app_id, channel_id, user_id, name, opts, direct, parent_id)
 
 
 def from_gateway(interaction: discord.Interaction[Any]) -> InteractionIn | None:
@@ -120,6 +124,7 @@ def from_gateway(interaction: discord.Interaction[Any]) -> InteractionIn | None:
         str(data.get("name", "")),
         tuple(o for o in options if isinstance(o, Mapping)),
         interaction.guild_id is None,
+        str(getattr(interaction.channel, "parent_id", None) or ""),
     )
 
 
