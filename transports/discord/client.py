@@ -33,7 +33,7 @@ from bot.messages import InboundMessage, Reply, split_session
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from config.models import DiscordConfig
 from transports.discord.commands import application_commands
-from transports.discord.interactions import InteractionReply, Interactions, flush
+from transports.discord.interactions import FollowUp, InteractionReply, Interactions, flush
 from transports.discord.send import (
     create_message,
     follow_up,
@@ -227,10 +227,11 @@ class DiscordTransport:
             await interaction_callback(self.client.http, it.id, it.token, payload)
         except (discord.HTTPException, aiohttp.ClientError) as err:
             log.error("discord: answering interaction %s failed: %s", it.id, err)
-        if handle is not None:
-            await flush(handle)
+        finally:
+            if handle is not None:
+                await flush(handle)
 
-    def _follow_up(self, it: InteractionIn) -> Any:
+    def _follow_up(self, it: InteractionIn) -> FollowUp:
         async def post(text: str, ephemeral: bool) -> None:
             await follow_up(self.client.http, it.application_id, it.token, text, ephemeral)
 

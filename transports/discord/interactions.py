@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.commands.registry import Registry
+from bot.errors import TransientError
 from bot.messages import InboundMessage
 from bot.transport import FeedResult
-from transports.discord.commands import MAIN, READ_ONLY, line_of
+from transports.discord.commands import READ_ONLY, line_of
 from transports.discord.send import EPHEMERAL, NO_MENTIONS
 from transports.discord.wire import InteractionIn, command_message
 
 log = logging.getLogger("musher.discord")
 
 ANSWER_BUDGET_S = 2.5  # Discord wants the first response within 3 s
+FIRST_RESPONSE_S = 30.0  # a follow-up waits at most this long for the first response
 MESSAGE, DEFERRED = 4, 5
 NOT_ALLOWED = "Sorry, you are not on musher's list of users here. Ask an admin to add you."
 NOT_HERE = "musher is not set up for this channel."
@@ -68,7 +70,10 @@ class InteractionReply:
         """Send ``text`` in the first response if it is still open, else as a follow-up."""
         if self.offer(text):
             return
-        await self.answered.wait()
+        try:
+            await asyncio.wait_for(self.answered.wait(), FIRST_RESPONSE_S)
+        except TimeoutError:
+            raise TransientError("discord: the interaction was never answered") from None
         await self.follow_up(text, self.ephemeral)
 
 
@@ -99,7 +104,7 @@ class Interactions:
     ) -> tuple[dict[str, Any], InteractionReply | None]:
         """The first response for ``it`` and the reply handle whose texts are still to come.
 
-        The caller sends the response, then sets ``handle.answered``.
+        The caller sends the response, then calls :func:`flush` on the handle.
         """
         here = {it.channel_id, it.parent_id}
         if self.channels and not it.direct and not here & self.channels:
@@ -118,11 +123,10 @@ class Interactions:
         if expect and not handle.texts:
             await _bounded(handle.arrived.wait(), max(0.0, deadline - loop.time()))
         texts = handle.close()
-        return self._first(it, line, result, expect, texts, handle), handle
+        return self._first(line, result, expect, texts, handle), handle
 
     def _first(
         self,
-        it: InteractionIn,
         line: str,
         result: FeedResult | None,
         expect: bool,
@@ -142,15 +146,17 @@ class Interactions:
             return message_payload(NOT_ALLOWED, True)
         if result is FeedResult.DUPLICATE:
             return message_payload(ALREADY, True)
-        quoted = line if it.name == MAIN else f"/{it.name}"
-        return message_payload(f"> {quoted}"[:2000], False)  # free text: the answer follows
+        return message_payload(f"> {line}"[:2000], False)  # free text: the answer follows
 
 
 async def flush(handle: InteractionReply) -> None:
-    """After the first response: mark it answered and post the texts it could not hold."""
-    handle.answered.set()
-    for text in handle.close():
-        await handle.follow_up(text, handle.ephemeral)
+    """After the first response: post the texts it could not hold, then let later replies
+    follow (in order)."""
+    try:
+        for text in handle.close():
+            await handle.follow_up(text, handle.ephemeral)
+    finally:
+        handle.answered.set()
 
 
 async def _bounded(aw: Awaitable[Any], seconds: float) -> Any:

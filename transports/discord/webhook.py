@@ -99,8 +99,11 @@ class Endpoint:
             return error(400, "the body is not an application command interaction")
         payload, handle = await self.interactions.answer(it, self.follow_up(it))
         response = web.json_response(payload)
-        await response.prepare(request)
-        await response.write_eof()
-        if handle is not None:
-            self.track(asyncio.create_task(flush(handle), name=f"discord-follow-up-{it.id}"))
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        finally:  # replies still to come follow up (or fail) either way
+            if handle is not None:
+                name = f"discord-follow-up-{it.id}"
+                self.track(asyncio.create_task(flush(handle), name=name))
         return response

@@ -51,8 +51,8 @@ def message_in(
 ) -> InboundMessage | None:
     """The message to hand in, or ``None``: bots (ourselves included), system messages,
     channels outside ``channels`` (when non-empty; a thread counts as its parent, DMs always
-    pass). A DM, a mention of the bot or of its managed role is addressed; the mention is
-    removed from the text."""
+    pass), messages with no text. A DM, a mention of the bot or of its managed role is
+    addressed; the mention is removed from the text."""
     if message.author.bot or message.type not in _SPOKEN:
         return None
     channel = message.channel
@@ -63,13 +63,16 @@ def message_in(
             return None
     roles = me.role_ids & set(message.raw_role_mentions)
     mentioned = direct or me.user_id in message.raw_mentions or bool(roles)
+    text = strip_mentions(message.content, me.user_id, roles)
+    if not text:
+        return None  # an attachment or a sticker alone, or a bare mention: nothing to read
     return InboundMessage(
         TRANSPORT,
         str(channel.id),
         str(message.author.id),
         str(message.id),
         message.created_at.timestamp(),
-        strip_mentions(message.content, me.user_id, roles),
+        text,
         mentioned=mentioned,
     )
 
