@@ -14,6 +14,9 @@ from transports.whatsapp.send import OutsideWindow, RateLimited
 RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131048, 131056})  # 131056: pair rate limit
 RE_ENGAGEMENT = 131047
 DEFAULT_WAIT_S = 5.0  # when a rate-limit answer says nothing about how long
+# A few kept-alive connections: more only churn (httpx closes those beyond its keep-alive
+# limit after each request) and make its pool bookkeeping the hot spot under load.
+LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 
 
 class GraphApi:
@@ -26,6 +29,7 @@ class GraphApi:
             base_url=cfg.graph_base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {cfg.access_token.get_secret_value()}"},
             timeout=timeout,
+            limits=LIMITS,
         )
 
     async def post(self, number: str, text: str) -> str:

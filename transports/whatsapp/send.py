@@ -31,6 +31,7 @@ WINDOW_S = 24 * 3600
 MAX_RATE_LIMITS = 5
 KEEP_KEYS_S = 8 * 24 * 3600  # sent keys are kept for 8 days, then forgotten
 SENT, HEARD = "sent:", "heard:"
+HEARD_SLACK_S = 600.0  # "last wrote" is written to the database at most every 10 min
 
 
 class RateLimited(Exception):
@@ -71,6 +72,8 @@ class Outbound:
         self.clock = clock
         self.window = RateWindow()
         self.outside: set[str] = set()  # numbers whose window has closed
+        self._heard: dict[str, float] = {}  # number → when it last wrote (this run)
+        self._stored: dict[str, float | None] = {}  # number → what transport_state has
 
     def health(self) -> str:
         if not self.outside:
@@ -79,10 +82,18 @@ class Outbound:
         return f"ok; replies held for {numbers}: more than 24 h since they last wrote"
 
     async def heard(self, number: str, at: float) -> None:
-        """``number`` wrote at ``at``: its 24-hour window is open (again)."""
-        last = await self.state.get(TRANSPORT, HEARD + number)
-        if last is None or float(last) < at:
+        """``number`` wrote at ``at``: its 24-hour window is open (again).
+
+        Kept in memory; written to ``transport_state`` (for the next run) only when it moved
+        on by more than :data:`HEARD_SLACK_S`, so intake rarely pays for a second write. A
+        window read back after a restart may thus close up to that much early, never late.
+        """
+        stored = await self._last_heard(number)
+        if at > self._heard.get(number, 0.0):
+            self._heard[number] = at
+        if stored is None or at - stored > HEARD_SLACK_S:
             await self.state.put(TRANSPORT, HEARD + number, repr(at))
+            self._stored[number] = at
         if self.clock() - at < WINDOW_S:
             self.outside.discard(number)
 
@@ -112,12 +123,20 @@ class Outbound:
     async def forget_old_keys(self) -> None:
         await self.state.forget(TRANSPORT, SENT, self.clock() - KEEP_KEYS_S)
 
+    async def _last_heard(self, number: str) -> float | None:
+        """When ``number`` last wrote as ``transport_state`` has it (read once per run)."""
+        if number not in self._stored:
+            value = await self.state.get(TRANSPORT, HEARD + number)
+            self._stored[number] = float(value) if value is not None else None
+        return self._stored[number]
+
     async def _check_window(self, number: str) -> None:
-        last = await self.state.get(TRANSPORT, HEARD + number)
-        if last is not None and self.clock() - float(last) < WINDOW_S:
+        stored = await self._last_heard(number)
+        last = max(self._heard.get(number, 0.0), stored or 0.0) or None
+        if last is not None and self.clock() - last < WINDOW_S:
             return
         self.outside.add(number)
-        when = "never" if last is None else f"{(self.clock() - float(last)) / 3600:.0f} h ago"
+        when = "never" if last is None else f"{(self.clock() - last) / 3600:.0f} h ago"
         raise PermanentError(
             f"whatsapp: not sending to {number}: they last wrote {when}, and WhatsApp allows"
             " free-form replies only within 24 h of a user's message"

@@ -7,7 +7,7 @@ import httpx
 from bot.errors import PermanentError, TransientError
 from bot.ratewindow import retry_after
 from config.models import WhatsAppTwilioConfig
-from transports.whatsapp.meta import DEFAULT_WAIT_S, json_body
+from transports.whatsapp.meta import DEFAULT_WAIT_S, LIMITS, json_body
 from transports.whatsapp.send import OutsideWindow, RateLimited
 
 OUTSIDE_WINDOW = 63016  # "failed to send freeform message because you are outside the window"
@@ -25,6 +25,7 @@ class TwilioApi:
             base_url=cfg.api_base_url.rstrip("/"),
             auth=(cfg.account_sid, cfg.auth_token.get_secret_value()),
             timeout=timeout,
+            limits=LIMITS,
         )
 
     async def post(self, number: str, text: str) -> str:

@@ -68,11 +68,12 @@ def meta_inbound(body: object) -> Inbound:
 
 
 def _meta_text(message: Mapping[str, Any]) -> InboundMessage | None:
-    sender, mid = e164(message.get("from")), message.get("id")
-    if not isinstance(mid, str) or not mid or len(mid) > _MAX_ID:
-        raise Malformed("a message without an id")
+    sender = e164(message.get("from"))
     if message.get("type") != "text":
-        return None
+        return None  # image, audio, location, reaction, unsupported…: only the sender counts
+    mid = message.get("id")
+    if not isinstance(mid, str) or not mid or len(mid) > _MAX_ID:
+        raise Malformed("a text message without an id")
     text = message.get("text")
     body = text.get("body") if isinstance(text, Mapping) else None
     if not isinstance(body, str):
