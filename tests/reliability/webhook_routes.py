@@ -7,6 +7,7 @@ synchronous httpx client. The sink records what reached ingress.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ class RecordingSink:
         return FeedResult.ACCEPTED
 
 
-class Route(ThreadedServer):
+class Route(ThreadedServer, abc.ABC):
     """Subclasses add their route to ``self.app`` in :meth:`mount`; it runs on this loop."""
 
     path = ""
@@ -57,8 +58,9 @@ class Route(ThreadedServer):
     def endpoint(self) -> str:
         return self.url + self.path
 
+    @abc.abstractmethod
     def mount(self) -> None:
-        raise NotImplementedError
+        """Add the route under test to ``self.app``."""
 
     def hand_in(self, msg: InboundMessage) -> asyncio.Task[FeedResult]:
         task = asyncio.ensure_future(self.sink.feed(msg))

@@ -472,3 +472,31 @@ def test_the_example_values_are_valid(in_tmp: Path) -> None:
     settings = load_settings(path, {})
 
     assert settings.projects.default == "myapp"
+
+
+def test_discord_and_whatsapp_ids_numbers_and_keys_are_checked(in_tmp: Path) -> None:
+    path = write_config(
+        '[transports.discord]\npublic_key = "abc"\nchannels = ["general"]\n'
+        'gateway_url = "http://x"\n'
+        '[transports.whatsapp]\nallowed_numbers = ["07700 900123"]\n'
+        '[transports.whatsapp.meta]\napi_version = "21"\n'
+        '[transports.whatsapp.twilio]\nfrom_number = "+14155238886"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    text = "\n".join(caught.value.problems)
+    for key in (
+        "transports.discord.public_key",
+        "transports.discord.channels",
+        "transports.discord.gateway_url",
+        "transports.whatsapp.allowed_numbers",
+        "transports.whatsapp.meta.api_version",
+        "transports.whatsapp.twilio.from_number",
+    ):
+        assert key in text
+    good = write_config(
+        f'[transports.discord]\npublic_key = "{"ab" * 32}"\nchannels = [123]\n'
+        '[transports.whatsapp]\nallowed_numbers = ["+447700900123"]\n',
+        "good.toml",
+    )
+    assert load_settings(good, {}).transports.discord.channels == ["123"]
