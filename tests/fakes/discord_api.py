@@ -18,7 +18,6 @@ heartbeats. Every REST call is recorded with its arrival time and status.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections import defaultdict, deque
@@ -26,16 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from nacl.signing import SigningKey
 
+from tests.fakes.discord_payloads import guild, member, message, snowflake, user
 from tests.fakes.threaded import ThreadedServer
 
 TOKEN = "fake-discord-bot-token"
-_ids = itertools.count(int(time.time() * 1000) << 22)
-
-
-def snowflake() -> str:
-    return str(next(_ids))
 
 
 def json_response(
@@ -77,8 +71,8 @@ class _State:
 class FakeDiscord(ThreadedServer):
     def __init__(self) -> None:
         super().__init__("fake-discord")
-        self.bot_user = _user(snowflake(), "musherbot", bot=True)
-        self.human = _user(snowflake(), "alice", global_name="Alice")
+        self.bot_user = user(snowflake(), "musherbot", bot=True)
+        self.human = user(snowflake(), "alice", global_name="Alice")
         self.app_id = self.bot_user["id"]
         self.guild_id, self.channel_id, self.thread_id = snowflake(), snowflake(), snowflake()
         self.role_id = snowflake()
@@ -160,7 +154,7 @@ class FakeDiscord(ThreadedServer):
         if direct:
             message.pop("guild_id")
         else:
-            message["member"] = _member()
+            message["member"] = member()
         self.call(self.dispatch("MESSAGE_CREATE", message))
         return str(message["id"])
 
@@ -195,7 +189,7 @@ class FakeDiscord(ThreadedServer):
             "entitlements": [],
             "authorizing_integration_owners": {},
             "context": 0,
-            "member": {**_member(), "user": user or self.human, "permissions": "1071698660929"},
+            "member": {**member(), "user": user or self.human, "permissions": "1071698660929"},
             "channel": {"id": channel, "type": 0, "name": "general", "guild_id": self.guild_id},
             "data": {"id": snowflake(), "name": name, "type": 1, "options": options or []},
         }
@@ -316,25 +310,7 @@ class FakeDiscord(ThreadedServer):
         return fault
 
     def _message(self, author: dict[str, Any], content: str, channel_id: str) -> dict[str, Any]:
-        return {
-            "id": snowflake(),
-            "channel_id": channel_id,
-            "guild_id": self.guild_id,
-            "author": author,
-            "content": content,
-            "timestamp": "2026-01-01T00:00:00.000000+00:00",
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": [],
-        }
+        return message(author, content, channel_id, self.guild_id)
 
     # --- gateway -----------------------------------------------------------------------
 
@@ -382,87 +358,9 @@ class FakeDiscord(ThreadedServer):
         await self.dispatch("GUILD_CREATE", self._guild())
 
     def _guild(self) -> dict[str, Any]:
-        everyone = {"id": self.guild_id, "name": "@everyone", "permissions": "1071698660929"}
-        bot_role = {
-            "id": self.role_id,
-            "name": "musher",
-            "permissions": "0",
-            "managed": True,
-            "tags": {"bot_id": self.app_id},
-        }
-        roles = [
-            {"position": i, "color": 0, "hoist": False, "managed": False, "mentionable": False, **r}
-            for i, r in enumerate((everyone, bot_role))
-        ]
-        channel = {"id": self.channel_id, "type": 0, "name": "general", "position": 0}
-        thread = {
-            "id": self.thread_id,
-            "type": 11,
-            "name": "a thread",
-            "parent_id": self.channel_id,
-            "guild_id": self.guild_id,
-            "owner_id": self.human["id"],
-            "member_count": 2,
-            "message_count": 1,
-            "thread_metadata": {
-                "archived": False,
-                "auto_archive_duration": 1440,
-                "archive_timestamp": "2026-01-01T00:00:00+00:00",
-                "locked": False,
-            },
-        }
-        return {
-            "id": self.guild_id,
-            "name": "Test Guild",
-            "owner_id": self.human["id"],
-            "unavailable": False,
-            "member_count": 2,
-            "large": False,
-            "features": [],
-            "emojis": [],
-            "stickers": [],
-            "roles": roles,
-            "members": [{**_member(), "user": self.bot_user, "roles": [self.role_id]}],
-            "channels": [{**channel, "permission_overwrites": [], "guild_id": self.guild_id}],
-            "threads": [thread],
-            "voice_states": [],
-            "presences": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "joined_at": "2026-01-01T00:00:00+00:00",
-            "verification_level": 0,
-            "default_message_notifications": 0,
-            "explicit_content_filter": 0,
-            "mfa_level": 0,
-            "premium_tier": 0,
-            "preferred_locale": "en-US",
-            "nsfw_level": 0,
-            "system_channel_flags": 0,
-            "afk_timeout": 300,
-        }
-
-
-def _user(uid: str, name: str, bot: bool = False, global_name: str | None = None) -> dict[str, Any]:
-    user: dict[str, Any] = {
-        "id": uid,
-        "username": name,
-        "discriminator": "0",
-        "global_name": global_name,
-        "avatar": None,
-    }
-    if bot:
-        user["bot"] = True
-    return user
-
-
-def _member() -> dict[str, Any]:
-    return {
-        "roles": [],
-        "joined_at": "2026-01-01T00:00:00+00:00",
-        "deaf": False,
-        "mute": False,
-        "flags": 0,
-    }
+        return guild(
+            self.guild_id, self.channel_id, self.thread_id, self.role_id, self.human, self.bot_user
+        )
 
 
 def _failure(fault: Fault) -> web.Response:
@@ -479,14 +377,3 @@ def _failure(fault: Fault) -> web.Response:
     return web.Response(
         status=fault.status, text="<html>Bad Gateway</html>", content_type="text/html"
     )
-
-
-def signed(key: SigningKey, body: bytes, ts: int | None = None) -> dict[str, str]:
-    """The headers Discord sends with an interaction: Ed25519 over ``timestamp + body``."""
-    stamp = str(int(time.time()) if ts is None else ts)
-    signature = key.sign(stamp.encode() + body).signature.hex()
-    return {
-        "Content-Type": "application/json",
-        "X-Signature-Ed25519": signature,
-        "X-Signature-Timestamp": stamp,
-    }

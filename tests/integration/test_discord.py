@@ -11,7 +11,8 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
-from tests.fakes.discord_api import TOKEN, FakeDiscord, signed
+from tests.fakes.discord_api import TOKEN, FakeDiscord
+from tests.fakes.discord_payloads import signed
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]

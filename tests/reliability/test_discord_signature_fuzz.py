@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from bot.commands.catalogue import build_registry
-from tests.fakes.discord_api import FakeDiscord, signed
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_payloads import signed
 from tests.reliability.webhook_routes import (
     FUZZ,
     NOW,

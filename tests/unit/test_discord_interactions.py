@@ -19,7 +19,8 @@ from nacl.signing import SigningKey
 from bot.cli import main
 from bot.commands.catalogue import build_registry
 from bot.messages import InboundMessage
-from tests.fakes.discord_api import FakeDiscord, signed
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_payloads import signed
 from tests.reliability.webhook_routes import Route
 from transports.discord.commands import application_commands, line_of
 from transports.discord.interactions import InteractionReply, Interactions
