@@ -87,22 +87,7 @@ def guild(
         for i, r in enumerate((everyone, bot_role))
     ]
     channel = {"id": channel_id, "type": 0, "name": "general", "position": 0}
-    thread = {
-        "id": thread_id,
-        "type": 11,
-        "name": "a thread",
-        "parent_id": channel_id,
-        "guild_id": guild_id,
-        "owner_id": owner["id"],
-        "member_count": 2,
-        "message_count": 1,
-        "thread_metadata": {
-            "archived": False,
-            "auto_archive_duration": 1440,
-            "archive_timestamp": "2026-01-01T00:00:00+00:00",
-            "locked": False,
-        },
-    }
+    thread = thread_of(thread_id, channel_id, guild_id, owner["id"])
     return {
         "id": guild_id,
         "name": "Test Guild",
@@ -131,6 +116,26 @@ def guild(
         "nsfw_level": 0,
         "system_channel_flags": 0,
         "afk_timeout": 300,
+    }
+
+
+def thread_of(thread_id: str, channel_id: str, guild_id: str, owner_id: str) -> dict[str, Any]:
+    """A public thread in ``channel_id``."""
+    return {
+        "id": thread_id,
+        "type": 11,
+        "name": "a thread",
+        "parent_id": channel_id,
+        "guild_id": guild_id,
+        "owner_id": owner_id,
+        "member_count": 2,
+        "message_count": 1,
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": "2026-01-01T00:00:00+00:00",
+            "locked": False,
+        },
     }
 
 
