@@ -1,4 +1,5 @@
-"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``slack-manifest``."""
+"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``slack-manifest``,
+``discord-invite``."""
 
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest.set_defaults(handler=_slack_manifest)
 
+    invite = sub.add_parser(
+        "discord-invite", help="print the URL that adds the Discord bot to a server"
+    )
+    invite.add_argument("--config")
+    invite.set_defaults(handler=_discord_invite)
+
     mcp = sub.add_parser("mcp", help="stdio MCP server for an LLM turn (started by the daemon)")
     mcp.set_defaults(handler=_mcp)
     return parser
@@ -144,6 +151,17 @@ def _slack_manifest(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError([f"musher slack-manifest: {err}"]) from None
     print(json.dumps(app, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _discord_invite(args: argparse.Namespace) -> int:
+    from transports.discord.invite import invite_url
+
+    settings, _ = _settings(args)
+    try:
+        print(invite_url(settings.transports.discord))
+    except ValueError as err:
+        raise ConfigError([f"musher discord-invite: {err}"]) from None
     return 0
 
 

@@ -56,7 +56,7 @@ from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
-from bot.transport import HttpMount, Transport, TransportContext
+from bot.transport import HttpMount, Transport, TransportContext, live_health
 from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
@@ -290,7 +290,9 @@ class Daemon:
         transports = self._load_transports(core, db)
         ingress = core.ingress(_Identities(transports))
         app = build_app(
-            core.metrics, lambda: {**self.health, **db.health.components()}, self.settings
+            core.metrics,
+            lambda: {**self.health, **db.health.components(), **live_health(transports)},
+            self.settings,
         )
         for transport in transports:
             if isinstance(transport, HttpMount):

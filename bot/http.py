@@ -50,7 +50,7 @@ def build_app(metrics: Metrics, ready: ReadyCheck, settings: Settings) -> web.Ap
 
     async def readyz(request: web.Request) -> web.Response:
         components = ready()
-        ok = all(state == "ok" for state in components.values())
+        ok = all(state == "ok" or state.startswith("ok;") for state in components.values())
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "components": components},
             status=200 if ok else 503,

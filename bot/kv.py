@@ -37,3 +37,15 @@ class TransportState:
             )
 
         await self.db.write(job)
+
+    async def forget(self, transport: str, prefix: str, before: float) -> None:
+        """Delete ``prefix…`` rows whose value (a Unix time) is older than ``before``."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM transport_state WHERE transport = ? AND substr(key, 1, ?) = ?"
+                " AND CAST(value AS REAL) < ?",
+                (transport, len(prefix), prefix, before),
+            )
+
+        await self.db.write(job)

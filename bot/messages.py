@@ -85,12 +85,6 @@ def session_key(transport: str, room: str) -> Session:
     return Session(f"{transport}:{room}")
 
 
-def split_session(session: str) -> tuple[str, str]:
-    """Inverse of :func:`session_key`: ``"matrix:!a:b"`` → ``("matrix", "!a:b")``."""
-    value = Session.of(session)
-    return value.transport, value.address
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Text for a room. ``ephemeral`` asks for a reply only the sender sees, where supported.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -88,6 +89,22 @@ class HttpMount(Protocol):
     """A transport that serves routes on the daemon's one HTTP server."""
 
     def mount(self, app: web.Application) -> None: ...
+
+
+@runtime_checkable
+class LiveHealth(Protocol):
+    """A transport whose connection can drop while it runs (a gateway websocket)."""
+
+    name: str
+
+    def health(self) -> str:
+        """``"ok"`` while connected, else what is wrong; ``/readyz`` shows it."""
+        ...
+
+
+def live_health(transports: Iterable[object]) -> dict[str, str]:
+    """``{"transport:<name>": state}`` for the transports that report their own state."""
+    return {f"transport:{t.name}": t.health() for t in transports if isinstance(t, LiveHealth)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,9 @@ mypy plugin, that is what lets mypy see that a field is optional in the construc
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -32,6 +31,8 @@ _NUMERIC_IDS = ConfigDict(coerce_numbers_to_str=True)
 """For tables of ids that people write as numbers (snowflakes, phone numbers): 123 -> "123"."""
 _PROJECT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_E164 = r"^\+[1-9][0-9]{1,14}$"
+_SNOWFLAKE = r"^[0-9]{1,20}$"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 BusyMode = Literal["collect", "interrupt"]
@@ -194,14 +195,6 @@ class TransportConfig(Section):
         problem = f"required when [transports.{section}] is enabled"
         return [(key, problem) for key in keys if _lookup(self, key) is None]
 
-    def _not_built(self, section: str) -> list[tuple[str, str]]:
-        """A problem when this transport is enabled but this build has no code for it, so
-        that ``musher check`` refuses what ``musher run`` would (the package is looked up,
-        not imported)."""
-        if self.enabled and importlib.util.find_spec(f"transports.{section}") is None:
-            return [("enabled", f"this version of musher has no {section} transport yet")]
-        return []
-
 
 def _lookup(model: BaseModel, dotted: str) -> object:
     value: object = model
@@ -301,19 +294,38 @@ class DiscordConfig(TransportConfig):
     model_config = _NUMERIC_IDS
 
     bot_token: Secret = Field(default=None, description="Bot token")
-    application_id: str | None = Field(default=None, description="Application id")
+    application_id: str | None = Field(
+        default=None, pattern=_SNOWFLAKE, description="Application id; unset = learnt at login"
+    )
     public_key: str | None = Field(default=None, description="Key for the interactions endpoint")
-    guilds: list[str] = Field(default=[], description="Guild ids to register commands in")
-    channels: list[str] = Field(default=[], description="Channel ids to serve")
+    guilds: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default=[], description="Guild ids to register commands in"
+    )
+    channels: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default=[], description="Channel ids to serve"
+    )
     api_base_url: str = Field(
         default="https://discord.com/api/v10", pattern=_URL, description="REST API base URL"
     )
-    gateway_url: str | None = Field(default=None, description="Gateway URL; unset = ask the API")
+    gateway_url: str | None = Field(
+        default=None, pattern=r"^wss?://", description="Gateway URL; unset = Discord's"
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be the application's public key: 64 hexadecimal digits")
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> DiscordConfig:
-        problems = self._not_built("discord")
-        if self.enabled and (problems := [*problems, *self._missing("discord", ["bot_token"])]):
+        if self.enabled and (problems := self._missing("discord", ["bot_token"])):
             raise _located(problems)
         return self
 
@@ -324,13 +336,15 @@ class WhatsAppMetaConfig(Section):
     model_config = _NUMERIC_IDS
 
     access_token: Secret = Field(default=None, description="Graph API access token")
-    phone_number_id: str | None = Field(default=None, description="Sending phone number id")
+    phone_number_id: str | None = Field(
+        default=None, pattern=_SNOWFLAKE, description="Sending phone number id"
+    )
     app_secret: Secret = Field(default=None, description="Secret for X-Hub-Signature-256")
     verify_token: Secret = Field(default=None, description="Token for the GET handshake")
     graph_base_url: str = Field(
         default="https://graph.facebook.com", pattern=_URL, description="Graph API base URL"
     )
-    api_version: str = Field(default="v21.0", description="Graph API version")
+    api_version: str = Field(default="v21.0", pattern=r"^v[0-9]+\.[0-9]+$", description="Version")
 
 
 class WhatsAppTwilioConfig(Section):
@@ -338,7 +352,9 @@ class WhatsAppTwilioConfig(Section):
 
     account_sid: str | None = Field(default=None, description="Account SID")
     auth_token: Secret = Field(default=None, description="Auth token; also verifies webhooks")
-    from_number: str | None = Field(default=None, description="Sender, whatsapp:+14155238886")
+    from_number: str | None = Field(
+        default=None, pattern=r"^whatsapp:\+[1-9][0-9]{1,14}$", description="Sender number"
+    )
     api_base_url: str = Field(default="https://api.twilio.com", pattern=_URL, description="API")
     public_url: str | None = Field(
         default=None, pattern=_URL, description="Webhook URL as Twilio signs it"
@@ -351,7 +367,9 @@ class WhatsAppConfig(TransportConfig):
     model_config = _NUMERIC_IDS
 
     provider: Literal["meta", "twilio"] = Field(default="meta", description="Which API to use")
-    allowed_numbers: list[str] = Field(default=[], description="Numbers served; empty = all")
+    allowed_numbers: list[Annotated[str, Field(pattern=_E164)]] = Field(
+        default=[], description="Senders served (E.164); empty = all"
+    )
     meta: WhatsAppMetaConfig = Field(default_factory=WhatsAppMetaConfig, description="Meta")
     twilio: WhatsAppTwilioConfig = Field(default_factory=WhatsAppTwilioConfig, description="Twilio")
 
@@ -363,7 +381,7 @@ class WhatsAppConfig(TransportConfig):
             else:
                 keys = ["account_sid", "auth_token", "from_number"]
             dotted = [f"{self.provider}.{key}" for key in keys]
-            if problems := [*self._not_built("whatsapp"), *self._missing("whatsapp", dotted)]:
+            if problems := self._missing("whatsapp", dotted):
                 raise _located(problems)
         return self
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.whatsapp_api import FakeWhatsApp
 from tests.integration.daemon import DaemonProcess
 
 
@@ -30,4 +32,18 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 def slack() -> Iterator[FakeSlack]:
     """A fake Slack (Web API, Socket Mode, response URLs) on 127.0.0.1, stopped after."""
     with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscord]:
+    """A fake Discord (REST and gateway) on 127.0.0.1, stopped after."""
+    with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_whatsapp() -> Iterator[FakeWhatsApp]:
+    """A fake Graph API and Twilio Messages API on 127.0.0.1, stopped after."""
+    with FakeWhatsApp() as fake:
         yield fake

@@ -266,11 +266,12 @@ def test_the_page_is_served(make_daemon: MakeDaemon) -> None:
         assert client.get("/static/app.js").status_code == 200
 
 
-def test_enabling_a_transport_that_is_not_built_says_so(tmp_path: Path) -> None:
+def test_a_transport_that_cannot_start_says_why(tmp_path: Path) -> None:
     config = tmp_path / "bot.toml"
     config.write_text(
         f'[daemon]\ndata_dir = "{tmp_path}/d"\n[http]\nport = 0\n'
         '[transports.discord]\nenabled = true\nbot_token = "x"\n'
+        'api_base_url = "http://127.0.0.1:9/api/v10"\n'
     )
     result = subprocess.run(
         [sys.executable, "-m", "bot", "run", "--config", str(config)],
@@ -278,11 +279,8 @@ def test_enabling_a_transport_that_is_not_built_says_so(tmp_path: Path) -> None:
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
-    assert (
-        "transports.discord.enabled: this version of musher has no discord transport yet"
-        in result.stderr
-    )
+    assert result.returncode == 1
+    assert "transports.discord: cannot reach the Discord API at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
 
 

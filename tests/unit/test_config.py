@@ -360,11 +360,10 @@ def test_an_enabled_transport_with_credentials_from_the_environment_loads(in_tmp
     ("table", "missing"),
     [
         ("[transports.matrix]\nenabled = true\n", ["homeserver", "user_id", "password"]),
-        ("[transports.discord]\nenabled = true\n", ["enabled", "bot_token"]),
+        ("[transports.discord]\nenabled = true\n", ["bot_token"]),
         (
             "[transports.whatsapp]\nenabled = true\n",
             [
-                "enabled",
                 "meta.access_token",
                 "meta.phone_number_id",
                 "meta.app_secret",
@@ -373,7 +372,7 @@ def test_an_enabled_transport_with_credentials_from_the_environment_loads(in_tmp
         ),
         (
             '[transports.whatsapp]\nenabled = true\nprovider = "twilio"\n',
-            ["enabled", "twilio.account_sid", "twilio.auth_token", "twilio.from_number"],
+            ["twilio.account_sid", "twilio.auth_token", "twilio.from_number"],
         ),
     ],
 )
@@ -527,3 +526,31 @@ def test_web_user_tokens_are_redacted_when_rendered(in_tmp: Path) -> None:
 
     assert 'users = { alice = "**********" }' in rendered
     assert "tok-alice-secret" not in rendered
+
+
+def test_discord_and_whatsapp_ids_numbers_and_keys_are_checked(in_tmp: Path) -> None:
+    path = write_config(
+        '[transports.discord]\npublic_key = "abc"\nchannels = ["general"]\n'
+        'gateway_url = "http://x"\n'
+        '[transports.whatsapp]\nallowed_numbers = ["07700 900123"]\n'
+        '[transports.whatsapp.meta]\napi_version = "21"\n'
+        '[transports.whatsapp.twilio]\nfrom_number = "+14155238886"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    text = "\n".join(caught.value.problems)
+    for key in (
+        "transports.discord.public_key",
+        "transports.discord.channels",
+        "transports.discord.gateway_url",
+        "transports.whatsapp.allowed_numbers",
+        "transports.whatsapp.meta.api_version",
+        "transports.whatsapp.twilio.from_number",
+    ):
+        assert key in text
+    good = write_config(
+        f'[transports.discord]\npublic_key = "{"ab" * 32}"\nchannels = [123]\n'
+        '[transports.whatsapp]\nallowed_numbers = ["+447700900123"]\n',
+        "good.toml",
+    )
+    assert load_settings(good, {}).transports.discord.channels == ["123"]

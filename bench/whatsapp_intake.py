@@ -1,0 +1,250 @@
+"""B2 HTTP intake, WhatsApp half: a signed Meta webhook → ``POST /webhooks/whatsapp`` vs bare.
+
+BENCH.md B2 asks for each webhook against a bare handler that checks the same signature.
+Reuses :mod:`bench.intake`'s load generator, process handling and figures. All processes
+bind 127.0.0.1 and are stopped (SIGTERM, then SIGKILL) at the end:
+
+* the daemon: ``python -m bot run`` (echo provider, 50 ms coalesce window, durable
+  journal) with ``[transports.whatsapp]`` on the Meta provider: the route reads the raw
+  body, verifies ``X-Hub-Signature-256`` (HMAC-SHA256), parses the whole payload, records
+  the sender's 24-hour window and journals the message through ingress before the 200;
+* a fake Graph API (``--fake-api``, its own process) as ``graph_base_url``, answering the
+  sends of the turns that run during the load; ``GET /stats`` counts them;
+* the baseline (``--bare``): a bare aiohttp handler on ``POST /webhooks/whatsapp`` that
+  reads the raw body, verifies the same HMAC, parses the JSON and answers 200;
+* the load generator (``--loadgen``): :func:`bench.intake.load`, closed loop, keep-alive;
+  every request is a freshly signed Cloud API delivery with one text message (a unique
+  ``wamid``) from one of ``SENDERS`` numbers.
+
+Figures (as :mod:`bench.intake`): per server the best requests/s of the concurrency sweep
+whose p99 is under 100 ms, median over ``REPS``; the ratio ours / bare.
+
+Run alone: ``python -m bench.whatsapp_intake`` (``--sweep 8,32,64 --reps 5`` for full size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bench.common import emit, machine, median, progress, rnd
+from bench.intake import (
+    P99_LIMIT_MS,
+    TARGET,
+    WARMUP_S,
+    RequestFactory,
+    Server,
+    Sweep,
+    drain,
+    load,
+    run_loadgen,
+    serve_app,
+    start_child,
+    start_daemon,
+    sweep_arg,
+    sweep_figures,
+)
+
+NAME = "http_intake_whatsapp"
+MODULE = "bench.whatsapp_intake"
+CONCURRENCY = (8, 16, 32)
+REPS = 3
+DURATION_S = 2.0
+SENDERS = 1024
+APP_SECRET = "bench-app-secret"
+PHONE_NUMBER_ID = "106540352242922"
+
+CONFIG = """
+[transports.whatsapp]
+enabled = true
+provider = "meta"
+
+[transports.whatsapp.meta]
+access_token = "bench-token"
+phone_number_id = "{pnid}"
+app_secret = "{secret}"
+verify_token = "bench-verify"
+graph_base_url = "{api}"
+"""
+
+
+def signature(raw: bytes) -> str:
+    return "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+
+class Deliveries:
+    """Signed Cloud API deliveries, one text message each, unique ``wamid`` per request."""
+
+    def __init__(self) -> None:
+        self.prefix = f"{random.randrange(10**6):06d}"
+        self.seq = itertools.count()
+
+    def make(self, w: int) -> bytes:
+        n = next(self.seq)
+        sender = f"4477009{(w * 7919 + n) % SENDERS:05d}"
+        message = {
+            "from": sender,
+            "id": f"wamid.BENCH{self.prefix}{n:09d}",
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": f"please have a look at this, message {n}"},
+        }
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": "Bench"}, "wa_id": sender}],
+            "messages": [message],
+        }
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}
+            ],
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def requests(self) -> RequestFactory:
+        def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
+            raw = self.make(w)
+            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
+            return "/webhooks/whatsapp", raw, headers
+
+        return make
+
+
+def _fake_api() -> None:
+    """``POST /{version}/{pnid}/messages`` → a message id; ``GET /stats`` → how many."""
+    sent = itertools.count(1)
+    count = {"messages": 0}
+
+    async def messages(request: web.Request) -> web.Response:
+        body = await request.json()
+        count["messages"] = next(sent)
+        contacts = [{"input": body.get("to"), "wa_id": body.get("to")}]
+        answer = {"messaging_product": "whatsapp", "contacts": contacts}
+        return web.json_response({**answer, "messages": [{"id": f"wamid.S{count['messages']}"}]})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(count)
+
+    app = web.Application()
+    app.router.add_post("/{version}/{pnid}/messages", messages)
+    app.router.add_get("/stats", stats)
+    asyncio.run(serve_app(app))
+
+
+def _bare_server() -> None:
+    """``POST /webhooks/whatsapp``: read, verify the HMAC, parse, 200."""
+
+    async def post(request: web.Request) -> web.Response:
+        raw = await request.read()
+        given = request.headers.get("X-Hub-Signature-256", "")
+        if not hmac.compare_digest(signature(raw).encode(), given.encode()):
+            return web.Response(status=401)
+        body = json.loads(raw)
+        if body.get("object") != "whatsapp_business_account":
+            return web.Response(status=400)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/webhooks/whatsapp", post)
+    asyncio.run(serve_app(app))
+
+
+def sent_replies(api: Server) -> int:
+    import httpx
+
+    return int(httpx.get(f"{api.url}/stats", timeout=5).json()["messages"])
+
+
+def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, list[Sweep]] = {"ours": [], "bare": []}
+    drains: list[float] = []
+    replies = 0
+    for rep in range(reps):
+        with tempfile.TemporaryDirectory(prefix="musher-b2w-") as tmp:
+            servers: list[Server] = []
+            try:
+                servers.append(api := start_child("fake-api", MODULE, "--fake-api"))
+                config = CONFIG.format(pnid=PHONE_NUMBER_ID, secret=APP_SECRET, api=api.url)
+                servers.append(ours := start_daemon(Path(tmp), config))
+                servers.append(bare := start_child("bare", MODULE, "--bare"))
+                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
+                for c in concurrency:
+                    for server in [bare, ours] if rep % 2 == 0 else [ours, bare]:
+                        progress(f"B2 whatsapp rep {rep + 1}/{reps} {server.name} c={c}")
+                        sweeps[server.name][c] = run_loadgen(
+                            MODULE, server.url, c, duration=duration
+                        )
+                        if server is ours:
+                            drains.append(drain(ours.url))
+                replies += sent_replies(api)
+                results["ours"].append(sweeps["ours"])
+                results["bare"].append(sweeps["bare"])
+            finally:
+                for server in reversed(servers):
+                    server.stop()
+    figures = sweep_figures(results, concurrency)
+    figures["ours_replies_sent_total"] = replies
+    figures["daemon_drain_after_run_s_median"] = rnd(median(drains), 2)
+    params = {
+        "endpoint": "POST /webhooks/whatsapp (signed Cloud API delivery, one text message)",
+        "ours": (
+            "python -m bot run, [transports.whatsapp] provider=meta: HMAC check on the raw "
+            "body, whole-payload parse, 24-hour window record, ingress journal before the 200"
+        ),
+        "bare": "aiohttp handler: read body, verify X-Hub-Signature-256, parse JSON, 200",
+        "senders": SENDERS,
+        "concurrency": list(concurrency),
+        "warmup_s": WARMUP_S,
+        "duration_s": duration,
+        "reps": reps,
+        "p99_limit_ms": P99_LIMIT_MS,
+        "target": TARGET,
+        "machine": machine(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    return {"bench": NAME, "params": params, "figures": figures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
+    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
+    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,32,64")
+    args = parser.parse_args()
+    if args.bare:
+        _bare_server()
+    elif args.fake_api:
+        _fake_api()
+    elif args.loadgen:
+        deliveries = Deliveries()
+        out = asyncio.run(
+            load(args.loadgen, args.concurrency, args.warmup, args.duration, deliveries.requests())
+        )
+        print(json.dumps(out), flush=True)
+    else:
+        result = run(args.reps, args.sweep, args.duration)
+        emit(result["bench"], result["params"], result["figures"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Discord transport (discord.py gateway, application commands, interactions endpoint)."""
