@@ -16,7 +16,8 @@ _LINE_BREAKS = re.compile("[\t\n\r]")
 
 
 def first_unsafe(text: str, *, multiline: bool = True) -> str | None:
-    """The first character of ``text`` that is refused, as ``U+XXXX``; ``None`` if none.
+    """The first character of ``text`` that is refused, as ``U+`` and its hex code point
+    (``U+202E``); ``None`` if none.
 
     Tabs and line breaks are fine in ``multiline`` text (a message), not in a name.
     """
