@@ -150,3 +150,28 @@ def test_a_non_admin_moves_only_as_move_allows_and_cannot_create_projects(
     with daemon.client() as client:
         projects = client.get("/api/v1/projects").json()["projects"]
     assert sorted(p["name"] for p in projects) == ["alpha", "beta"]
+
+
+def test_on_a_phone_the_board_stacks_and_live_updates_shift_nothing(
+    make_daemon: MakeDaemon, open_page: OpenPage
+) -> None:
+    daemon = make_daemon(window_ms=50).start()
+    page = open_page(daemon.url, width=390, height=844)
+    board, chat = page.locator("#board").bounding_box(), page.locator("#chat").bounding_box()
+    assert board is not None and chat is not None
+    assert board["y"] + board["height"] <= chat["y"] + 1  # the board stacks above the chat
+    columns = page.locator("#board-columns").bounding_box()
+    assert daemon.post("lobby", "new story From elsewhere").status_code == 202
+    expect(card(page, "backlog", 1)).to_be_visible(timeout=WAIT_MS)  # an SSE frame
+    assert page.locator("#board-columns").bounding_box() == columns
+
+    card(page, "backlog", 1).focus()  # the keyboard alone opens and closes the detail
+    page.keyboard.press("Enter")
+    panel = page.locator("#item-panel")
+    expect(panel).to_be_visible()
+    expect(page.locator("#item-close")).to_be_focused()
+    box = panel.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.keyboard.press("Enter")  # on the close button
+    expect(panel).to_be_hidden()
+    expect(card(page, "backlog", 1)).to_be_focused()

@@ -149,6 +149,7 @@ export function createBoard({ api, token, send }) {
 
   function note(text) {
     ui.note.textContent = text || "";
+    ui.note.title = text || "";           // the line is clipped on narrow screens
     ui.note.hidden = !text;
   }
 
