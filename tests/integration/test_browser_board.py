@@ -37,7 +37,14 @@ def test_drag_and_keys_move_cards_and_a_refused_move_snaps_back(
     expect(mine.locator(".sender")).to_have_text("you")
     expect(page.locator("#messages .msg.bot").last).to_contain_text("backlog → coding")
 
-    # Keyboard: focus, one column right, Enter.
+    # Keyboard: focus, one column right, Escape puts it back and sends nothing.
+    card(page, "coding", 1).focus()
+    page.keyboard.press("ArrowRight")
+    expect(card(page, "qa", 1)).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(card(page, "coding", 1)).to_be_visible()
+    expect(page.locator("#messages .msg.user").last).to_contain_text("move 1 coding")
+    # Focus, one column right, Enter: moved.
     card(page, "coding", 1).focus()
     page.keyboard.press("ArrowRight")
     page.keyboard.press("Enter")
@@ -73,6 +80,7 @@ def test_a_card_opens_its_detail_with_the_history_live(
     say(page, "new story Logout --depends 1")
     card(page, "backlog", 1).drag_to(column(page, "coding"))
     expect(card(page, "coding", 1)).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#messages .msg.bot").last).to_contain_text("backlog → coding")
 
     card(page, "backlog", 2).click()
     panel = page.locator("#item-panel")
@@ -136,6 +144,7 @@ def test_a_non_admin_moves_only_as_move_allows_and_cannot_create_projects(
     expect(card(ann, "backlog", 1)).to_be_visible()
     card(ann, "backlog", 1).drag_to(column(ann, "coding"))  # what `move` allows her
     expect(card(ann, "coding", 1)).to_be_visible(timeout=WAIT_MS)
+    expect(ann.locator("#messages .msg.bot").last).to_contain_text("backlog → coding")
     say(ann, "new project sneaky")
     expect(ann.locator("#messages .msg.bot").last).to_contain_text("is for admins only")
 

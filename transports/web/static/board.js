@@ -139,6 +139,13 @@ export function createBoard({ api, token, send }) {
     columns: ui.columns, send, restore: () => render(state.items),
     open: (n) => state.project && panel.open(state.project, n),
   });
+  const openCard = (e) => {             // archived cards open too (they do not move)
+    const found = e.target.closest?.(".card");
+    if (!found || (e.type === "keydown" && e.key !== "Enter")) return;
+    if (state.project) panel.open(state.project, Number(found.dataset.number));
+  };
+  ui.archivedList.addEventListener("click", openCard);
+  ui.archivedList.addEventListener("keydown", openCard);
   const cost = createCostChart({ api });
   const newProject = createNewProject({ api, send });
 

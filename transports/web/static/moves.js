@@ -7,6 +7,8 @@
 /** The `move` target of each droppable column ("closed" takes no drops: use the chat). */
 const TARGETS = ["backlog", "coding", "qa", "merge", "done"];
 
+const GIVE_UP_MS = 15000;
+
 /** Badge → the command that clears it, offered on the card's menu. */
 export const BADGE_ACTIONS = {
   "frozen": "unfreeze",
@@ -20,7 +22,7 @@ export const BADGE_ACTIONS = {
  * opens the detail panel of item `n`.
  */
 export function createMoves({ columns, send, restore, open }) {
-  const state = { pending: false, dragging: null };
+  const state = { pending: false, dragging: null, timer: null };
 
   const listOf = (column) => columns.querySelector(`.column[data-column="${column}"] .cards`);
   const columnOf = (node) => node.closest(".column")?.dataset.column;
@@ -34,6 +36,8 @@ export function createMoves({ columns, send, restore, open }) {
     card.classList.add("pending");
     card.setAttribute("aria-busy", "true");
     state.pending = true;
+    clearTimeout(state.timer);              // no frame and no reply (a failed post): redraw
+    state.timer = setTimeout(() => state.pending && restore(), GIVE_UP_MS);
     send(`move ${card.dataset.number} ${target}`);
   }
 
@@ -104,7 +108,10 @@ export function createMoves({ columns, send, restore, open }) {
 
   return {
     /** A new frame (or the bot's reply) arrived: whatever was pending is settled. */
-    settle() { state.pending = false; },
+    settle() {
+      state.pending = false;
+      clearTimeout(state.timer);
+    },
     get pending() { return state.pending; },
   };
 }
