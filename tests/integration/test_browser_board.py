@@ -5,17 +5,39 @@ web user's rights."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from tests.fakes.llm_server import FakeLlmServer, Reply
 from tests.integration.daemon import DaemonProcess
 from tests.integration.pages import WAIT_MS, OpenPage, card, column, say
 
 MakeDaemon = Callable[..., DaemonProcess]
 USERS = '[transports.web]\nusers = { boss = "tok-boss-1", ann = "tok-ann-1" }\nadmins = ["boss"]\n'
+
+
+@contextmanager
+def fake_llm() -> Iterator[FakeLlmServer]:
+    """The fake OpenAI-compatible server on its own loop and thread (the browser test is
+    synchronous)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-llm")
+    thread.start()
+    server = FakeLlmServer()
+    try:
+        asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(10)
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def last_bot(page: Page) -> str:
@@ -184,3 +206,25 @@ def test_on_a_phone_the_board_stacks_and_live_updates_shift_nothing(
     page.keyboard.press("Enter")  # on the close button
     expect(panel).to_be_hidden()
     expect(card(page, "backlog", 1)).to_be_focused()
+
+
+def test_the_cost_chart_shows_what_the_tests_turns_cost(
+    make_daemon: MakeDaemon, open_page: OpenPage
+) -> None:
+    with fake_llm() as llm:
+        llm.push(Reply(chunks=("Sure.",), cost_usd=0.0125), Reply(chunks=("Done.",), cost_usd=0.5))
+        daemon = make_daemon(window_ms=50)
+        config = daemon.config.read_text().replace('[llm]\nprovider = "echo"\n', "")
+        daemon.config.write_text(
+            config + f'\n[llm]\nprovider = "openai"\n[llm.openai]\nbase_url = "{llm.openai_url}"'
+            '\napi_key = "k-1"\n'
+        )
+        page = open_page(daemon.start().url)
+        say(page, "plan the login page")
+        say(page, "and the logout")
+        chart = page.locator('#cost svg[aria-label^="Cost"]')
+        expect(chart).to_have_attribute("aria-label", re.compile(r"\$0\.5125$"), timeout=WAIT_MS)
+        assert chart.locator("rect.cost-bar").last.get_attribute("data-usd") == "0.5125"
+        expect(page.locator("#cost-total")).to_contain_text("Last 24 h: $0.5125 over 2 turns")
+        say(page, "cost")
+        assert "Last 24 h: $0.5125 over 2 turns" in last_bot(page)
