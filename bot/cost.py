@@ -88,3 +88,46 @@ class CostBook:
             lines.append("Top items:")
             lines += [f"  {r[0]} #{r[1]}: ${r[2]:.4f}" for r in items]
         return "\n".join(lines)
+
+    async def chart(self, days: int = 14, top: int = 5) -> dict[str, object]:
+        """The cost chart's data: spend per UTC day over the last ``days`` days (oldest
+        first, empty days included), the top items over that span, and the last 24 h total
+        exactly as the ``cost`` command reports it."""
+        now = time.time()
+        first = (int(now // DAY_S) - days + 1) * DAY_S
+        rows = await self.db.read(
+            "SELECT CAST(ts / ? AS INTEGER) AS day, SUM(cost_usd), COUNT(*) FROM turn_costs"
+            " WHERE ts >= ? GROUP BY day",
+            (DAY_S, first),
+        )
+        per_day = {int(r[0]): (float(r[1]), int(r[2])) for r in rows}
+        start = int(first // DAY_S)
+        series = []
+        for day in range(start, start + days):
+            usd, turns = per_day.get(day, (0.0, 0))
+            date = time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S))
+            series.append({"date": date, "usd": usd, "turns": turns})
+        items = await self.db.read(
+            "SELECT project, item, SUM(cost_usd) AS usd FROM turn_costs"
+            " WHERE ts >= ? AND item IS NOT NULL GROUP BY project, item"
+            " ORDER BY usd DESC, project, item LIMIT ?",
+            (first, top),
+        )
+        last = await self.db.read(
+            "SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) FROM turn_costs WHERE ts >= ?",
+            (now - DAY_S,),
+        )
+        return {
+            "days": series,
+            "top_items": [{"project": r[0], "item": r[1], "usd": r[2]} for r in items],
+            "last_24h": {"usd": float(last[0][0]), "turns": int(last[0][1])},
+        }
+
+    async def item_cost(self, project: str, item: int) -> dict[str, object]:
+        """All the spend ever recorded against ``project``'s item ``item``."""
+        rows = await self.db.read(
+            "SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) FROM turn_costs"
+            " WHERE project = ? AND item = ?",
+            (project, item),
+        )
+        return {"usd": float(rows[0][0]), "turns": int(rows[0][1])}

@@ -43,6 +43,7 @@ from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress, IngressParts
+from bot.item_api import mount as mount_item_api
 from bot.journal import Journal, State
 from bot.journal import migrate as migrate_journal
 from bot.kv import TransportState
@@ -300,6 +301,7 @@ class Daemon:
         core.mcp.mount(app)
         mount_pipeline_api(app, core.engine)
         mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
+        mount_item_api(app, core.engine, CostBook(db), core.access)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         try:
             self.url = await server.start()

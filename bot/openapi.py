@@ -90,6 +90,18 @@ _ITEM = {
         "depends_on": {"type": "array", "items": {"type": "integer"}},
     },
 }
+_NUMBER = {
+    "name": "n",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+}
+_DAYS = {
+    "name": "days",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 90},
+}
 _REFUSALS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "421": _ERROR}
 
 OPENAPI: dict[str, Any] = {
@@ -186,6 +198,37 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [_TOKEN],
                 "responses": {"200": _SSE, "404": _ERROR, "429": _ERROR, **_REFUSALS},
             },
+        },
+        "/api/v1/projects/{name}/items/{n}": {
+            "parameters": [_PROJECT, _NUMBER],
+            "get": {
+                "summary": "One item in full: text, stage, dependencies, timers, cost.",
+                "responses": {"200": _json("Item", _ITEM), "404": _ERROR, **_REFUSALS},
+            },
+        },
+        "/api/v1/projects/{name}/items/{n}/history": {
+            "parameters": [_PROJECT, _NUMBER],
+            "get": {
+                "summary": "The item's ops from the op log: who, what, when, origin.",
+                "responses": {
+                    "200": _json("History", {"type": "object"}),
+                    "404": _ERROR,
+                    **_REFUSALS,
+                },
+            },
+        },
+        "/api/v1/cost": {
+            "get": {
+                "summary": "Spend per UTC day, the top items and the last 24 h (as `cost`).",
+                "parameters": [_DAYS],
+                "responses": {"200": _json("Cost", {"type": "object"}), **_REFUSALS},
+            }
+        },
+        "/api/v1/me": {
+            "get": {
+                "summary": "The page's user and whether they are a web admin.",
+                "responses": {"200": _json("Me", {"type": "object"}), **_REFUSALS},
+            }
         },
     },
 }

@@ -32,6 +32,7 @@ class Reply:
     chunks: tuple[str, ...] = ("Hello", ", world", "!")
     input_tokens: int = 11
     output_tokens: int = 7
+    cost_usd: float | None = None  # OpenAI-compatible gateways (OpenRouter) report usage.cost
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,12 @@ def _oa_chunk(delta: dict[str, Any], finish: str | None = None) -> str:
     return _sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [choice]})
 
 
-def _oa_end(finish: str, input_tokens: int = 11, output_tokens: int = 7) -> list[str]:
-    usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens}
+def _oa_end(
+    finish: str, input_tokens: int = 11, output_tokens: int = 7, cost_usd: float | None = None
+) -> list[str]:
+    usage: dict[str, object] = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens}
+    if cost_usd is not None:
+        usage["cost"] = cost_usd
     tail = _sse({"id": "chatcmpl-fake", "choices": [], "usage": usage})
     return [_oa_chunk({}, finish), tail, _sse("[DONE]")]
 
@@ -170,7 +175,7 @@ async def _openai_events(script: Script) -> AsyncIterator[str]:
     if isinstance(script, Reply):
         for i, piece in enumerate(script.chunks):
             yield _oa_chunk(({"role": "assistant"} if i == 0 else {}) | {"content": piece})
-        for chunk in _oa_end("stop", script.input_tokens, script.output_tokens):
+        for chunk in _oa_end("stop", script.input_tokens, script.output_tokens, script.cost_usd):
             yield chunk
     elif isinstance(script, ToolUse):
         if script.text:

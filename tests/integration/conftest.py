@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.fakes.synapse import Human, Synapse, SynapseMissing, start_synapse, unique
+from tests.integration.pages import WAIT_MS, OpenPage
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,30 @@ def browser() -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[OpenPage]:
+    """Open the daemon's page (and wait until it is live); fails the test on any uncaught
+    script error. ``token`` is stored as the page's access token before it loads."""
+    errors: list[str] = []
+    contexts = []
+
+    def open_(
+        url: str, live: bool = True, token: str | None = None, width: int = 1280, height: int = 800
+    ) -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        if token is not None:
+            context.add_init_script(f"localStorage.setItem('musher.token', {token!r})")
+        page = context.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(f"{url}/#room=lobby")
+        if live:
+            expect(page.locator("#status")).to_have_text("live", timeout=WAIT_MS)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert errors == []

@@ -7,55 +7,16 @@ playwright. Without ``/usr/bin/chromium`` the tests skip, except in CI (``CI=tru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import expect
 
 from pipeline.engine import project_slug
 from tests.integration.daemon import DaemonProcess
+from tests.integration.pages import WAIT_MS, OpenPage, column, say
 
 MakeDaemon = Callable[..., DaemonProcess]
-OpenPage = Callable[..., Page]
-
-WAIT_MS = 10_000
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[OpenPage]:
-    """Open the daemon's page (and wait until it is live); fails the test on any uncaught
-    script error."""
-    errors: list[str] = []
-    contexts = []
-
-    def open_(url: str, live: bool = True) -> Page:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(f"{url}/#room=lobby")
-        if live:
-            expect(page.locator("#status")).to_have_text("live", timeout=WAIT_MS)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert errors == []
-
-
-def say(page: Page, text: str) -> None:
-    """Type ``text`` into the chat box, send it with Enter, and wait for the bot's reply."""
-    replies = page.locator("#messages .msg.bot")
-    before = replies.count()
-    page.locator("#text").fill(text)
-    page.locator("#text").press("Enter")
-    expect(replies).to_have_count(before + 1, timeout=WAIT_MS)
-
-
-def column(page: Page, name: str) -> Locator:
-    return page.locator(f'#board [data-column="{name}"]')
 
 
 def test_chat_commands_move_cards_on_the_live_board(

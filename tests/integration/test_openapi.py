@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn, composite
 
-from bot import board_api, pipeline_api
+from bot import board_api, item_api, pipeline_api
+from bot.access import AccessPolicies
+from bot.cost import CostBook
 from bot.db import Database
 from bot.feed import RoomFeed
 from bot.http import build_app
@@ -47,6 +49,7 @@ async def test_the_document_lists_every_api_route(tmp_path: Path) -> None:
         WebTransport(Journal(db), RoomFeed(), 1024).mount(app)
         pipeline_api.mount(app, engine)
         board_api.mount(app, engine)
+        item_api.mount(app, engine, CostBook(db), AccessPolicies({}))
         mounted = {
             (route.method, route.resource.canonical)
             for route in app.router.routes()

@@ -3,6 +3,7 @@
 // textContent, never innerHTML, so whatever the bot or a user says is inert.
 
 import { createBoard } from "./board.js";
+import { el } from "./dom.js";
 
 const ROOM_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const KEY_SENDER = "musher.sender";
@@ -117,13 +118,6 @@ function renderText(text) {
   }
   flushProse();
   return frag;
-}
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 function formatTime(ts) {

@@ -5,6 +5,14 @@
 // project a room works on is asked from /api/v1/rooms/{room}/project when the room
 // opens and again whenever the bot says something (a `switch` is a chat command).
 // Like the chat, every string from the server goes through textContent only.
+// Cards are also a way to issue commands (moves.js), open an item (item.js), and the
+// pane shows what turns cost (cost.js); none of them writes anything but chat commands.
+
+import { createCostChart } from "./cost.js";
+import { el } from "./dom.js";
+import { createItemPanel } from "./item.js";
+import { BADGE_ACTIONS, createMoves } from "./moves.js";
+import { createNewProject } from "./newproject.js";
 
 const COLUMNS = [
   ["backlog", "Backlog"], ["coding", "Coding"], ["qa", "QA"],
@@ -24,19 +32,17 @@ const BADGES = {
 
 const RETRY_MS = 5000;
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-/** One item as a card: `#12 Title`, its kind and badge, unmet deps, the stage detail. */
+/** One item as a card: `#12 Title`, its kind and badge, unmet deps, the stage detail,
+ * and a menu with the command that clears its badge. Focusable and draggable. */
 function card(item) {
   const li = el("li", "card");
   li.dataset.number = item.number;
   li.dataset.badge = item.badge;
   li.dataset.kind = item.kind;
+  li.dataset.home = item.column;
+  li.tabIndex = 0;
+  li.draggable = item.column !== "archived";
+  li.setAttribute("aria-label", `#${item.number} ${item.title}, ${item.stage}`);
 
   const title = el("p", "card-title");
   title.append(el("span", "card-number", `#${item.number}`), ` ${item.title}`);
@@ -57,6 +63,17 @@ function card(item) {
       `waiting on ${item.waiting_on.map((n) => `#${n}`).join(", ")}`));
   }
   if (item.detail) li.append(el("p", "card-detail", item.detail));
+  const action = BADGE_ACTIONS[item.badge];
+  if (action) {
+    const menu = el("details", "card-menu");
+    const summary = el("summary", "card-menu-button", "⋯");
+    summary.setAttribute("aria-label", `Actions for #${item.number}`);
+    const button = el("button", "card-action", action);
+    button.type = "button";
+    button.dataset.action = action;
+    menu.append(summary, button);
+    li.append(menu);
+  }
   return li;
 }
 
@@ -82,6 +99,7 @@ export function createBoard({ api, token, send }) {
     gen: 0,           // bumps on every (re)connect; frames and retries of older ones are dropped
     checking: null,   // the room-project request in flight, if any
     again: false,     // another check was asked for while one was in flight
+    items: [],        // the last frame's items (a refused move redraws them)
   };
 
   // The six columns are built once; each frame only replaces their cards.
@@ -114,6 +132,23 @@ export function createBoard({ api, token, send }) {
     ui.picker.hidden = options.length < 2;  // nothing to switch to
   }
 
+  const panel = createItemPanel({
+    api, onClose: (n) => ui.columns.querySelector(`.card[data-number="${n}"]`)?.focus(),
+  });
+  const moves = createMoves({
+    columns: ui.columns, send, restore: () => render(state.items),
+    open: (n) => state.project && panel.open(state.project, n),
+  });
+  const openCard = (e) => {             // archived cards open too (they do not move)
+    const found = e.target.closest?.(".card");
+    if (!found || (e.type === "keydown" && e.key !== "Enter")) return;
+    if (state.project) panel.open(state.project, Number(found.dataset.number));
+  };
+  ui.archivedList.addEventListener("click", openCard);
+  ui.archivedList.addEventListener("keydown", openCard);
+  const cost = createCostChart({ api });
+  const newProject = createNewProject({ api, send });
+
   ui.picker.addEventListener("change", () => {
     const name = ui.picker.value;
     if (name && name !== state.project) send(`switch ${name}`);
@@ -121,10 +156,14 @@ export function createBoard({ api, token, send }) {
 
   function note(text) {
     ui.note.textContent = text || "";
+    ui.note.title = text || "";           // the line is clipped on narrow screens
     ui.note.hidden = !text;
   }
 
   function render(items) {
+    state.items = items;
+    moves.settle();
+    const focused = document.activeElement?.closest?.("#board .card")?.dataset.number;
     const by = new Map([...lists.keys(), "archived"].map((k) => [k, []]));
     for (const item of items) by.get(item.column)?.push(item);
     for (const [key, { list, count }] of lists) {
@@ -139,6 +178,7 @@ export function createBoard({ api, token, send }) {
     const shown = items.length - archived.length;
     ui.total.textContent = `${shown} item${shown === 1 ? "" : "s"}`;
     note(items.length ? "" : "No items yet. Try “new story Login page” in the chat.");
+    if (focused) ui.columns.querySelector(`.card[data-number="${focused}"]`)?.focus();
   }
 
   function clear() {
@@ -157,7 +197,9 @@ export function createBoard({ api, token, send }) {
       if (gen !== state.gen) return;
       let frame;
       try { frame = JSON.parse(e.data); } catch { return; }  // ignore a bad frame
-      if (frame.project === state.project) render(frame.items || []);
+      if (frame.project !== state.project) return;
+      render(frame.items || []);
+      panel.refresh(frame.project);
     });
     es.onerror = () => {
       if (gen !== state.gen || es.readyState !== EventSource.CLOSED) return;
@@ -198,6 +240,7 @@ export function createBoard({ api, token, send }) {
       const gen = ++state.gen;
       if (project !== state.project) {
         state.project = project;
+        panel.close();
         ui.project.textContent = project || "no project";
         clear();
       }
@@ -224,6 +267,8 @@ export function createBoard({ api, token, send }) {
         ui.project.textContent = "";
         clear();
       }
+      cost.load();                      // and the token may have changed: ask again
+      newProject.load();
       state.epoch++;                    // answers for the old room are ignored on return
       state.gen++;                      // and so are its frames and retries
       state.checking = null;
@@ -231,6 +276,10 @@ export function createBoard({ api, token, send }) {
       refresh(true);
     },
     /** The bot said something in the room: it may have been a `switch`. */
-    roomActivity() { if (state.room) refresh(false); },
+    roomActivity() {
+      if (moves.pending) render(state.items);   // the reply came: show the truth
+      cost.later();
+      if (state.room) refresh(false);
+    },
   };
 }
