@@ -116,9 +116,6 @@ class EventStreams:
         self.limit = limit
         self._open: Counter[str] = Counter()
 
-    def open_count(self, key: str) -> int:
-        return self._open[key]
-
     async def serve(self, request: web.Request, key: str, body: StreamBody) -> web.StreamResponse:
         """Run ``body`` on a new stream until it returns or the client leaves.
 
