@@ -40,12 +40,10 @@ from pipeline.model import (
 )
 from pipeline.ops import KEEP, PROJECT_NAME, AddProject, Change, PurgeItem, SetRoom, UpdateItem
 from pipeline.store import OpStore, ProjectRecord
+from pipeline.text_rules import has_hidden
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
 _NEVER_DONE = (Abandoned, Superseded, Rejected)
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                          "\u2066\u2067\u2068\u2069")  # fmt: skip
-"""Characters that make text read differently from how it is stored (R12)."""
 MAX_NUMBER = 2**63 - 1
 """The largest item number the store can hold; any larger one names no item (C3)."""
 
@@ -259,7 +257,7 @@ class Engine:
             ProjectNotFound, ItemNotFound, PipelineError: nothing was written.
         """
         await self.project(project)
-        if any(c in BIDI_CONTROLS or c == "\x7f" or (c < " " and c not in "\r\n") for c in title):
+        if has_hidden(title):
             raise PipelineError("A title must not hold control or bidi-override characters.")
         deps = _distinct(depends_on)
         async with self._lock(project):

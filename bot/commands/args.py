@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import shlex
 import typing
-import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from config.errors import UsageError
-from pipeline.engine import BIDI_CONTROLS
+from pipeline.text_rules import clean_line
 
 
 class Args(BaseModel):
@@ -68,20 +67,9 @@ Verbatim = VerbatimMarker()
 
 
 def clean_text(value: object) -> object:
-    """Drop control characters (NUL, escapes; tabs and newlines become spaces) and bidi
-    overrides, which could make a title read differently from what is stored (R12)."""
-    if not isinstance(value, str):
-        return value
-    kept = []
-    for char in value:
-        if char in BIDI_CONTROLS:
-            continue
-        if unicodedata.category(char) == "Cc":
-            if char in "\t\n\r":
-                kept.append(" ")
-            continue
-        kept.append(char)
-    return " ".join("".join(kept).split())
+    """Free text as one line without hidden characters (:func:`pipeline.text_rules.clean_line`),
+    so a title reads as it is stored (R12)."""
+    return clean_line(value) if isinstance(value, str) else value
 
 
 CleanText = Annotated[str, BeforeValidator(clean_text)]

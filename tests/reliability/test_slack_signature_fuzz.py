@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from bot.messages import InboundMessage
 from bot.metrics import Metrics
-from bot.text_safety import scrub
 from bot.transport import FeedResult
 from config.models import SlackConfig
+from pipeline.text_rules import scrub
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import SECRET, event, sign
 from transports.slack.app import SlackTransport

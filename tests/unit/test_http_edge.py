@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bot.http import parse_json
 from bot.http_guard import Credentials, Identity, host_name
-from bot.text_safety import first_unsafe, scrub
+from pipeline.text_rules import first_unsafe, scrub
 from tests.fakes.slack_payloads import event
 from transports.slack.wire import Bot, event_message
 from transports.web.wire import WireError, parse_after, parse_post

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from bot.messages import InboundMessage
-from bot.text_safety import first_unsafe, scrub
+from pipeline.text_rules import first_unsafe, scrub
 
 TRANSPORT = "slack"
 # Message subtypes that are a person saying something; every other subtype (edits,

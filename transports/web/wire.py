@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.http import WEB_ROOM, WEB_ROOM_RULE
-from bot.text_safety import first_unsafe
+from pipeline.text_rules import first_unsafe
 
 MAX_SENDER = 128
 MAX_ID = 128
