@@ -18,6 +18,7 @@ from pipeline.model import Done, MergeFailure
 from pipeline.sandbox import LocalSandbox
 from tests.fakes.git_server import git
 from tests.unit.merge_env import PROJECT, MergeRoom, merge_room
+from tests.unit.test_sandbox import need_bwrap
 
 
 @pytest.fixture
@@ -270,3 +271,28 @@ async def test_git_shows_agent_branches_and_the_base_checkout(app: MergeRoom) ->
         "musher/app-2: 2 ahead, 1 behind main; worktree 1 uncommitted file (b.txt).",
     ]
     assert await app.say("git nope") == "No project 'nope'. Projects: app, home."
+
+
+async def test_the_merge_gates_run_in_bwrap_in_the_temporary_worktree_blind_to_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    need_bwrap()
+    async with merge_room(tmp_path, {"MUSHER_PROJECTS__SANDBOX": "bwrap"}) as app:
+        database = app.room.data_dir / "musher.db"
+        (app.repo / "check.py").write_text(
+            "import os, pathlib\n"
+            "assert pathlib.Path('a.txt').read_text() == 'agent\\n', 'not the merged code'\n"
+            f"assert not os.path.exists({str(database)!r}), 'the data dir is visible'\n"
+            "print('checked', os.getcwd())\n"
+        )
+        git("add", "check.py", cwd=app.repo)
+        git("commit", "--quiet", "-m", "a gate", cwd=app.repo)
+        await app.set_gates(f"{sys.executable} check.py")
+        await to_merge(app)
+        app.agent_commit(1, {"a.txt": "agent\n"})
+        await app.say("move 1 merge")
+
+        item = await app.settled(1)
+
+        assert item.stage == Done(merge_commit=app.main_tip()), item.stage
+        assert database.exists() and app.merge_dirs() == []
