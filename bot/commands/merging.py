@@ -7,12 +7,10 @@ Parts the handlers name: ``rooms`` (the engine and who follows what) and ``data_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import BeforeValidator, Field
 
 from bot.commands.args import Args
 from bot.commands.pipeline import ItemArgs, RoomProjects, changed_line
+from bot.commands.projects import Name
 from bot.commands.registry import CommandContext, Registry
 from bot.messages import Reply
 from pipeline.agents.repo import BranchState, RepoState, is_repository, repo_state
@@ -22,16 +20,8 @@ from pipeline.transitions import RetryMerge
 SHOWN_FILES = 5
 
 
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 class GitArgs(Args):
-    project: Annotated[
-        str | None,
-        BeforeValidator(_lower),
-        Field(description="project name (default: this room's)", max_length=200),
-    ] = None
+    project: Name | None = None
 
 
 def register_merging(registry: Registry) -> None:
