@@ -163,7 +163,9 @@ class MergeQueue:
             result = await merge_item(job, still_wanted)
         except MergeError as err:
             await self._failed(item, project, err.kind, err.reason)
-        except (PipelineError, OSError) as err:
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # visible as a failure, never retried in a loop
             log.exception("merging %s #%d", project, number)
             await self._failed(item, project, "error", f"The merge could not run: {err}")
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.agents.naming import branch_name, worktree_path
-from pipeline.gitops import git
+from pipeline.gitops import GitError, git
 from pipeline.process import Finished
 
 SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false")
@@ -34,10 +34,16 @@ async def rev(repo: Path, name: str) -> str | None:
 
 
 async def ahead_behind(repo: Path, base: str, branch: str) -> tuple[int, int]:
-    """How many commits ``branch`` has that ``base`` lacks, and the other way round."""
+    """How many commits ``branch`` has that ``base`` lacks, and the other way round.
+
+    Raises:
+        GitError: git could not compare them.
+    """
     found = await run_git(["rev-list", "--left-right", "--count", f"{base}...{branch}"], repo)
-    behind, ahead = (int(n) for n in found.output.split()[:2]) if found.ok else (0, 0)
-    return ahead, behind
+    counts = found.output.split()[-2:] if found.ok else []
+    if len(counts) != 2 or not all(n.isdecimal() for n in counts):
+        raise GitError(f"git could not compare {branch} with {base}: {found.output[-200:]}")
+    return int(counts[1]), int(counts[0])
 
 
 async def changed_files(checkout: Path, *, untracked: bool = True) -> tuple[str, ...]:

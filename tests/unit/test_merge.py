@@ -14,7 +14,7 @@ import pytest
 from pipeline.agents.merge import MergeJob, merge_item
 from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.agents.naming import merge_path
-from pipeline.model import Done, MergeFailure
+from pipeline.model import Done, MergeFailure, stage_name
 from pipeline.sandbox import LocalSandbox
 from tests.fakes.git_server import git
 from tests.unit.merge_env import PROJECT, MergeRoom, merge_room
@@ -296,3 +296,57 @@ async def test_the_merge_gates_run_in_bwrap_in_the_temporary_worktree_blind_to_t
 
         assert item.stage == Done(merge_commit=app.main_tip()), item.stage
         assert database.exists() and app.merge_dirs() == []
+
+
+async def test_merges_of_one_project_run_one_at_a_time(app: MergeRoom, tmp_path: Path) -> None:
+    journal = tmp_path / "gates.log"
+    await app.set_gates(python_gate(tmp_path, (
+        "import os, time\n"
+        f"log = open({str(journal)!r}, 'a')\n"
+        "log.write('start ' + os.path.basename(os.getcwd()) + '\\n'); log.flush()\n"
+        "time.sleep(0.3)\n"
+        "log.write('end ' + os.path.basename(os.getcwd()) + '\\n')\n"
+    )))  # fmt: skip
+    for n, title in ((1, "One"), (2, "Two"), (3, "Three")):
+        await to_merge(app, title)
+        app.agent_commit(n, {f"{n}.txt": f"{n}\n"})
+    for n in (1, 2, 3):
+        await app.say(f"move {n} merge")
+
+    merged = [await app.settled(n) for n in (1, 2, 3)]
+
+    assert all(isinstance(item.stage, Done) for item in merged)
+    assert journal.read_text().splitlines() == [
+        "start merge-1", "end merge-1", "start merge-2", "end merge-2",
+        "start merge-3", "end merge-3",
+    ]  # fmt: skip
+    assert app.main_log()[:3] == [
+        "musher: merge #3 Three", "musher: merge #2 Two", "musher: merge #1 One",
+    ]  # fmt: skip
+
+
+async def test_an_item_moved_away_during_its_merge_is_not_merged(
+    app: MergeRoom, tmp_path: Path
+) -> None:
+    started, hold = tmp_path / "started", tmp_path / "hold"
+    await app.set_gates(python_gate(tmp_path, (
+        "import pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while pathlib.Path({str(hold)!r}).exists():\n    time.sleep(0.05)\n"
+    )))  # fmt: skip
+    await to_merge(app)
+    app.agent_commit(1, {"a.txt": "agent\n"})
+    tip = app.main_tip()
+    hold.touch()
+    await app.say("move 1 merge")
+    async with asyncio.timeout(20):
+        while not started.exists():  # noqa: ASYNC110 - the gate runs in another process
+            await asyncio.sleep(0.05)
+
+    assert await app.say("move 1 backlog") == "#1 Login page: merge → backlog."
+    hold.unlink()
+
+    line = await app.wait_line("merge stopped")
+    assert line == "#1 Login page: merge stopped (#1 left the merge stage; not merged.)"
+    assert app.main_tip() == tip and app.merge_dirs() == []
+    assert stage_name((await app.item(1)).stage) == "backlog"
