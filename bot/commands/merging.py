@@ -15,7 +15,7 @@ from bot.commands.registry import CommandContext, Registry
 from bot.messages import Reply
 from pipeline.agents.repo import BranchState, RepoState, is_repository, repo_state
 from pipeline.errors import PipelineError
-from pipeline.transitions import RetryMerge
+from pipeline.transitions import RetryMerge, TransitionError
 
 SHOWN_FILES = 5
 
@@ -36,7 +36,10 @@ def register_merging(registry: Registry) -> None:
     )
     async def retry_merge(ctx: CommandContext, args: ItemArgs, *, rooms: RoomProjects) -> Reply:
         engine, project = await rooms.room_project(ctx)
-        changed = await engine.apply(project, args.number, RetryMerge(), ctx.origin)
+        try:
+            changed = await engine.apply(project, args.number, RetryMerge(), ctx.origin)
+        except TransitionError as err:
+            raise PipelineError(f"{err} Only an item whose merge failed can retry it.") from None
         return Reply(f"{changed_line(changed)} Merging it again.")
 
     @registry.command(

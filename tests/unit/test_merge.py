@@ -350,3 +350,19 @@ async def test_an_item_moved_away_during_its_merge_is_not_merged(
     assert line == "#1 Login page: merge stopped (#1 left the merge stage; not merged.)"
     assert app.main_tip() == tip and app.merge_dirs() == []
     assert stage_name((await app.item(1)).stage) == "backlog"
+
+
+async def test_bad_input_to_the_merge_commands_changes_nothing(app: MergeRoom) -> None:
+    await to_merge(app)
+    ops = await app.room.ops()
+
+    assert await app.say("retry_merge 1") == (
+        "#1 is in coding; cannot retry_merge. Only an item whose merge failed can retry it."
+    )
+    assert await app.say("retry_merge 99") == "No item #99 in app."
+    assert (await app.say("retry_merge")).startswith("Usage: retry_merge N\n")
+    assert (
+        await app.say("git home")
+        == f"home ({app.room.root.parent / 'home'}) is not a git repository."
+    )
+    assert await app.room.ops() == ops
