@@ -5,6 +5,8 @@ agent that commits on ``musher/app-<N>`` in its worktree."""
 from __future__ import annotations
 
 import asyncio
+import shlex
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -97,3 +99,18 @@ async def merge_room(tmp_path: Path, env: Mapping[str, str] = {}) -> AsyncIterat
             yield MergeRoom(room, repo)
         finally:
             await pipeline.bus.aclose()
+
+
+async def in_coding(app: MergeRoom, title: str = "Login page") -> int:
+    """``new story <title>`` and ``move N coding``; returns N."""
+    assert (await app.say(f"new story {title}")).startswith("Created #")
+    number = len(await app.room.core.engine.items(PROJECT))
+    assert await app.say(f"move {number} coding") == f"#{number} {title}: backlog → coding."
+    return number
+
+
+def python_gate(tmp_path: Path, code: str) -> str:
+    """A gate command running ``code`` from a script outside the repository."""
+    script = tmp_path / f"gate{len(list(tmp_path.glob('gate*.py')))}.py"
+    script.write_text(code)
+    return shlex.join([sys.executable, str(script)])
