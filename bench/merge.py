@@ -12,15 +12,14 @@ noisy machine hits both alike. Prints one JSON line; asserts nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import emit, machine, median, rnd
 from pipeline.agents.merge import MergeJob, merge_item
 from pipeline.model import SystemOrigin
 from pipeline.sandbox import LocalSandbox
@@ -100,16 +99,15 @@ async def main() -> None:
             base.append(await bare(repo, tmp / "bare-merge", 2 * n + 1))
             samples.append(await ours(record, tmp / "data", 2 * n + 2))
         merged = len(git("log", "--format=%H", "main", cwd=repo).splitlines()) - 1
-    p50_base = statistics.median(base) * 1000
-    p50_ours = statistics.median(samples) * 1000
+    p50_base, p50_ours = median(base) * 1000, median(samples) * 1000
     figures = {
-        "bare_p50_ms": round(p50_base, 1),
-        "ours_p50_ms": round(p50_ours, 1),
-        "ratio_p50": round(p50_ours / p50_base, 3),
+        "bare_p50_ms": rnd(p50_base, 1),
+        "ours_p50_ms": rnd(p50_ours, 1),
+        "ratio_p50": rnd(p50_ours / p50_base),
         "merged_commits": merged,
     }
-    params = {"runs": RUNS, "repo_files": 200, "gates": "none", "sandbox": "none"}
-    print(json.dumps({"bench": "B8_merge", "params": params, "figures": figures}), flush=True)
+    params = {"runs": RUNS, "repo_files": 200, "gates": "none", "sandbox": "none", **machine()}
+    emit("B8_merge", params, figures)
 
 
 if __name__ == "__main__":

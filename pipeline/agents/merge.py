@@ -114,10 +114,10 @@ async def merge_item(job: MergeJob, still_wanted: StillWanted | None = None) -> 
         MergeError: the merge was refused or failed; ``reason`` says why.
     """
     repo, base = job.repo, job.base
-    if not await git_repo.is_repository(repo):
-        raise MergeError("no-repo", f"{repo} is not a git repository.")
     base_tip = await git_repo.rev(repo, f"refs/heads/{base}")
     if base_tip is None:
+        if not await git_repo.is_repository(repo):
+            raise MergeError("no-repo", f"{repo} is not a git repository.")
         raise MergeError("no-base", f"There is no base branch {base} in {repo}.")
     tip = await git_repo.rev(repo, f"refs/heads/{job.branch}")
     if tip is None:
@@ -134,9 +134,9 @@ async def merge_item(job: MergeJob, still_wanted: StillWanted | None = None) -> 
         raise MergeError("no-identity", str(err)) from None
     where = merge_path(job.data_dir, job.project.name, job.number)
     await remove_worktree(repo, where)  # a leftover of an interrupted run
-    try:
-        await _step(["worktree", "add", "--detach", "--quiet", str(where), base_tip], repo,
-                    "creating the merge worktree")  # fmt: skip
+    try:  # --force: reuse the path even if a vanished worktree is still registered there
+        await _step(["worktree", "add", "--force", "--detach", "--quiet", str(where), base_tip],
+                    repo, "creating the merge worktree")  # fmt: skip
         commit = await _squash(job, where, tip, ahead, who, trailer)
         await _gates(job, where)
         if still_wanted is not None and not await still_wanted():
@@ -231,14 +231,19 @@ async def _fast_forward(job: MergeJob, old: str, new: str) -> None:
 
 async def remove_worktree(repo: Path, where: Path) -> None:
     """Remove the temporary worktree ``where`` and its admin entry; kill what still runs
-    in it first. Idempotent: nothing there is fine."""
-    if await asyncio.to_thread(os.path.lexists, where):
-        await kill_inside(where)
-        if await git_repo.is_repository(repo):
-            await run_git(["worktree", "remove", "--force", "--force", str(where)], repo)
+    in it first. Idempotent: nothing there is fine (a registration whose directory vanished
+    is overridden by the next ``worktree add --force`` or pruned by git itself)."""
+    if not await asyncio.to_thread(os.path.lexists, where):
+        return
+    await kill_inside(where)
+    known = await asyncio.to_thread(os.path.isdir, repo)
+    removed = (
+        known and (await run_git(["worktree", "remove", "--force", "--force", str(where)], repo)).ok
+    )
+    if not removed:  # not (or no longer) a worktree git knows: delete it, forget it
         await asyncio.to_thread(shutil.rmtree, where, True)
-    if await git_repo.is_repository(repo):
-        await run_git(["worktree", "prune"], repo)
+        if await git_repo.is_repository(repo):
+            await run_git(["worktree", "prune"], repo)
 
 
 async def sweep_leftovers(data_dir: Path, project: str, repo: Path, busy: int | None) -> list[int]:

@@ -42,6 +42,11 @@ async def test_reconcile_removes_a_killed_merges_worktree_and_what_runs_in_it(
             await gate.wait()
     assert app.merge_dirs() == []
     assert "merge-7" not in git("worktree", "list", cwd=app.repo)
+    stray = merge_path(app.room.data_dir, "home", 3)  # project "home" has no repository
+    stray.mkdir(parents=True)
+    (stray / "half-made").write_text("x")
+    await queue.reconcile()
+    assert not stray.exists()
     await queue.reconcile()  # idempotent: nothing left, nothing done
     await queue.aclose()
 
