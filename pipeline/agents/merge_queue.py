@@ -5,7 +5,8 @@ An item reaches Merge by ``move N merge``, by ``retry_merge N`` after a failure,
 the agent pool when the project's ``qa = "server"``; all arrive here as the same change.
 Each project has one worker task that takes its queued items in order; a merge ends with
 ``merged`` (Done with the commit) or ``merge_failed`` (MergeFailure with the reason), and
-the project's following rooms get one line saying which. The reconciler (at start and
+the project's following rooms get a line when it starts and one with the commit or the
+reason (besides the notifier's ``merge → done`` line). The reconciler (at start and
 every ``reconcile_interval_s``) removes ``merge-*`` worktrees no running merge owns (a
 killed daemon's leftovers) and queues items sitting in Merge with no merge running, so a
 merge interrupted by a crash is finished after the restart. Locks are in memory only and
