@@ -106,9 +106,8 @@ def test_a_merge_killed_around_the_fast_forward_ends_done_exactly_once_after_res
     assert daemon.terminate() == 0
 
 
-def test_a_daemon_killed_during_the_merge_gates_leaves_no_gate_running(
-    make_daemon: MakeDaemon, tmp_path: Path
-) -> None:
+def hanging_gate(make_daemon: MakeDaemon, tmp_path: Path) -> tuple[DaemonProcess, Path, int]:
+    """A daemon merging #1 whose gate hangs (until ``tmp/hang`` goes); the gate's pid."""
     pid_file, hang = tmp_path / "gate.pid", tmp_path / "hang"
     script = tmp_path / "gate.py"
     script.write_text(
@@ -125,10 +124,16 @@ def test_a_daemon_killed_during_the_merge_gates_leaves_no_gate_running(
     while not pid_file.exists():
         assert time.monotonic() < deadline, daemon.log_text()
         time.sleep(0.05)
-    gate = int(pid_file.read_text())
+    return daemon, repo, int(pid_file.read_text())
+
+
+def test_a_daemon_killed_during_the_merge_gates_leaves_no_gate_running(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    daemon, repo, gate = hanging_gate(make_daemon, tmp_path)
     daemon.kill()  # SIGKILL mid-gate; the gate runs on in its own session
     assert alive(gate)
-    hang.unlink()
+    (tmp_path / "hang").unlink()
 
     daemon.start()
     item = wait_done(daemon)
@@ -147,3 +152,19 @@ def alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purpose
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_shutdown_during_the_merge_gates_stops_them_and_the_restart_merges(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    daemon, repo, gate = hanging_gate(make_daemon, tmp_path)
+
+    assert daemon.terminate() == 0  # SIGTERM: the merge is cancelled, its gate killed
+
+    assert not alive(gate)
+    assert merge_dirs(daemon) == [] and main_log(repo) == ["first"]
+    (tmp_path / "hang").unlink()
+    daemon.start()
+    assert wait_done(daemon)["stage"] == "done"
+    assert main_log(repo) == ["musher: merge #1 Login page", "first"]
+    assert daemon.terminate() == 0
