@@ -62,6 +62,7 @@ from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
 from config.models import Settings
+from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.project_setup import ProjectSetup, SetupConfig
@@ -150,6 +151,9 @@ def build_core(
     outbox = Outbox(journal, feed, metrics, settings.daemon.name)
     clock = clock or LoopClock()
     pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
+    data_dir = db.path.parent
+    pipeline.bus.add(MergeQueue(engine, MergeSettings.of(settings, data_dir),
+                                pipeline.notifier.announce))  # fmt: skip
     provider = provider or make_provider(settings, db, mcp.config_for)
     sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
     access = access or AccessPolicies.from_settings(sections)
@@ -186,6 +190,7 @@ def build_core(
         rooms=RoomProjects(engine, pipeline.followers),
         timers=pipeline.timers,
         cost_report=costs.report,
+        data_dir=data_dir,
     )
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)

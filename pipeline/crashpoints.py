@@ -13,6 +13,10 @@ the order a message meets them (README, "Crash safety"):
   (R7: it fires once after the restart, within the grace period).
 * ``mid-op-commit``: an op and its effects are written inside the transaction, the commit
   not yet done (S4/R4: the op is absent after the restart, never half-applied).
+* ``merge-before-ff``: a merge's squash commit passed the gates in its temporary worktree,
+  the base branch not yet moved (A3: the worktree is swept, the merge runs again).
+* ``merge-after-ff``: the base branch was fast-forwarded, the item not yet Done (A3: the
+  landed commit is recognised by its trailer and recorded, never merged twice).
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from typing import TypeVar
 
 ENV = "MUSHER_CRASH_AT"
 LABELS = frozenset(
-    {"after-journal", "before-turn-start", "after-turn-start", "timer-firing", "mid-op-commit"}
+    {
+        "after-journal",
+        "before-turn-start",
+        "after-turn-start",
+        "timer-firing",
+        "mid-op-commit",
+        "merge-before-ff",
+        "merge-after-ff",
+    }
 )
 
 log = logging.getLogger("musher.crash")

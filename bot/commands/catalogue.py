@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.commands.approvals import register_approvals
 from bot.commands.core import register_core
+from bot.commands.merging import register_merging
 from bot.commands.pipeline import register_pipeline
 from bot.commands.projects import register_projects
 from bot.commands.registry import Registry
@@ -20,5 +21,6 @@ def build_registry() -> Registry:
     register_projects(registry)
     register_timers(registry)
     register_approvals(registry)
+    register_merging(registry)
     register_unbuilt(registry)
     return registry

@@ -23,7 +23,6 @@ UNBUILT: tuple[tuple[str, str], ...] = (
     ("assign", "assign N <agent>"),
     ("agents", "agents [--all]"),
     ("logs", "logs N [lines]"),
-    ("git", "git"),
     ("cleanup_worktrees", "cleanup_worktrees [--confirm]"),
     ("nodes", "nodes"),
     ("node", "node trust|revoke <pubkey>"),

@@ -85,7 +85,6 @@ async def test_a_timer_refuses_a_move_the_item_cannot_make_and_says_why(chat: Ch
         "assign 1 coder",
         "agents --all",
         "logs 1 50",
-        "git",
         "cleanup_worktrees --confirm",
         "nodes",
         "node trust abcd",
