@@ -1,5 +1,5 @@
-"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``slack-manifest``,
-``discord-invite``."""
+"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``store copy``,
+``slack-manifest``, ``discord-invite``."""
 
 from __future__ import annotations
 
@@ -64,7 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="verify every signature and replay the log")
     verify.add_argument("--config")
     verify.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    verify.add_argument("--store", help="the database URL; overrides [store] url")
     verify.set_defaults(handler=_audit_verify)
+
+    store = sub.add_parser("store", help="move the state between store backends")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    copy = store_sub.add_parser("copy", help="copy an install into an empty database, verify it")
+    copy.add_argument("--from", dest="source", required=True, help="sqlite:///… or postgresql://…")
+    copy.add_argument("--to", dest="target", required=True, help="an empty database's URL")
+    copy.set_defaults(handler=_store_copy)
 
     manifest = sub.add_parser(
         "slack-manifest", help="print the Slack app manifest for [transports.slack]"
@@ -172,21 +180,33 @@ def _mcp(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from bot.store_url import default_url, sqlite_path
+
     settings, _ = _settings(args)
-    path = _data_dir(args, settings) / "musher.db"
-    if not path.exists():
-        raise ConfigError([f"{path}: no database here (is --data-dir right?)"])
-    return asyncio.run(_verify(path))
+    data_dir = _data_dir(args, settings)
+    url = args.store or settings.store.url or default_url(data_dir)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError([f"{path}: no database here (is --data-dir or --store right?)"])
+    return asyncio.run(_verify(url, data_dir))
 
 
-async def _verify(path: Path) -> int:
-    from bot.db import Database
+async def _verify(url: str, data_dir: Path) -> int:
+    from bot.store_url import open_db
     from pipeline.audit import verify
 
-    db = await Database.open(path)
+    db = await open_db(url, data_dir)
     try:
         report = await verify(db)
     finally:
         await db.aclose()
     print(report)
     return 0 if report.ok else 1
+
+
+def _store_copy(args: argparse.Namespace) -> int:
+    from bot.store_copy import copy_store
+
+    result = asyncio.run(copy_store(args.source, args.target, Path.cwd()))
+    print(result)
+    return 0 if result.report.ok else 1

@@ -38,7 +38,7 @@ from bot.commands.catalogue import build_registry
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import Registry
 from bot.cost import CostBook
-from bot.db import Database
+from bot.db import Db
 from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
@@ -56,6 +56,7 @@ from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
+from bot.store_url import open_db
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext, live_health
 from bot.turn_retry import TurnRetry
@@ -128,7 +129,7 @@ class Core:
 
 def build_core(
     settings: Settings,
-    db: Database,
+    db: Db,
     store: OpStore,
     *,
     provider: Provider | None = None,
@@ -159,7 +160,7 @@ def build_core(
     )  # fmt: skip
     runner = TurnRunner(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
-                  access, settings.llm.turn_timeout_s, db.path.parent, approvals)
+                  access, settings.llm.turn_timeout_s, db.data_dir, approvals)
     )  # fmt: skip
     retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
     dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal))
@@ -177,7 +178,7 @@ def build_core(
         await approvals.forget(session)  # approvals never outlive reset (L7)
 
     registry.provide(
-        setup=project_setup(settings, engine, db.path.parent),
+        setup=project_setup(settings, engine, db.data_dir),
         tell=tell,
         stop_session=stop_session,
         reset_session=reset_session,
@@ -270,7 +271,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
+        db = await open_db(self.settings.store.url, self.data_dir, DAEMON_SCHEMA)
+        log.info("store: %s", db.describe())
         try:
             await migrate_journal(db)
             store = await OpStore.open(db, load_or_create(self.data_dir))
@@ -282,7 +284,7 @@ class Daemon:
                 (self.data_dir / "daemon.json").unlink()
             log.info("stopped")
 
-    async def _serve(self, db: Database, store: OpStore) -> None:
+    async def _serve(self, db: Db, store: OpStore) -> None:
         core = build_core(self.settings, db, store)
         if missing := core.registry.missing():
             raise RuntimeError(f"commands without the parts they need: {', '.join(missing)}")
@@ -360,7 +362,7 @@ class Daemon:
         await pipeline.bus.start()
         self.health["bus"] = "ok"
 
-    def _load_transports(self, core: Core, db: Database) -> list[Transport]:
+    def _load_transports(self, core: Core, db: Db) -> list[Transport]:
         ctx = TransportContext(
             self.settings,
             db,
