@@ -91,8 +91,9 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def start_postgres() -> Iterator[Postgres]:
-    """Run a fresh server until the block ends."""
+def start_postgres(*, fsync: bool = False) -> Iterator[Postgres]:
+    """Run a fresh server until the block ends. Without ``fsync`` (the tests' default) a
+    commit is durable against a killed client or server process, not a power cut."""
     bin_dir = binaries()
     directory = Path(tempfile.mkdtemp(prefix="musher-pg-"))
     if os.getuid() == 0:
@@ -101,7 +102,10 @@ def start_postgres() -> Iterator[Postgres]:
     initdb = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8",
               "--locale=C.UTF-8", "--no-sync"]  # fmt: skip
     _run(_as_server_user(initdb))
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    options = (
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        f" -c fsync={'on' if fsync else 'off'}"
+    )
     start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
              str(directory / "server.log"), "-w", "-t", "60", "start"]  # fmt: skip
     try:
