@@ -93,7 +93,7 @@ def statement(sql: str) -> Statement:
         if text == "%":
             return "%%"
         if not text.startswith("?"):
-            return text
+            return text.replace("%", "%%")  # quoted: psycopg still reads every % in it
         if match.group(1):
             numbered = True
             order.append(int(match.group(1)) - 1)

@@ -4,8 +4,11 @@ The same shape as :class:`bot.db.Database`: one writer connection on its own thr
 each group of write jobs as one transaction (group commit, ``synchronous_commit`` on, so
 ``write`` returns after the commit is durable: S4), and reads go through a small pool of
 async connections. Jobs see a :class:`PgConn`, which translates the portable SQLite-dialect
-SQL they write (:mod:`bot.pg_sql`). A lost connection fails the jobs of that group with
-:class:`StoreUnavailable` and is opened again for the next group.
+SQL they write (:mod:`bot.pg_sql`). A connection found dead before a transaction began
+(the server restarted, ``pg_terminate_backend``) is replaced and the group runs on the new
+one; a connection lost inside a transaction fails that group's jobs with
+:class:`StoreUnavailable` (whether it committed is unknown, so it is never re-run) and is
+replaced for the next group. A read on a dead pooled connection is tried once more.
 
 Why psycopg and not asyncpg: ``python -m bench pg_driver`` measures both on the same local
 server (appends/s through group-committed transactions, and a point read's latency); the
@@ -115,12 +118,16 @@ class PgDatabase(GroupWriter):
             StoreUnavailable: the server cannot be reached.
         """
         translated = pg_sql.statement(sql)
-        try:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(translated.text.encode(), translated.params(params))
-                return list(await cursor.fetchall())
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"the database cannot be read: {exc}") from exc
+        query, values = translated.text.encode(), translated.params(params)
+        for attempt in range(2):
+            try:
+                async with self._pool.connection() as conn:
+                    cursor = await conn.execute(query, values)
+                    return list(await cursor.fetchall())
+            except psycopg.OperationalError as exc:
+                if attempt:
+                    raise StoreUnavailable(f"the database cannot be read: {exc}") from exc
+        raise AssertionError("unreachable")
 
     async def probe(self) -> None:
         """Whether the store takes writes again: a small real write.
@@ -146,13 +153,24 @@ class PgDatabase(GroupWriter):
             self._writer = None
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
-        if self._writer is None or self._writer.closed:
+        for attempt in range(2):
             try:
-                self._writer = _connect(self.url)
+                if self._writer is None or self._writer.closed:
+                    self._writer = _connect(self.url)
+                self._writer.execute("BEGIN")
+                break
             except psycopg.Error as exc:
-                error = StoreUnavailable(f"the database cannot be written: {exc}")
-                return [(False, error) for _ in jobs]
-        return _commit_group(self._writer, jobs)
+                self._close_writer_quietly()
+                if attempt:
+                    error = StoreUnavailable(f"the database cannot be written: {exc}")
+                    return [(False, error) for _ in jobs]
+        assert self._writer is not None
+        return _commit_group(self._writer, jobs, begun=True)
+
+    def _close_writer_quietly(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._close_writer()
+        self._writer = None
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
@@ -169,11 +187,14 @@ def _apply_schema(conn: psycopg.Connection[Any], schema: str) -> None:
             pg.execute(statement)
 
 
-def _commit_group(conn: psycopg.Connection[Any], jobs: list[Job]) -> list[Outcome]:
+def _commit_group(
+    conn: psycopg.Connection[Any], jobs: list[Job], *, begun: bool = False
+) -> list[Outcome]:
     """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
     pg = PgConn(conn)
     try:
-        conn.execute("BEGIN")
+        if not begun:
+            conn.execute("BEGIN")
         results = [job(pg) for job in jobs]
         conn.execute("COMMIT")
         return [(True, r) for r in results]
