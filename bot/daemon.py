@@ -276,7 +276,7 @@ class Daemon:
         try:
             await migrate_journal(db)
             store = await OpStore.open(db, load_or_create(self.data_dir))
-            self.health["store"] = "ok"
+            self.health["store"] = f"ok; {db.backend}"
             await self._serve(db, store)
         finally:
             await db.aclose()

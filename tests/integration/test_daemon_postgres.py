@@ -1,0 +1,66 @@
+"""``musher run`` on PostgreSQL (``[store] url``, K1): the same contracts as on SQLite, seen
+from outside: answered once, nothing lost to SIGKILL, audit verify on the store it used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from tests.fakes.postgres import Postgres
+from tests.integration.daemon import DaemonProcess
+
+MakeDaemon = Callable[..., DaemonProcess]
+
+
+def on_postgres(make_daemon: MakeDaemon, postgres: Postgres, **kwargs: object) -> DaemonProcess:
+    url = postgres.new_database()
+    return make_daemon(extra=f'\n[store]\nurl = "{url}"\n', **kwargs)
+
+
+def test_a_daemon_on_postgres_answers_once_and_its_log_verifies(
+    make_daemon: MakeDaemon, postgres: Postgres
+) -> None:
+    daemon = on_postgres(make_daemon, postgres, window_ms=400).start()
+    with daemon.client() as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["components"]["store"] == "ok; postgresql"
+    for text in ("one", "two", "three"):
+        assert daemon.post("lobby", text, id=f"m-{text}").status_code == 202
+    assert daemon.post("lobby", "one", id="m-one").json()["status"] == "duplicate"
+    assert daemon.wait_for("lobby", 1) == ["echo: one | two | three"]
+    daemon.post("lobby", "ambient on")
+    assert daemon.wait_for("lobby", 2)[1].startswith("Ambient mode on")
+    assert daemon.terminate() == 0
+    assert not (daemon.data_dir / "musher.db").exists()  # everything went to PostgreSQL
+
+    verify = [sys.executable, "-m", "bot", "audit", "verify", "--config", str(daemon.config)]
+    result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 2 ops")  # the default project's, then the room's
+
+    daemon.start()  # a restart answers nothing twice and still knows the ids
+    assert daemon.post("lobby", "one", id="m-one").json()["status"] == "duplicate"
+    time.sleep(0.8)
+    assert len(daemon.bot_texts("lobby")) == 2
+
+
+def test_sigkill_after_the_202s_loses_nothing_on_postgres(
+    make_daemon: MakeDaemon, postgres: Postgres
+) -> None:
+    daemon = on_postgres(make_daemon, postgres, delay=30, window_ms=1000).start()
+    daemon.post("busy", "already being answered")
+    daemon.wait_typing("busy")
+    for n in range(3):
+        assert daemon.post("r1", f"r1 message {n}").status_code == 202
+    daemon.kill()
+
+    daemon.config.write_text(daemon.config.read_text().replace("delay_s = 30", "delay_s = 0.0"))
+    daemon.start()
+    assert daemon.wait_for("busy", 2) == [
+        "⚠️ musher restarted while answering; answering again.",
+        "echo: already being answered",
+    ]
+    assert daemon.wait_for("r1", 1) == ["echo: r1 message 0 | r1 message 1 | r1 message 2"]
