@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ from config.errors import ConfigError, StoreError
 from config.models import Settings
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
+from pipeline.nodes import keep_beating
 from pipeline.project_setup import ProjectSetup, SetupConfig
 from pipeline.projects import Projects
 from pipeline.sandbox import make_sandbox
@@ -328,10 +330,11 @@ class Daemon:
             async with asyncio.TaskGroup() as jobs:
                 prune = jobs.create_task(self._prune_loop(core.journal), name="journal-prune")
                 watch = jobs.create_task(db.health.watch(db.probe), name="store-watch")
+                beat = jobs.create_task(self._heartbeat(db, store), name="node-heartbeat")
                 await self.stopping.wait()
                 log.info("shutting down")
-                prune.cancel()
-                watch.cancel()
+                for job in (prune, watch, beat):
+                    job.cancel()
         finally:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
@@ -386,6 +389,10 @@ class Daemon:
             core.outbox.attach(transport)
             transports.append(transport)
         return transports
+
+    async def _heartbeat(self, db: Db, store: OpStore) -> None:
+        interval = self.settings.store.lease_ttl_s / 3
+        await keep_beating(db, store.author, socket.gethostname(), "daemon", interval)
 
     async def _prune_loop(self, journal: Journal) -> None:
         while True:

@@ -51,13 +51,18 @@ SEQUENCE_TABLE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Statement:
     """A translated statement: its text and, for ``?N`` placeholders, which parameter
     each ``%s`` takes (None: the parameters in order)."""
 
     text: str
     order: tuple[int, ...] | None = None
+
+    @functools.cached_property
+    def query(self) -> bytes:
+        """The text as psycopg takes it fastest (bytes: no re-encoding per call)."""
+        return self.text.encode()
 
     def params(self, params: Sequence[Any] | None) -> Sequence[Any] | None:
         if self.order is None or params is None:

@@ -53,13 +53,13 @@ class PgConn:
                 cursor.execute(text.encode())
             return cursor
         translated = pg_sql.statement(sql)
-        return self.raw.execute(translated.text.encode(), translated.params(parameters))
+        return self.raw.execute(translated.query, translated.params(parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         translated = pg_sql.statement(sql)
         cursor = self.raw.cursor()
         rows = [translated.params(p) or () for p in parameters]
-        cursor.executemany(translated.text.encode(), rows)
+        cursor.executemany(translated.query, rows)
         return cursor
 
 
@@ -118,7 +118,7 @@ class PgDatabase(GroupWriter):
             StoreUnavailable: the server cannot be reached.
         """
         translated = pg_sql.statement(sql)
-        query, values = translated.text.encode(), translated.params(params)
+        query, values = translated.query, translated.params(params)
         for attempt in range(2):
             try:
                 async with self._pool.connection() as conn:

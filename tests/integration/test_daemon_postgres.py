@@ -8,25 +8,30 @@ import sys
 import time
 from collections.abc import Callable
 
+import psycopg
+
 from tests.fakes.postgres import Postgres
 from tests.integration.daemon import DaemonProcess
 
 MakeDaemon = Callable[..., DaemonProcess]
 
 
-def on_postgres(make_daemon: MakeDaemon, postgres: Postgres, **kwargs: object) -> DaemonProcess:
-    url = postgres.new_database()
+def on_postgres(make_daemon: MakeDaemon, url: str, **kwargs: object) -> DaemonProcess:
     return make_daemon(extra=f'\n[store]\nurl = "{url}"\n', **kwargs)
 
 
 def test_a_daemon_on_postgres_answers_once_and_its_log_verifies(
     make_daemon: MakeDaemon, postgres: Postgres
 ) -> None:
-    daemon = on_postgres(make_daemon, postgres, window_ms=400).start()
+    url = postgres.new_database()
+    daemon = on_postgres(make_daemon, url, window_ms=400).start()
     with daemon.client() as client:
         ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["components"]["store"] == "ok; postgresql"
+    with psycopg.connect(url) as conn:  # the daemon is a node with a heartbeat (K2)
+        [(role, beat)] = conn.execute("SELECT role, heartbeat_at FROM nodes").fetchall()
+    assert role == "daemon" and abs(beat - time.time()) < 60
     for text in ("one", "two", "three"):
         assert daemon.post("lobby", text, id=f"m-{text}").status_code == 202
     assert daemon.post("lobby", "one", id="m-one").json()["status"] == "duplicate"
@@ -50,7 +55,7 @@ def test_a_daemon_on_postgres_answers_once_and_its_log_verifies(
 def test_sigkill_after_the_202s_loses_nothing_on_postgres(
     make_daemon: MakeDaemon, postgres: Postgres
 ) -> None:
-    daemon = on_postgres(make_daemon, postgres, delay=30, window_ms=1000).start()
+    daemon = on_postgres(make_daemon, postgres.new_database(), delay=30, window_ms=1000).start()
     daemon.post("busy", "already being answered")
     daemon.wait_typing("busy")
     for n in range(3):
