@@ -1,5 +1,5 @@
 """``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``store copy``,
-``slack-manifest``, ``discord-invite``."""
+``nodes``, ``slack-manifest``, ``discord-invite``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--data-dir", help="overrides [daemon] data_dir")
     verify.add_argument("--store", help="the database URL; overrides [store] url")
     verify.set_defaults(handler=_audit_verify)
+
+    nodes = sub.add_parser("nodes", help="list the nodes of the store and what they hold")
+    nodes.add_argument("--config")
+    nodes.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    nodes.add_argument("--store", help="the database URL; overrides [store] url")
+    nodes.set_defaults(handler=_nodes)
 
     store = sub.add_parser("store", help="move the state between store backends")
     store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -179,7 +185,8 @@ def _mcp(args: argparse.Namespace) -> int:
     return serve_mcp()
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
+def _store_of(args: argparse.Namespace) -> tuple[str, Path, Settings]:
+    """The store ``--store``, ``[store] url`` or the data dir names, which must exist."""
     from bot.store_url import default_url, sqlite_path
 
     settings, _ = _settings(args)
@@ -188,6 +195,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise ConfigError([f"{path}: no database here (is --data-dir or --store right?)"])
+    return url, data_dir, settings
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    url, data_dir, _ = _store_of(args)
     return asyncio.run(_verify(url, data_dir))
 
 
@@ -210,3 +222,29 @@ def _store_copy(args: argparse.Namespace) -> int:
     result = asyncio.run(copy_store(args.source, args.target, Path.cwd()))
     print(result)
     return 0 if result.report.ok else 1
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    url, data_dir, settings = _store_of(args)
+    trusted = set(settings.store.trusted_keys)
+    if (data_dir / "node.key").exists():
+        from pipeline.keys import load_or_create
+
+        trusted.add(load_or_create(data_dir).public_hex)
+    print(asyncio.run(_node_lines(url, data_dir, trusted)))
+    return 0
+
+
+async def _node_lines(url: str, data_dir: Path, trusted: set[str]) -> str:
+    import time
+
+    from bot.nodes_report import render
+    from bot.store_url import open_db
+    from pipeline import leases, nodes
+
+    db = await open_db(url, data_dir, nodes.SCHEMA + leases.SCHEMA)
+    try:
+        now = time.time()
+        return render(await nodes.nodes(db), await leases.holders(db, now), trusted, now)
+    finally:
+        await db.aclose()

@@ -49,6 +49,9 @@ class PgConn:
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         if pg_sql.is_ddl(sql):
             cursor = self.raw.cursor()
+            # IF NOT EXISTS is not safe against a concurrent twin: daemons starting together
+            # take turns (the lock lasts until the transaction ends)
+            cursor.execute(b"SELECT pg_advisory_xact_lock(7236)")
             for text in pg_sql.ddl(sql):
                 cursor.execute(text.encode())
             return cursor
@@ -105,7 +108,13 @@ class PgDatabase(GroupWriter):
             open=False,
             kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT_S},
         )
-        await pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
+        try:
+            await pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:  # PoolTimeout is one
+            await pool.close()
+            await loop.run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
+            raise StoreUnavailable(f"cannot use the database {redact_url(url)}: {exc}") from exc
         return cls(url, data_dir, executor, writer, pool)
 
     def describe(self) -> str:
@@ -182,7 +191,6 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 def _apply_schema(conn: psycopg.Connection[Any], schema: str) -> None:
     pg = PgConn(conn)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(7236)")  # daemons starting together
         for statement in pg_sql.script(schema):
             pg.execute(statement)
 

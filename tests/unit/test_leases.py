@@ -4,11 +4,13 @@ with two separate connections to one database racing as two daemons would."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.db import Db
 from bot.schema import DAEMON_SCHEMA
 from bot.store_url import open_db
@@ -103,3 +105,25 @@ async def test_nodes_heartbeat(pair: tuple[Db, Db]) -> None:
         ("alpha", "daemon", T0, T0 + 5),
         ("beta", "agent", T0 + 1, T0 + 1),
     ]
+
+
+async def test_musher_nodes_lists_each_node_its_trust_and_its_leases(
+    pair: tuple[Db, Db], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _ = pair
+    now = time.time()
+    await nodes.heartbeat(first, A, "alpha", "daemon", now - 3)
+    await nodes.heartbeat(first, B, "beta", "agent", now - 40)
+    await leases.acquire(first, "room:web:lobby", A, TTL, now)
+    await leases.acquire(first, "leader:slack:T1", A, TTL, now)
+    await leases.acquire(first, "room:web:gone", B, TTL, now - 100)  # expired: not listed
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[store]\nurl = "{first.url}"\ntrusted_keys = ["{B}"]\n')
+
+    assert await asyncio.to_thread(main, ["nodes", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"alpha  {A[:12]}…  daemon  untrusted  heartbeat 3 s ago")
+    assert lines[0].endswith("leases: leader:slack:T1, room:web:lobby")
+    assert lines[1].startswith(f"beta  {B[:12]}…  agent  trusted  heartbeat 40 s ago")
+    assert lines[1].endswith("leases: none")

@@ -63,13 +63,18 @@ async def dump(url: str, data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
         await db.aclose()
 
 
+async def copied(postgres: Postgres, tmp_path: Path) -> tuple[str, str]:
+    """A populated SQLite install copied to a new PostgreSQL database: (source, target)."""
+    await populate(tmp_path)
+    source, target = f"sqlite:///{tmp_path / 'musher.db'}", postgres.new_database()
+    assert await cli("store", "copy", "--from", source, "--to", target) == 0
+    return source, target
+
+
 async def test_a_sqlite_install_moves_to_postgres_and_verifies(
     postgres: Postgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await populate(tmp_path)
-    source, target = f"sqlite:///{tmp_path / 'musher.db'}", postgres.new_database()
-
-    assert await cli("store", "copy", "--from", source, "--to", target) == 0
+    source, target = await copied(postgres, tmp_path)
     out = capsys.readouterr().out
     assert "copied: ops " in out and "inbound 3" in out
     assert "audit verify on the target: ok" in out
@@ -90,9 +95,7 @@ async def test_a_sqlite_install_moves_to_postgres_and_verifies(
 async def test_a_target_with_data_is_refused_and_left_alone(
     postgres: Postgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await populate(tmp_path)
-    source, target = f"sqlite:///{tmp_path / 'musher.db'}", postgres.new_database()
-    assert await cli("store", "copy", "--from", source, "--to", target) == 0
+    source, target = await copied(postgres, tmp_path)
     before = await dump(target, tmp_path)
     capsys.readouterr()
 
@@ -104,10 +107,8 @@ async def test_a_target_with_data_is_refused_and_left_alone(
 async def test_postgres_copies_back_to_a_new_sqlite_file(
     postgres: Postgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await populate(tmp_path)
-    source, middle = f"sqlite:///{tmp_path / 'musher.db'}", postgres.new_database()
+    source, middle = await copied(postgres, tmp_path)
     back = f"sqlite:///{tmp_path / 'back' / 'musher.db'}"
-    assert await cli("store", "copy", "--from", source, "--to", middle) == 0
     assert await cli("store", "copy", "--from", middle, "--to", back) == 0
     assert "audit verify on the target: ok" in capsys.readouterr().out
     assert await dump(back, tmp_path) == await dump(source, tmp_path)
