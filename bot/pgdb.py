@@ -58,6 +58,13 @@ class PgConn:
         translated = pg_sql.statement(sql)
         return self.raw.execute(translated.query, translated.params(parameters))
 
+    def hold_appends(self, table: str) -> None:
+        """See :func:`pipeline.storage.hold_appends`: lock ``table``'s id counter row."""
+        counters = self.raw.execute(b"SELECT to_regclass('musher_sequence')").fetchone()
+        if counters is not None and counters[0] is not None:  # else no table has ids yet
+            query = b"SELECT seq FROM musher_sequence WHERE name = %s FOR UPDATE"
+            self.raw.execute(query, (table,))
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         translated = pg_sql.statement(sql)
         cursor = self.raw.cursor()

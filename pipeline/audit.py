@@ -26,7 +26,7 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
-from pipeline.storage import Conn, Storage
+from pipeline.storage import Conn, Storage, hold_appends
 
 _PARALLEL_FROM = 2_000
 
@@ -274,6 +274,7 @@ async def verify(storage: Storage) -> AuditReport:
     """
 
     def read_all(conn: Conn) -> tuple[list[Any], int, Any]:
+        hold_appends(conn, "ops")  # the snapshot: no other node appends until it is read
         present = existing_tables(conn)  # a data dir without a log reads as an empty one
         rows, issued = [], []
         if "ops" in present:

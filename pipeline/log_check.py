@@ -70,6 +70,7 @@ async def _scan(storage: Storage, key: NodeKey, trusted: int) -> _Scan:
     """
     progress, hasher = Progress(), key.checkpoint_hasher()
     prefix = hasher.copy().digest() if trusted == 0 else None
+    issued = await storage.read(ISSUED)  # first: ops another node appends meanwhile are no cut
     while True:
         rows = await storage.read(
             f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?",
@@ -81,7 +82,6 @@ async def _scan(storage: Storage, key: NodeKey, trusted: int) -> _Scan:
         if bad is not None:
             raise OpLogError(bad)
         prefix = await asyncio.to_thread(_feed, hasher, rows, trusted, prefix)
-    issued = await storage.read(ISSUED)
     bad = _truncation(progress, int(issued[0][0]) if issued else 0)
     if bad is not None:
         raise OpLogError(bad)

@@ -61,3 +61,14 @@ class Storage(Protocol):
     async def write(self, job: Callable[[Conn], T]) -> T: ...
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+def hold_appends(conn: Conn, table: str) -> None:
+    """Inside a write job: until its transaction ends, no other connection appends to
+    ``table`` (one with an ``INTEGER PRIMARY KEY``), so later reads of the same job see one
+    state of it. SQLite's write transaction already shuts every other writer out; a
+    connection that can do more (PostgreSQL's locks the table's id counter row) has a
+    ``hold_appends`` method."""
+    hold = getattr(conn, "hold_appends", None)
+    if hold is not None:
+        hold(table)

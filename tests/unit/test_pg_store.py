@@ -4,6 +4,7 @@ in commit order across connections, lost connections, and a server that is not t
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from pipeline.audit import verify
 from pipeline.keys import NodeKey
 from pipeline.model import SystemOrigin
 from pipeline.ops import SetRoom
+from pipeline.storage import Conn, hold_appends
 from pipeline.store import OpStore
 from tests.fakes.postgres import Postgres
 
@@ -115,3 +117,30 @@ async def test_an_unreachable_server_is_a_clear_error_without_the_password(
 async def test_a_url_of_no_known_backend_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not sqlite:/// nor postgresql://"):
         await open_db("mysql://x@y/z", tmp_path)
+
+
+async def test_a_held_log_takes_no_append_from_another_node_until_the_holder_commits(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """What makes ``audit verify`` one snapshot on a store other daemons write to."""
+    url = postgres.new_schema()
+    first, second = await open_db(url, tmp_path), await open_db(url, tmp_path)
+    try:
+        other = await OpStore.open(second, NodeKey.generate())
+        release = threading.Event()
+
+        def holding(conn: Conn) -> None:
+            hold_appends(conn, "ops")
+            release.wait(10)
+
+        held = asyncio.create_task(first.write(holding))
+        await asyncio.sleep(0.3)
+        append = asyncio.create_task(other.append(SetRoom("web:x", ambient=True), ORIGIN))
+        await asyncio.sleep(0.5)
+        assert not append.done()  # waiting on the held counter row
+        release.set()
+        await held
+        assert (await append).rowid == 1
+    finally:
+        await first.aclose()
+        await second.aclose()
