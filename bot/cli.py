@@ -236,15 +236,12 @@ def _nodes(args: argparse.Namespace) -> int:
 
 
 async def _node_lines(url: str, data_dir: Path, trusted: set[str]) -> str:
-    import time
-
-    from bot.nodes_report import render
+    from bot.nodes_report import node_report
     from bot.store_url import open_db
     from pipeline import leases, nodes
 
     db = await open_db(url, data_dir, nodes.SCHEMA + leases.SCHEMA)
     try:
-        now = time.time()
-        return render(await nodes.nodes(db), await leases.holders(db, now), trusted, now)
+        return await node_report(db, trusted)
     finally:
         await db.aclose()

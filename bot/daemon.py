@@ -54,6 +54,7 @@ from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
+from bot.nodes_report import node_report
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
@@ -189,6 +190,7 @@ def build_core(
         rooms=RoomProjects(engine, pipeline.followers),
         timers=pipeline.timers,
         cost_report=costs.report,
+        node_report=lambda: node_report(db, {store.author, *settings.store.trusted_keys}),
     )
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)

@@ -7,10 +7,21 @@ live leases it holds.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 
+from pipeline import leases, nodes
 from pipeline.leases import Lease
 from pipeline.nodes import Node
+from pipeline.storage import Storage
+
+
+async def node_report(
+    storage: Storage, trusted: Collection[str], clock: Callable[[], float] = time.time
+) -> str:
+    """``musher nodes`` and the ``nodes`` command: the report of ``storage``'s nodes now."""
+    now = clock()
+    return render(await nodes.nodes(storage), await leases.holders(storage, now), trusted, now)
 
 
 def render(

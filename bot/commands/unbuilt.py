@@ -25,7 +25,6 @@ UNBUILT: tuple[tuple[str, str], ...] = (
     ("logs", "logs N [lines]"),
     ("git", "git"),
     ("cleanup_worktrees", "cleanup_worktrees [--confirm]"),
-    ("nodes", "nodes"),
     ("node", "node trust|revoke <pubkey>"),
     ("stop N", "stop N"),  # answered by `stop` itself when it is given an item number
 )

@@ -87,7 +87,6 @@ async def test_a_timer_refuses_a_move_the_item_cannot_make_and_says_why(chat: Ch
         "logs 1 50",
         "git",
         "cleanup_worktrees --confirm",
-        "nodes",
         "node trust abcd",
         "node revoke abcd",
         "stop 3",
