@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,11 +23,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.clock import Clock, TimerHandle
-from bot.db import Database
+from bot.db import Db
 from bot.llm.base import AskPermission, Verdict
 from bot.messages import Reply, Session
 from bot.tool_uses import READ_ONLY, escape, matches, render, rule_for
 from pipeline.model import Origin, SystemOrigin, UserOrigin
+from pipeline.storage import Conn
 
 log = logging.getLogger("musher.approvals")
 
@@ -87,14 +87,14 @@ class Question:
 class ApprovalLog:
     """The ``approvals`` table: every decision, per room, in order."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Db, clock: Callable[[], float] = time.time) -> None:
         self._db, self._clock = db, clock
 
     async def record(self, session: str, use: str, decision: str, by: str, reason: str) -> None:
         """Append one decision (committed before this returns)."""
         row = (session, self._clock(), use, decision, by, reason)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO approvals (session, ts, use, decision, by, reason)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -1,5 +1,5 @@
-"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``slack-manifest``,
-``discord-invite``."""
+"""``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``store copy``,
+``nodes``, ``slack-manifest``, ``discord-invite``."""
 
 from __future__ import annotations
 
@@ -64,7 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="verify every signature and replay the log")
     verify.add_argument("--config")
     verify.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    verify.add_argument("--store", help="the database URL; overrides [store] url")
     verify.set_defaults(handler=_audit_verify)
+
+    nodes = sub.add_parser("nodes", help="list the nodes of the store and what they hold")
+    nodes.add_argument("--config")
+    nodes.add_argument("--data-dir", help="overrides [daemon] data_dir")
+    nodes.add_argument("--store", help="the database URL; overrides [store] url")
+    nodes.set_defaults(handler=_nodes)
+
+    store = sub.add_parser("store", help="move the state between store backends")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    copy = store_sub.add_parser("copy", help="copy an install into an empty database, verify it")
+    copy.add_argument("--from", dest="source", required=True, help="sqlite:///… or postgresql://…")
+    copy.add_argument("--to", dest="target", required=True, help="an empty database's URL")
+    copy.set_defaults(handler=_store_copy)
 
     manifest = sub.add_parser(
         "slack-manifest", help="print the Slack app manifest for [transports.slack]"
@@ -171,22 +185,63 @@ def _mcp(args: argparse.Namespace) -> int:
     return serve_mcp()
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
+def _store_of(args: argparse.Namespace) -> tuple[str, Path, Settings]:
+    """The store ``--store``, ``[store] url`` or the data dir names, which must exist."""
+    from bot.store_url import default_url, sqlite_path
+
     settings, _ = _settings(args)
-    path = _data_dir(args, settings) / "musher.db"
-    if not path.exists():
-        raise ConfigError([f"{path}: no database here (is --data-dir right?)"])
-    return asyncio.run(_verify(path))
+    data_dir = _data_dir(args, settings)
+    url = args.store or settings.store.url or default_url(data_dir)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError([f"{path}: no database here (is --data-dir or --store right?)"])
+    return url, data_dir, settings
 
 
-async def _verify(path: Path) -> int:
-    from bot.db import Database
+def _audit_verify(args: argparse.Namespace) -> int:
+    url, data_dir, _ = _store_of(args)
+    return asyncio.run(_verify(url, data_dir))
+
+
+async def _verify(url: str, data_dir: Path) -> int:
+    from bot.store_url import open_db
     from pipeline.audit import verify
 
-    db = await Database.open(path)
+    db = await open_db(url, data_dir)
     try:
         report = await verify(db)
     finally:
         await db.aclose()
     print(report)
     return 0 if report.ok else 1
+
+
+def _store_copy(args: argparse.Namespace) -> int:
+    from bot.store_copy import copy_store
+
+    result = asyncio.run(copy_store(args.source, args.target, Path.cwd()))
+    print(result)
+    return 0 if result.report.ok else 1
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    url, data_dir, settings = _store_of(args)
+    trusted = set(settings.store.trusted_keys)
+    if (data_dir / "node.key").exists():
+        from pipeline.keys import load_or_create
+
+        trusted.add(load_or_create(data_dir).public_hex)
+    print(asyncio.run(_node_lines(url, data_dir, trusted)))
+    return 0
+
+
+async def _node_lines(url: str, data_dir: Path, trusted: set[str]) -> str:
+    from bot.nodes_report import node_report
+    from bot.store_url import open_db
+    from pipeline import leases, nodes
+
+    db = await open_db(url, data_dir, nodes.SCHEMA + leases.SCHEMA)
+    try:
+        return await node_report(db, trusted)
+    finally:
+        await db.aclose()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
-from bot.db import Database
+from bot.db import Db
+from pipeline.storage import Conn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS turn_costs (
@@ -27,7 +27,7 @@ DAY_S = 86400.0
 
 
 class CostBook:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def record(
@@ -46,13 +46,18 @@ class CostBook:
         await self.db.write(self.job(row))
 
     @staticmethod
-    def job(row: tuple[object, ...]) -> Callable[[sqlite3.Connection], None]:
+    def job(row: tuple[object, ...]) -> Callable[[Conn], None]:
         """A write job storing ``row`` (the columns of ``turn_costs`` but ``ts``), to run
         inside another transaction (the turn's own closing write)."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO turn_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO turn_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (turn_id) DO UPDATE SET session = excluded.session,"
+                " project = excluded.project, item = excluded.item,"
+                " provider = excluded.provider, input_tokens = excluded.input_tokens,"
+                " output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd,"
+                " ts = excluded.ts",
                 (*row, time.time()),
             )
 
@@ -96,11 +101,12 @@ class CostBook:
         now = time.time()
         first = (int(now // DAY_S) - days + 1) * DAY_S
         rows = await self.db.read(
-            "SELECT CAST(ts / ? AS INTEGER) AS day, SUM(cost_usd), COUNT(*) FROM turn_costs"
-            " WHERE ts >= ? GROUP BY day",
-            (DAY_S, first),
+            "SELECT ts, cost_usd FROM turn_costs WHERE ts >= ? ORDER BY ts", (first,)
         )
-        per_day = {int(r[0]): (float(r[1]), int(r[2])) for r in rows}
+        per_day: dict[int, tuple[float, int]] = {}
+        for ts, usd in rows:  # bucketed here: CAST rounds on PostgreSQL, truncates on SQLite
+            spent, turns = per_day.get(int(ts // DAY_S), (0.0, 0))
+            per_day[int(ts // DAY_S)] = (spent + float(usd), turns + 1)
         start = int(first // DAY_S)
         series = []
         for day in range(start, start + days):

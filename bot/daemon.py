@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from bot.commands.catalogue import build_registry
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import Registry
 from bot.cost import CostBook
-from bot.db import Database
+from bot.db import Db
 from bot.dispatcher import Dispatcher
 from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
@@ -53,9 +54,11 @@ from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
+from bot.nodes_report import node_report
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
+from bot.store_url import open_db
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext, live_health
 from bot.turn_retry import TurnRetry
@@ -65,6 +68,7 @@ from config.models import Settings
 from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
+from pipeline.nodes import keep_beating
 from pipeline.project_setup import ProjectSetup, SetupConfig
 from pipeline.projects import Projects
 from pipeline.sandbox import make_sandbox
@@ -129,7 +133,7 @@ class Core:
 
 def build_core(
     settings: Settings,
-    db: Database,
+    db: Db,
     store: OpStore,
     *,
     provider: Provider | None = None,
@@ -151,7 +155,7 @@ def build_core(
     outbox = Outbox(journal, feed, metrics, settings.daemon.name)
     clock = clock or LoopClock()
     pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
-    data_dir = db.path.parent
+    data_dir = db.data_dir
     pipeline.bus.add(MergeQueue(engine, MergeSettings.of(settings, data_dir),
                                 pipeline.notifier.announce))  # fmt: skip
     provider = provider or make_provider(settings, db, mcp.config_for)
@@ -163,7 +167,7 @@ def build_core(
     )  # fmt: skip
     runner = TurnRunner(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
-                  access, settings.llm.turn_timeout_s, db.path.parent, approvals)
+                  access, settings.llm.turn_timeout_s, data_dir, approvals)
     )  # fmt: skip
     retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
     dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal))
@@ -181,7 +185,7 @@ def build_core(
         await approvals.forget(session)  # approvals never outlive reset (L7)
 
     registry.provide(
-        setup=project_setup(settings, engine, db.path.parent),
+        setup=project_setup(settings, engine, data_dir),
         tell=tell,
         stop_session=stop_session,
         reset_session=reset_session,
@@ -191,6 +195,7 @@ def build_core(
         timers=pipeline.timers,
         cost_report=costs.report,
         data_dir=data_dir,
+        node_report=lambda: node_report(db, {store.author, *settings.store.trusted_keys}),
     )
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
@@ -275,11 +280,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        db = await Database.open(self.data_dir / "musher.db", DAEMON_SCHEMA)
+        db = await open_db(self.settings.store.url, self.data_dir, DAEMON_SCHEMA)
+        log.info("store: %s", db.describe())
         try:
             await migrate_journal(db)
             store = await OpStore.open(db, load_or_create(self.data_dir))
-            self.health["store"] = "ok"
+            self.health["store"] = f"ok; {db.backend}"
             await self._serve(db, store)
         finally:
             await db.aclose()
@@ -287,7 +293,7 @@ class Daemon:
                 (self.data_dir / "daemon.json").unlink()
             log.info("stopped")
 
-    async def _serve(self, db: Database, store: OpStore) -> None:
+    async def _serve(self, db: Db, store: OpStore) -> None:
         core = build_core(self.settings, db, store)
         if missing := core.registry.missing():
             raise RuntimeError(f"commands without the parts they need: {', '.join(missing)}")
@@ -331,10 +337,11 @@ class Daemon:
             async with asyncio.TaskGroup() as jobs:
                 prune = jobs.create_task(self._prune_loop(core.journal), name="journal-prune")
                 watch = jobs.create_task(db.health.watch(db.probe), name="store-watch")
+                beat = jobs.create_task(self._heartbeat(db, store), name="node-heartbeat")
                 await self.stopping.wait()
                 log.info("shutting down")
-                prune.cancel()
-                watch.cancel()
+                for job in (prune, watch, beat):
+                    job.cancel()
         finally:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
@@ -365,7 +372,7 @@ class Daemon:
         await pipeline.bus.start()
         self.health["bus"] = "ok"
 
-    def _load_transports(self, core: Core, db: Database) -> list[Transport]:
+    def _load_transports(self, core: Core, db: Db) -> list[Transport]:
         ctx = TransportContext(
             self.settings,
             db,
@@ -389,6 +396,10 @@ class Daemon:
             core.outbox.attach(transport)
             transports.append(transport)
         return transports
+
+    async def _heartbeat(self, db: Db, store: OpStore) -> None:
+        interval = self.settings.store.lease_ttl_s / 3
+        await keep_beating(db, store.author, socket.gethostname(), "daemon", interval)
 
     async def _prune_loop(self, journal: Journal) -> None:
         while True:

@@ -19,57 +19,54 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from bot.store_health import StoreHealth
 from config.errors import StoreError, StoreUnavailable
+from pipeline.storage import Conn, Storage
 
 log = logging.getLogger("musher.db")
 
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection], Any]
+Job = Callable[[Any], Any]
 Outcome = tuple[bool, Any]  # (ok, result or exception)
 
 _MAX_GROUP = 256
 PROBE_MIN_FREE = 1 << 20
 
 
-class Database:
-    """One database file in WAL mode with ``synchronous=FULL``, written by one thread."""
+class Db(Storage, Protocol):
+    """What the daemon needs of its database, on either backend: :class:`Database`
+    (SQLite) or :class:`bot.pgdb.PgDatabase` (PostgreSQL). See :mod:`pipeline.storage`."""
 
-    def __init__(
-        self,
-        path: Path,
-        executor: ThreadPoolExecutor,
-        writer: sqlite3.Connection,
-        reader: aiosqlite.Connection,
-    ) -> None:
-        self.path = path
+    backend: str
+    url: str  # as ``[store] url`` names it (``describe()`` to show it: no password)
+    data_dir: Path  # the daemon's own files (keys, daemon.json, worktrees) live here
+    health: StoreHealth
+
+    def describe(self) -> str: ...
+
+    async def probe(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GroupWriter:
+    """The writer half every backend shares: jobs queue up, and each group that arrived
+    together runs as one transaction on the backend's own writer thread (``_commit``)."""
+
+    backend = ""
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
         self._executor = executor
-        self._writer = writer
-        self._reader = reader
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
         self._closed = False
         self.health = StoreHealth()
 
-    @classmethod
-    async def open(cls, path: Path, schema: str = "") -> Database:
-        """Open (creating if needed) the database at ``path`` and apply ``schema``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
-        loop = asyncio.get_running_loop()
-        writer = await loop.run_in_executor(executor, _connect_writer, path, schema)
-        reader = await aiosqlite.connect(path, isolation_level=None)
-        await reader.execute("PRAGMA busy_timeout=5000")
-        reader.row_factory = aiosqlite.Row
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)
-        return cls(path, executor, writer, reader)
-
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, job: Callable[[Conn], T]) -> T:
         """Run ``job`` inside a transaction; return its result once the commit is durable.
 
         Raises:
@@ -83,10 +80,9 @@ class Database:
         self._queue.put_nowait((job, future))
         return await asyncio.shield(future)
 
-    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        """Run a query on the reader connection (never blocked by the writer, WAL)."""
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    def _commit(self, jobs: list[Job]) -> list[Outcome]:
+        """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
+        raise NotImplementedError
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,7 +100,7 @@ class Database:
             if not group:
                 continue
             jobs = [job for job, _ in group]
-            outcomes = await loop.run_in_executor(self._executor, _commit_group, self._writer, jobs)
+            outcomes = await loop.run_in_executor(self._executor, self._commit, jobs)
             self.health.observe(outcomes)
             for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                 if future.done():
@@ -113,6 +109,58 @@ class Database:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+
+    async def _stop_writer(self) -> None:
+        """Finish queued writes and stop the writer loop (the caller closes connections)."""
+        self._closed = True
+        self._queue.put_nowait(None)
+        await self._task
+
+
+class Database(GroupWriter):
+    """One database file in WAL mode with ``synchronous=FULL``, written by one thread."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        executor: ThreadPoolExecutor,
+        writer: sqlite3.Connection,
+        reader: aiosqlite.Connection,
+    ) -> None:
+        super().__init__(executor)
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.data_dir = path.parent
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    async def open(cls, path: Path, schema: str = "") -> Database:
+        """Open (creating if needed) the database at ``path`` and apply ``schema``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        loop = asyncio.get_running_loop()
+        writer = await loop.run_in_executor(executor, _connect_writer, path, schema)
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        await reader.execute("PRAGMA busy_timeout=5000")
+        reader.row_factory = aiosqlite.Row
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+        return cls(path, executor, writer, reader)
+
+    def describe(self) -> str:
+        """For ``/readyz`` and the logs: which database this is."""
+        return self.url
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        """Run a query on the reader connection (never blocked by the writer, WAL)."""
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    def _commit(self, jobs: list[Job]) -> list[Outcome]:
+        return _commit_group(self._writer, jobs)
 
     async def probe(self) -> None:
         """Whether the store takes writes again: a small real write, on a disk with at
@@ -131,9 +179,7 @@ class Database:
         """Finish queued writes, then close both connections. Idempotent."""
         if self._closed:
             return
-        self._closed = True
-        self._queue.put_nowait(None)
-        await self._task
+        await self._stop_writer()
         await self._reader.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._writer.close)
@@ -170,7 +216,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _touch_probe(conn: sqlite3.Connection) -> None:
+def _touch_probe(conn: Conn) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, ts REAL)")
     conn.execute("INSERT OR REPLACE INTO store_probe VALUES (1, julianday('now'))")
 

@@ -11,15 +11,15 @@ for the web API and its SSE stream.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.db import Database
+from bot.db import Db
 from bot.messages import InboundMessage, session_key
 from config.errors import StoreUnavailable
+from pipeline.storage import Conn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound (
@@ -118,7 +118,7 @@ class Pending:
 class Journal:
     """Reads and writes the ingress journal and room log through one :class:`Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def record(
@@ -138,17 +138,17 @@ class Journal:
         state = State.PENDING if kind in (Kind.TEXT, Kind.COMMAND) else State.DONE
         now = time.time()
 
-        def job(conn: sqlite3.Connection) -> tuple[int, LogEntry | None] | None:
+        def job(conn: Conn) -> tuple[int, LogEntry | None] | None:
             cursor = conn.execute(
                 "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
                 " kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (transport, room, event_id) DO NOTHING",
+                " ON CONFLICT (transport, room, event_id) DO NOTHING RETURNING id",
                 (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind, state),
             )
-            if cursor.rowcount == 0:
+            inserted = cursor.fetchall()
+            if not inserted:
                 return None
-            row_id = cursor.lastrowid
-            assert row_id is not None
+            row_id = int(inserted[0][0])
             entry = None
             if state is State.PENDING:
                 entry = _append_log(conn, msg.session, "user", msg.sender, text, now)
@@ -160,12 +160,12 @@ class Journal:
         """Record that a turn now answers ``ids``; returns the turn id (D6)."""
         id_list = list(ids)
 
-        def job(conn: sqlite3.Connection) -> int:
+        def job(conn: Conn) -> int:
             cursor = conn.execute(
-                "INSERT INTO turns (session, started_at) VALUES (?, ?)", (session, time.time())
+                "INSERT INTO turns (session, started_at) VALUES (?, ?) RETURNING id",
+                (session, time.time()),
             )
-            turn_id = cursor.lastrowid
-            assert turn_id is not None
+            turn_id = int(cursor.fetchall()[0][0])
             conn.executemany(
                 "UPDATE inbound SET turn_id = ? WHERE id = ?", [(turn_id, i) for i in id_list]
             )
@@ -178,12 +178,12 @@ class Journal:
         turn_id: int,
         ids: Iterable[int],
         outcome: str,
-        also: Callable[[sqlite3.Connection], None] | None = None,
+        also: Callable[[Conn], None] | None = None,
     ) -> None:
         """Mark the turn finished and its messages answered; ``also`` joins the transaction."""
         id_list = list(ids)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
                 "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
                 (time.time(), outcome, turn_id),
@@ -199,7 +199,7 @@ class Journal:
         next restart does not tell it again (their messages stay pending until answered)."""
         rows = [(time.time(), turn_id) for turn_id in turn_ids]
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.executemany(
                 "UPDATE turns SET finished_at = ?, outcome = 'interrupted' WHERE id = ?", rows
             )
@@ -210,7 +210,7 @@ class Journal:
         """Set the state of journal rows (``stop`` drops, commands done)."""
         id_list = list(ids)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             _set_state(conn, id_list, state)
 
         await self.db.write(job)
@@ -229,13 +229,13 @@ class Journal:
         )
         return [
             Pending(
-                r["id"],
-                r["transport"],
-                r["room"],
-                r["sender"],
-                r["text"],
-                Kind(r["kind"]),
-                r["turn_id"],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                Kind(r[5]),
+                r[6],
             )
             for r in rows
         ]
@@ -244,7 +244,7 @@ class Journal:
         """Append a bot message to the room log."""
         now = time.time()
 
-        def job(conn: sqlite3.Connection) -> LogEntry:
+        def job(conn: Conn) -> LogEntry:
             return _append_log(conn, session, "bot", sender, text, now)
 
         return await self.db.write(job)
@@ -267,7 +267,7 @@ class Journal:
         """True exactly once per sender per UTC day: whether to send the polite refusal."""
         day = time.strftime("%Y-%m-%d", time.gmtime())
 
-        def job(conn: sqlite3.Connection) -> bool:
+        def job(conn: Conn) -> bool:
             cursor = conn.execute(
                 "INSERT INTO stranger_replies VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (transport, sender, day),
@@ -286,7 +286,7 @@ class Journal:
         """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""
         cutoff = time.time() - days * 86400
 
-        def job(conn: sqlite3.Connection) -> int:
+        def job(conn: Conn) -> int:
             cursor = conn.execute(
                 "DELETE FROM inbound WHERE received_at < ? AND state != 'pending'", (cutoff,)
             )
@@ -295,12 +295,15 @@ class Journal:
         return await self.db.write(job)
 
 
-async def migrate(db: Database) -> None:
+async def migrate(db: Db) -> None:
     """Bring a journal written by an older musher up to :data:`SCHEMA`: its ``inbound``
     table was unique on ``(transport, event_id)``; it is rebuilt, rows kept, in one
     transaction. Idempotent."""
 
-    def job(conn: sqlite3.Connection) -> None:
+    if db.backend != "sqlite":
+        return  # no older musher ever wrote this table elsewhere
+
+    def job(conn: Conn) -> None:
         row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'inbound'").fetchone()
         if row is None or "UNIQUE (transport, event_id)" not in row[0]:
             return
@@ -316,17 +319,15 @@ async def migrate(db: Database) -> None:
     await db.write(job)
 
 
-def _append_log(
-    conn: sqlite3.Connection, session: str, role: str, sender: str, text: str, ts: float
-) -> LogEntry:
+def _append_log(conn: Conn, session: str, role: str, sender: str, text: str, ts: float) -> LogEntry:
     cursor = conn.execute(
-        "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING seq",
         (session, role, sender, text, ts),
     )
-    seq = cursor.lastrowid
-    assert seq is not None
+    seq = int(cursor.fetchall()[0][0])
     return LogEntry(seq, session, role, sender, text, ts)
 
 
-def _set_state(conn: sqlite3.Connection, ids: Sequence[int], state: State) -> None:
+def _set_state(conn: Conn, ids: Sequence[int], state: State) -> None:
     conn.executemany("UPDATE inbound SET state = ? WHERE id = ?", [(state, i) for i in ids])

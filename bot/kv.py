@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-from bot.db import Database
+from bot.db import Db
+from pipeline.storage import Conn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transport_state (
@@ -19,7 +18,7 @@ CREATE TABLE IF NOT EXISTS transport_state (
 class TransportState:
     """``(transport, key) → value`` rows in the daemon database; writes are durable on return."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def get(self, transport: str, key: str) -> str | None:
@@ -29,7 +28,7 @@ class TransportState:
         return str(rows[0][0]) if rows else None
 
     async def put(self, transport: str, key: str, value: str) -> None:
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
                 " ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
@@ -41,7 +40,7 @@ class TransportState:
     async def forget(self, transport: str, prefix: str, before: float) -> None:
         """Delete ``prefix…`` rows whose value (a Unix time) is older than ``before``."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
                 "DELETE FROM transport_state WHERE transport = ? AND substr(key, 1, ?) = ?"
                 " AND CAST(value AS REAL) < ?",

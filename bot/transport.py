@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.commands.registry import Registry
-    from bot.db import Database
+    from bot.db import Db
     from bot.feed import RoomFeed
     from bot.journal import Journal
     from bot.kv import TransportState
@@ -112,7 +112,7 @@ class TransportContext:
     """What the composition root hands a transport module's ``create(ctx)`` factory."""
 
     settings: Settings
-    db: Database
+    db: Db
     journal: Journal
     feed: RoomFeed
     metrics: Metrics
@@ -121,4 +121,4 @@ class TransportContext:
 
     @property
     def data_dir(self) -> Path:
-        return self.db.path.parent
+        return self.db.data_dir

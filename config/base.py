@@ -50,6 +50,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***``, for logs and
+    ``musher check`` (``postgresql://me:pw@db/musher`` → ``postgresql://me:***@db/musher``)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    userinfo, _, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
 class Section(BaseModel):
     """Base of every bot.toml table: unknown keys are errors."""
 

@@ -9,6 +9,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
     ├── PermanentError                 give up and tell the room
     │   ├── StoreError                 a write to the database failed (never swallowed)
     │   │   └── StoreUnavailable       the database cannot be written now (disk full, read-only)
+    │   ├── StoreCopyError             store copy refused: the target has data [bot.store_copy]
     │   ├── StreamError                an LLM API's event stream was unreadable [bot.llm.chat]
     │   └── KillError                  processes outlived SIGKILL [bot.procs]
     ├── VerificationError              a signature or token did not check out
@@ -21,6 +22,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── ProjectNotFound            no such project, or none at all [pipeline.engine]
         ├── StoreWriteError            an op was not committed; nothing recorded [pipeline.store]
         ├── OpLogError                 the op log failed verification [pipeline.audit]
+        ├── LeaseLost                  a lease expired or passed on: stop acting [pipeline.leases]
         ├── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
         ├── ProjectExists              a project of that name is registered [pipeline.projects]
         ├── ProjectFileError           a .musher/project.toml is unreadable [pipeline.project_file]

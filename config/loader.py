@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, InitSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from config.base import redact_url
 from config.errors import ConfigError
 from config.models import LOCATED_ERROR, Settings
 
@@ -273,7 +274,7 @@ def _toml_value(value: object) -> str:
             return "nan"
         return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, str | PurePath):
-        return _toml_string(str(value))
+        return _toml_string(redact_url(str(value)))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, BaseModel):  # an array-of-tables entry: unset keys are left out

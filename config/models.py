@@ -58,6 +58,27 @@ class DaemonConfig(Section):
     )
 
 
+class StoreConfig(Section):
+    """[store]: where the state lives (K1) and the cluster's timings (K2, K3)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^(sqlite:///.+|postgres(ql)?://.+)$",
+        description="sqlite:///<path> or postgresql://…; unset = <data_dir>/musher.db",
+    )
+    lease_ttl_s: float = Field(default=15.0, gt=0, description="Seconds a room lease lasts")
+    claim_ttl_s: float = Field(default=120.0, gt=0, description="Seconds a build claim lasts")
+    trusted_keys: list[str] = Field(default=[], description="Node keys whose ops are accepted")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _hex_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not re.fullmatch(r"[0-9a-f]{64}", key):
+                raise ValueError(f"{key!r} is not a public key (64 lowercase hex digits)")
+        return keys
+
+
 class AccessConfig(Section):
     """``[access]``: how unknown senders are treated."""
 
@@ -414,6 +435,7 @@ class Settings(BaseSettings):
     access: AccessConfig = Field(default_factory=AccessConfig, description="Access control")
     dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig, description="Batching")
     llm: LlmConfig = Field(default_factory=LlmConfig, description="LLM provider")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="State backend")
     projects: ProjectsConfig = Field(default_factory=ProjectsConfig, description="Projects")
     agents: AgentsConfig = Field(default_factory=AgentsConfig, description="Coding agents")
     transports: TransportsConfig = Field(default_factory=TransportsConfig, description="Chats")

@@ -26,7 +26,7 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
-from pipeline.storage import Storage
+from pipeline.storage import Conn, Storage, hold_appends
 
 _PARALLEL_FROM = 2_000
 
@@ -174,7 +174,7 @@ ISSUED = "SELECT seq FROM sqlite_sequence WHERE name = 'ops'"
 """The highest rowid ``ops`` ever handed out (AUTOINCREMENT), deleted tail included."""
 
 
-def replay(conn: sqlite3.Connection, ops: Iterable[SignedOp]) -> BadOp | None:
+def replay(conn: Conn, ops: Iterable[SignedOp]) -> BadOp | None:
     """Apply ``ops`` in the given (rowid) order; the first op apply refuses, or None."""
     for op in ops:
         try:
@@ -196,7 +196,7 @@ async def replay_into(source: Storage, scratch: Storage) -> int:
     rows = await source.read(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid")
     ops = [op_from_row(row) for row in rows]
 
-    def rebuild(conn: sqlite3.Connection) -> None:
+    def rebuild(conn: Conn) -> None:
         create_tables(conn)
         bad = replay(conn, ops)
         if bad is not None:
@@ -273,7 +273,8 @@ async def verify(storage: Storage) -> AuditReport:
     empty log. A cancel leaves nothing behind.
     """
 
-    def read_all(conn: sqlite3.Connection) -> tuple[list[Any], int, Any]:
+    def read_all(conn: Conn) -> tuple[list[Any], int, Any]:
+        hold_appends(conn, "ops")  # the snapshot: no other node appends until it is read
         present = existing_tables(conn)  # a data dir without a log reads as an empty one
         rows, issued = [], []
         if "ops" in present:

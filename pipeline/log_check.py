@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from pipeline.audit import ISSUED, OpLogError, Progress, check_ops
 from pipeline.audit import truncation as _truncation
 from pipeline.envelope import OP_COLUMNS, op_from_row
 from pipeline.keys import NodeKey
-from pipeline.storage import Storage
+from pipeline.storage import Conn, Storage
 
 _PAGE = 20_000
 _SAVE = (
@@ -40,7 +39,7 @@ class Checkpoint:
     upto: int
     mac: bytes
 
-    def save(self, conn: sqlite3.Connection) -> None:
+    def save(self, conn: Conn) -> None:
         """A write job recording this checkpoint (replacing the author's previous one)."""
         conn.execute(_SAVE, (self.author, self.upto, self.mac))
 
@@ -71,6 +70,7 @@ async def _scan(storage: Storage, key: NodeKey, trusted: int) -> _Scan:
     """
     progress, hasher = Progress(), key.checkpoint_hasher()
     prefix = hasher.copy().digest() if trusted == 0 else None
+    issued = await storage.read(ISSUED)  # first: ops another node appends meanwhile are no cut
     while True:
         rows = await storage.read(
             f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?",
@@ -82,7 +82,6 @@ async def _scan(storage: Storage, key: NodeKey, trusted: int) -> _Scan:
         if bad is not None:
             raise OpLogError(bad)
         prefix = await asyncio.to_thread(_feed, hasher, rows, trusted, prefix)
-    issued = await storage.read(ISSUED)
     bad = _truncation(progress, int(issued[0][0]) if issued else 0)
     if bad is not None:
         raise OpLogError(bad)

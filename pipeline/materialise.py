@@ -6,7 +6,7 @@ rebuilds the tables exactly. It reads nothing but the tables and the op — no c
 environment — and refuses an op that does not fit the current state by raising
 :class:`PipelineError`; the caller then rolls the whole transaction back.
 
-:func:`apply` is synchronous, on a plain :class:`sqlite3.Connection`: the store runs a whole
+:func:`apply` is synchronous, on a :class:`pipeline.storage.Conn`: the store runs a whole
 append (sign, insert, apply) as one job on the database's writer thread (one thread hop per
 commit group), and replay runs in a worker thread.
 """
@@ -14,7 +14,6 @@ commit group), and replay runs in a worker thread.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -44,6 +43,7 @@ from pipeline.project_rows import (
     remove_project,
     set_project,
 )
+from pipeline.storage import Conn
 
 SCHEMA_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ops (
@@ -107,11 +107,11 @@ Effects = tuple[str, ...]
 T = TypeVar("T")
 
 
-def _rows(conn: sqlite3.Connection, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
+def _rows(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
     return conn.execute(query, params).fetchall()
 
 
-def create_tables(conn: sqlite3.Connection) -> None:
+def create_tables(conn: Conn) -> None:
     """Create the op log and the materialised tables if missing, and bring an ``items``
     table of an older version up to date (:func:`add_board_column`). Idempotent."""
     add_board_column(conn)
@@ -121,12 +121,12 @@ def create_tables(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def has_board_column(conn: sqlite3.Connection) -> bool:
+def has_board_column(conn: Conn) -> bool:
     """Whether ``conn``'s ``items`` table has ``col`` (False for an older one, or none)."""
     return any(row[1] == "col" for row in _rows(conn, "PRAGMA table_info(items)"))
 
 
-def add_board_column(conn: sqlite3.Connection) -> bool:
+def add_board_column(conn: Conn) -> bool:
     """Add ``items.col`` to an ``items`` table written before it existed, and fill it in
     from each row's stage; returns whether it did. Run it inside the caller's transaction.
 
@@ -144,12 +144,12 @@ def add_board_column(conn: sqlite3.Connection) -> bool:
     return True
 
 
-def has_rooms_tools_column(conn: sqlite3.Connection) -> bool:
+def has_rooms_tools_column(conn: Conn) -> bool:
     """Whether ``conn``'s ``rooms`` table has ``tools`` (False for an older one, or none)."""
     return any(row[1] == "tools" for row in _rows(conn, "PRAGMA table_info(rooms)"))
 
 
-def add_rooms_tools_column(conn: sqlite3.Connection) -> bool:
+def add_rooms_tools_column(conn: Conn) -> bool:
     """Add ``rooms.tools`` (no rules: ``[]``) to a ``rooms`` table written before it existed."""
     if "rooms" not in existing_tables(conn) or has_rooms_tools_column(conn):
         return False
@@ -204,25 +204,25 @@ def _numbers(text: str) -> tuple[int, ...]:
     return tuple(loads(text))
 
 
-def last_number(conn: sqlite3.Connection, project: str) -> int:
+def last_number(conn: Conn, project: str) -> int:
     """The highest item number ``project`` ever issued (purged ones included), or 0."""
     rows = _rows(conn, "SELECT last FROM item_numbers WHERE project = ?", (project,))
     return int(rows[0][0]) if rows else 0
 
 
-def read_item(conn: sqlite3.Connection, project: str, number: int) -> Item | None:
+def read_item(conn: Conn, project: str, number: int) -> Item | None:
     """The item's current row, or None when it never existed or was purged."""
     query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? AND number = ?"
     rows = _rows(conn, query, (project, number))
     return item_from_row(rows[0]) if rows else None
 
 
-def existing_tables(conn: sqlite3.Connection) -> set[str]:
+def existing_tables(conn: Conn) -> set[str]:
     """The names of the tables in ``conn``'s main database."""
     return {row[0] for row in _rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+def read_tables(conn: Conn) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every materialised table, in key order (a missing table reads empty).
 
     An ``items`` table of an older version (no ``col``) reads as :func:`add_board_column`
@@ -243,7 +243,7 @@ def read_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
+def apply(conn: Conn, op: SignedOp) -> Effects:
     """Apply ``op`` to the materialised tables; the caller owns the transaction.
 
     Guarantees: deterministic (same tables + same op → same tables); used verbatim by
@@ -276,7 +276,7 @@ def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
             return _set_room(conn, change)
 
 
-def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:
+def _create_item(conn: Conn, change: CreateItem) -> Effects:
     number, last = change.item.number, last_number(conn, change.project)
     if number <= last:
         raise PipelineError(
@@ -295,13 +295,13 @@ def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:
     return ()
 
 
-def _delete_timers(conn: sqlite3.Connection, project: str, number: int) -> Effects:
+def _delete_timers(conn: Conn, project: str, number: int) -> Effects:
     query = "DELETE FROM timers WHERE project = ? AND item = ? RETURNING id"
     gone = len(_rows(conn, query, (project, number)))
     return (f"{gone} timer{'s' * (gone != 1)}",) if gone else ()
 
 
-def _update_item(conn: sqlite3.Connection, change: UpdateItem, op: SignedOp) -> Effects:
+def _update_item(conn: Conn, change: UpdateItem, op: SignedOp) -> Effects:
     old = read_item(conn, change.project, change.number)
     if old is None:
         raise PipelineError(f"no item #{change.number} in {change.project}")
@@ -318,7 +318,7 @@ def _update_item(conn: sqlite3.Connection, change: UpdateItem, op: SignedOp) -> 
     return ()
 
 
-def _purge_item(conn: sqlite3.Connection, change: PurgeItem) -> Effects:
+def _purge_item(conn: Conn, change: PurgeItem) -> Effects:
     if change.number > last_number(conn, change.project):
         raise PipelineError(f"no item #{change.number} in {change.project}")
     query = "DELETE FROM items WHERE project = ? AND number = ? RETURNING number"
@@ -327,7 +327,7 @@ def _purge_item(conn: sqlite3.Connection, change: PurgeItem) -> Effects:
     return (("item row",) if removed else ()) + timers
 
 
-def _add_timer(conn: sqlite3.Connection, change: AddTimer, op: SignedOp) -> Effects:
+def _add_timer(conn: Conn, change: AddTimer, op: SignedOp) -> Effects:
     if _rows(conn, "SELECT 1 FROM timers WHERE id = ?", (change.id,)):
         raise PipelineError(f"timer {change.id!r} already exists")
     if change.item is not None:
@@ -345,7 +345,7 @@ def _add_timer(conn: sqlite3.Connection, change: AddTimer, op: SignedOp) -> Effe
     return ()
 
 
-def _set_room(conn: sqlite3.Connection, change: SetRoom) -> Effects:
+def _set_room(conn: Conn, change: SetRoom) -> Effects:
     conn.execute(
         "INSERT INTO rooms (session) VALUES (?) ON CONFLICT (session) DO NOTHING",
         (change.session,),

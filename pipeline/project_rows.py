@@ -5,13 +5,13 @@ inside the op's transaction, and by replay, so both rebuild the same rows.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from pipeline.canonical import canonical_json
 from pipeline.envelope import SignedOp
 from pipeline.errors import PipelineError
 from pipeline.project_ops import AddProject, CreateProject, RemoveProject, SetProject
+from pipeline.storage import Conn
 
 PROJECTS_TABLE = """CREATE TABLE IF NOT EXISTS projects (
         name TEXT PRIMARY KEY, path TEXT NOT NULL, base_branch TEXT NOT NULL,
@@ -32,11 +32,11 @@ PROJECT_COLUMNS = "name, path, base_branch, timezone, origin, created_at, " + ",
 )
 
 
-def _columns(conn: sqlite3.Connection) -> list[str]:
+def _columns(conn: Conn) -> list[str]:
     return [row[1] for row in conn.execute("PRAGMA table_info(projects)").fetchall()]
 
 
-def add_project_columns(conn: sqlite3.Connection) -> bool:
+def add_project_columns(conn: Conn) -> bool:
     """Add the settings columns to a ``projects`` table of an older version; returns
     whether it did. Run it inside the caller's transaction, before the schema statements."""
     present = _columns(conn)
@@ -48,7 +48,7 @@ def add_project_columns(conn: sqlite3.Connection) -> bool:
     return bool(missing)
 
 
-def as_migrated(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def as_migrated(conn: Conn, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """``SELECT *`` rows of ``projects`` as :func:`add_project_columns` would leave them, so
     ``audit verify`` (which never writes) can check a data dir of an older version."""
     present = _columns(conn)
@@ -56,7 +56,7 @@ def as_migrated(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[t
     return [(*row, *pads) for row in rows] if pads else rows
 
 
-def _exists(conn: sqlite3.Connection, name: str) -> bool:
+def _exists(conn: Conn, name: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchall())
 
 
@@ -64,9 +64,7 @@ def _sql_value(name: str, value: Any) -> Any:
     return canonical_json([list(argv) for argv in value]) if name == "gates" else value
 
 
-def add_project(
-    conn: sqlite3.Connection, change: AddProject | CreateProject, op: SignedOp
-) -> tuple[str, ...]:
+def add_project(conn: Conn, change: AddProject | CreateProject, op: SignedOp) -> tuple[str, ...]:
     """Insert the project's row; refused when the name is registered."""
     if _exists(conn, change.name):
         raise PipelineError(f"project {change.name!r} already exists")
@@ -78,7 +76,7 @@ def add_project(
     return ()
 
 
-def set_project(conn: sqlite3.Connection, change: SetProject) -> tuple[str, ...]:
+def set_project(conn: Conn, change: SetProject) -> tuple[str, ...]:
     """Update the changed settings; refused for an unknown project."""
     if not _exists(conn, change.name):
         raise PipelineError(f"no project {change.name!r}")
@@ -89,7 +87,7 @@ def set_project(conn: sqlite3.Connection, change: SetProject) -> tuple[str, ...]
     return tuple(sorted(settings))
 
 
-def remove_project(conn: sqlite3.Connection, change: RemoveProject) -> tuple[str, ...]:
+def remove_project(conn: Conn, change: RemoveProject) -> tuple[str, ...]:
     """Delete the row, the project's items and timers; rooms on it go back to the default.
 
     The project's ``item_numbers`` row stays, so its numbers are never issued again (P5).

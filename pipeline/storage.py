@@ -1,15 +1,55 @@
-"""The database seam of the pipeline: what the store, the audit and the log check run on.
+"""The store interface: what the op log, the journal and every other table run on.
 
-``bot.db.Database`` satisfies it; so does any object with these two methods.
+Two backends implement it: ``bot.db.Database`` (SQLite, the default) and
+``bot.pgdb.PgDatabase`` (PostgreSQL, ``[store] url = "postgresql://…"``).
+
+Writing code against it:
+
+- A write is a *job*, ``job(conn: Conn) -> T``, a plain synchronous function handed to
+  :meth:`Storage.write`. It runs on the backend's one writer thread inside a transaction
+  (possibly shared with other jobs: group commit); ``write`` returns its result once the
+  commit is durable, and if the job raises, its writes are rolled back and ``write`` raises.
+- ``conn.execute(sql, params)`` / ``conn.executemany(sql, rows)`` return a cursor with
+  ``fetchall()``, ``fetchone()`` and ``rowcount``; rows index by position.
+- Reads are :meth:`Storage.read` (one query on a separate connection).
+- SQL is written once, in the SQLite dialect kept portable: ``?`` placeholders (``?1``…
+  numbered ones too), ``INSERT … ON CONFLICT (…) DO UPDATE/DO NOTHING``, ``RETURNING`` for
+  generated ids (never ``lastrowid``), no ``rowid`` other than the op log's own column, no
+  SQLite-only functions, plain ``INTEGER``/``TEXT``/``REAL``/``BLOB`` columns. The
+  PostgreSQL backend translates each statement once (``bot.pg_sql``): placeholders, column
+  types, ``INTEGER PRIMARY KEY`` ids handed out in commit order, the append-only triggers,
+  ``json_each`` over an integer array, and the three catalogue reads the migrations use
+  (``sqlite_master``'s table list, ``PRAGMA table_info``, ``sqlite_sequence``).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What a job gets back from :meth:`Conn.execute` (``sqlite3.Cursor`` is one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """The connection a write job runs on (``sqlite3.Connection`` is one)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+
+Job = Callable[[Conn], T]
 
 
 class Storage(Protocol):
@@ -18,6 +58,17 @@ class Storage(Protocol):
     rolled back and ``write`` raises. ``read`` runs one query on a separate connection.
     """
 
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
+    async def write(self, job: Callable[[Conn], T]) -> T: ...
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+def hold_appends(conn: Conn, table: str) -> None:
+    """Inside a write job: until its transaction ends, no other connection appends to
+    ``table`` (one with an ``INTEGER PRIMARY KEY``), so later reads of the same job see one
+    state of it. SQLite's write transaction already shuts every other writer out; a
+    connection that can do more (PostgreSQL's locks the table's id counter row) has a
+    ``hold_appends`` method."""
+    hold = getattr(conn, "hold_appends", None)
+    if hold is not None:
+        hold(table)

@@ -12,7 +12,6 @@ A failed write raises :class:`StoreWriteError`, a log that fails its check at op
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -37,7 +36,7 @@ from pipeline.materialise import (
 from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.ops import CHANGES, Change, CreateItem
 from pipeline.project_rows import PROJECT_COLUMNS
-from pipeline.storage import Storage
+from pipeline.storage import Conn, Storage
 
 __all__ = ["SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
 
@@ -129,9 +128,9 @@ def _board_query(columns: Sequence[Column], newest_first: Collection[Column]) ->
     heads = [
         f"SELECT * FROM (SELECT {ITEM_COLUMNS}, col FROM items WHERE project = ?1"
         f" AND col = ?{i + 3} ORDER BY number {'DESC' if col in newest_first else 'ASC'}"
-        " LIMIT ?2)"
+        f" LIMIT ?2) AS head{i}"
         for i, col in enumerate(columns)
-    ] or [f"SELECT {ITEM_COLUMNS}, col FROM items WHERE 0"]
+    ] or [f"SELECT {ITEM_COLUMNS}, col FROM items WHERE 1 = 0"]
     return (
         f"WITH listed AS ({' UNION ALL '.join(heads)})"
         f" SELECT 'count', col, COUNT(*), {_NULLS} FROM items WHERE project = ?1 GROUP BY col"
@@ -251,13 +250,13 @@ class OpStore:
                 raise PipelineError(f"not a change: {change!r}")
         payloads = [canonical_json(change.to_payload()) for change in changes]
 
-        def write_all(conn: sqlite3.Connection, ts: float) -> list[AppliedOp]:
+        def write_all(conn: Conn, ts: float) -> list[AppliedOp]:
             return [
                 self._write(conn, change, payload, origin_text, ts)
                 for change, payload in zip(changes, payloads, strict=True)
             ]
 
-        def job(conn: sqlite3.Connection) -> list[AppliedOp]:
+        def job(conn: Conn) -> list[AppliedOp]:
             return write_all(conn, float(self._clock()))
 
         return await self._submit(crash_after(job, "mid-op-commit")) if changes else []
@@ -281,7 +280,7 @@ class OpStore:
         """
         origin_text = origin_json(origin)
 
-        def write(conn: sqlite3.Connection, ts: float) -> Item:
+        def write(conn: Conn, ts: float) -> Item:
             item = Item(
                 number=last_number(conn, project) + 1, kind=kind, title=title, body=body,
                 stage=stage, depends_on=depends_on, epic=epic, origin=origin, created_at=ts,
@@ -291,14 +290,12 @@ class OpStore:
             self._write(conn, change, canonical_json(change.to_payload()), origin_text, ts)
             return item
 
-        def job(conn: sqlite3.Connection) -> Item:
+        def job(conn: Conn) -> Item:
             return write(conn, float(self._clock()))
 
         return await self._submit(crash_after(job, "mid-op-commit"))
 
-    def _write(
-        self, conn: sqlite3.Connection, change: Change, payload: str, origin: str, ts: float
-    ) -> AppliedOp:
+    def _write(self, conn: Conn, change: Change, payload: str, origin: str, ts: float) -> AppliedOp:
         """Sign, insert and apply one op; runs on the writer's thread inside its transaction."""
         op = seal(change, payload, origin, self._key, self._next_seq, ts)
         self._next_seq += 1  # a rolled-back op leaves a gap; gaps are allowed, reuse is not
@@ -309,11 +306,11 @@ class OpStore:
         op = replace(op, rowid=int(rows[0][0]))
         return AppliedOp(op, change, apply(conn, op))
 
-    async def _submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _submit(self, job: Callable[[Conn], T]) -> T:
         """Run ``job`` through the storage; a refusal comes back as itself, not wrapped."""
         refused: list[PipelineError] = []
 
-        def guarded(conn: sqlite3.Connection) -> T:
+        def guarded(conn: Conn) -> T:
             refused.clear()
             try:
                 return job(conn)

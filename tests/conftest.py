@@ -1,13 +1,15 @@
-"""Fixtures shared by the integration and reliability tests."""
+"""Fixtures shared by the tests: daemons, fakes, and the store backends (K1)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.postgres import Postgres, PostgresMissing, binaries, start_postgres
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.whatsapp_api import FakeWhatsApp
 from tests.integration.daemon import DaemonProcess
@@ -47,3 +49,27 @@ def fake_whatsapp() -> Iterator[FakeWhatsApp]:
     """A fake Graph API and Twilio Messages API on 127.0.0.1, stopped after."""
     with FakeWhatsApp() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL for the whole session (stopped at its end). Missing binaries skip
+    the tests that use it, or fail them with ``CI=true``."""
+    try:
+        binaries()
+    except PostgresMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with start_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty store on each backend: a file in ``tmp_path``, or a schema
+    of its own on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'musher.db'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.new_schema()

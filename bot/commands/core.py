@@ -21,6 +21,7 @@ from pipeline.engine import Engine
 
 SessionAction = Callable[[Session], Awaitable[object]]
 CostReport = Callable[[], Awaitable[str]]
+NodeReport = Callable[[], Awaitable[str]]
 
 
 class HelpArgs(Args):
@@ -82,6 +83,7 @@ def register_core(registry: Registry) -> None:
         return Reply("Ambient mode off: mention me to get my attention.")
 
     register_cost(registry)
+    register_nodes(registry)
 
 
 def register_cost(registry: Registry) -> None:
@@ -92,6 +94,17 @@ def register_cost(registry: Registry) -> None:
     )
     async def cost(ctx: CommandContext, args: NoArgs, *, cost_report: CostReport) -> Reply:
         return Reply(await cost_report())
+
+
+def register_nodes(registry: Registry) -> None:
+    """``nodes``: the nodes sharing this store, their heartbeats and leases (K2)."""
+
+    @registry.command(
+        "nodes", summary="The nodes sharing this store: heartbeats, leases", usage="nodes",
+        args=NoArgs,
+    )  # fmt: skip
+    async def nodes(ctx: CommandContext, args: NoArgs, *, node_report: NodeReport) -> Reply:
+        return Reply(await node_report())
 
 
 def render_help(registry: Registry, name: str | None, admin: bool) -> str:

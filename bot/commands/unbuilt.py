@@ -24,7 +24,6 @@ UNBUILT: tuple[tuple[str, str], ...] = (
     ("agents", "agents [--all]"),
     ("logs", "logs N [lines]"),
     ("cleanup_worktrees", "cleanup_worktrees [--confirm]"),
-    ("nodes", "nodes"),
     ("node", "node trust|revoke <pubkey>"),
     ("stop N", "stop N"),  # answered by `stop` itself when it is given an item number
 )

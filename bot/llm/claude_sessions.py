@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
-from bot.db import Database
+from bot.db import Db
+from pipeline.storage import Conn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claude_sessions (
@@ -17,10 +17,10 @@ CREATE TABLE IF NOT EXISTS claude_sessions (
 """
 
 
-async def ensure_schema(db: Database) -> None:
+async def ensure_schema(db: Db) -> None:
     """Create the ``claude_sessions`` table if it does not exist. Idempotent."""
 
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Conn) -> None:
         conn.execute(SCHEMA)
 
     await db.write(job)
@@ -33,7 +33,7 @@ class ClaudeSessions:
     lands (see :meth:`bot.db.Database.write`).
     """
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Db, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
 
@@ -48,7 +48,7 @@ class ClaudeSessions:
         """Remember ``session_id`` for ``session``, replacing any previous one."""
         now = self._clock()
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO claude_sessions (session, session_id, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(session) DO UPDATE SET"
@@ -61,7 +61,7 @@ class ClaudeSessions:
     async def clear(self, session: str) -> None:
         """Forget ``session``'s conversation; the next turn starts a new one. Idempotent."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             conn.execute("DELETE FROM claude_sessions WHERE session = ?", (session,))
 
         await self._db.write(job)

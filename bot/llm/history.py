@@ -9,11 +9,11 @@ turns only, so a tool call always keeps its tool result.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from bot.db import Database
+from bot.db import Db
+from pipeline.storage import Conn
 
 Message = dict[str, Any]
 
@@ -26,10 +26,10 @@ _SCHEMA_STATEMENTS = (
 HISTORY_SCHEMA = ";\n".join(_SCHEMA_STATEMENTS) + ";\n"
 
 
-async def ensure_schema(db: Database) -> None:
+async def ensure_schema(db: Db) -> None:
     """Create the history table and its index if missing. Idempotent."""
 
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Conn) -> None:
         for statement in _SCHEMA_STATEMENTS:
             conn.execute(statement)
 
@@ -39,7 +39,7 @@ async def ensure_schema(db: Database) -> None:
 class History:
     """Whole-turn conversation memory over the daemon's :class:`Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     async def load(self, session: str, provider: str) -> list[Message]:
@@ -48,7 +48,7 @@ class History:
             "SELECT message FROM llm_history WHERE session = ? AND provider = ? ORDER BY id",
             (session, provider),
         )
-        return [json.loads(row["message"]) for row in rows]
+        return [json.loads(row[0]) for row in rows]
 
     async def append_turn(
         self,
@@ -65,7 +65,7 @@ class History:
         """
         encoded = [json.dumps(m, ensure_ascii=False, separators=(",", ":")) for m in messages]
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             row = conn.execute(
                 "SELECT COALESCE(MAX(turn), 0) FROM llm_history WHERE session = ? AND provider = ?",
                 (session, provider),
@@ -86,7 +86,7 @@ class History:
     async def reset(self, session: str, provider: str | None = None) -> None:
         """Forget ``session``'s history (of one ``provider``, or of all). Idempotent."""
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Conn) -> None:
             if provider is None:
                 conn.execute("DELETE FROM llm_history WHERE session = ?", (session,))
             else:

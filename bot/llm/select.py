@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from bot.db import Database
+from bot.db import Db
 from bot.llm.anthropic import AnthropicWire
 from bot.llm.base import McpConfig, Provider
 from bot.llm.chat import ChatProvider
@@ -33,7 +33,7 @@ def choose(settings: Settings) -> Choice:
     return Choice("none", f"auto: {command!r} is not on PATH, so free text gets no LLM")
 
 
-def make_provider(settings: Settings, db: Database, mcp_config: McpConfig) -> Provider:
+def make_provider(settings: Settings, db: Db, mcp_config: McpConfig) -> Provider:
     """Build the chosen provider over the daemon's database; ``mcp_config`` gives a CLI
     provider's turns their tools (the daemon passes ``McpBridge.config_for``)."""
     llm = settings.llm
@@ -52,7 +52,7 @@ def make_provider(settings: Settings, db: Database, mcp_config: McpConfig) -> Pr
                 llm.claude_cli,
                 ClaudeSessions(db),
                 mcp_config,
-                state_dir=db.path.parent / "tmp",
+                state_dir=db.data_dir / "tmp",
             )
         case _:
             return NoneProvider()

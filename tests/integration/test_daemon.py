@@ -59,8 +59,9 @@ def test_two_rooms_answer_at_the_same_time(make_daemon: MakeDaemon) -> None:
     assert daemon.wait_for("room-b", 1) == ["echo: hello b"]
 
 
-def test_sigkill_after_the_202s_loses_nothing(make_daemon: MakeDaemon) -> None:
-    daemon = make_daemon(delay=30, window_ms=1000).start()
+def test_sigkill_after_the_202s_loses_nothing(make_daemon: MakeDaemon, store_url: str) -> None:
+    store = f'\n[store]\nurl = "{store_url}"\n'  # on each backend (K1)
+    daemon = make_daemon(delay=30, window_ms=1000, extra=store).start()
     daemon.post("busy", "already being answered")
     daemon.wait_typing("busy")
     daemon.post("busy", "queued behind it")

@@ -1,6 +1,7 @@
 """R4's victim: append ops forever and print ``ack <seq>`` after each commit returned.
 
-Run as ``python -m tests.reliability.oplog_writer DATA_DIR [WORKERS]``; the test SIGKILLs
+Run as ``python -m tests.reliability.oplog_writer DATA_DIR [WORKERS [STORE_URL]]`` (the
+store defaults to DATA_DIR's SQLite file); the test SIGKILLs
 it. Workers append concurrently (sharing group commits): one creates items, the others move
 items and change room settings. A line is printed only after ``append`` returned, so every
 printed seq must be in the log after the kill.
@@ -12,7 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bot.db import Database
+from bot.store_url import open_db
 from pipeline.keys import load_or_create
 from pipeline.model import Backlog, Coding, Item, ItemKind, SystemOrigin
 from pipeline.ops import Change, CreateItem, CreateProject, SetRoom, UpdateItem
@@ -50,8 +51,8 @@ async def churn(store: OpStore, worker: int) -> None:
         ack((await store.append(change, ORIGIN)).seq)
 
 
-async def main(data_dir: Path, workers: int) -> None:
-    db = await Database.open(data_dir / "musher.db")
+async def main(data_dir: Path, workers: int, url: str | None) -> None:
+    db = await open_db(url, data_dir)
     store = await OpStore.open(db, load_or_create(data_dir))
     if not await store.projects():
         await store.append(CreateProject(PROJECT, str(data_dir), "main", "UTC"), ORIGIN)
@@ -64,4 +65,5 @@ async def main(data_dir: Path, workers: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 8))
+    args = sys.argv[1:]
+    asyncio.run(main(Path(args[0]), int(args[1]) if len(args) > 1 else 8, (args[2:] or [None])[0]))

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.db import Database
+from bot.db import Db
 from bot.schema import DAEMON_SCHEMA
+from bot.store_url import open_db
 from pipeline.engine import Engine
 from pipeline.events import PipelineEvent
 from pipeline.keys import load_or_create
@@ -34,7 +35,7 @@ class WallClock:
 
 @dataclass
 class PipelineEnv:
-    db: Database
+    db: Db
     store: OpStore
     engine: Engine
     clock: WallClock
@@ -53,8 +54,11 @@ class PipelineEnv:
 
 
 @asynccontextmanager
-async def pipeline_env(tmp_path: Path, timezone: str = "UTC") -> AsyncIterator[PipelineEnv]:
-    db = await Database.open(tmp_path / "musher.db", DAEMON_SCHEMA)
+async def pipeline_env(
+    tmp_path: Path, timezone: str = "UTC", url: str | None = None
+) -> AsyncIterator[PipelineEnv]:
+    """The pipeline on the store ``url`` names (default: ``tmp_path``'s SQLite file)."""
+    db = await open_db(url, tmp_path, DAEMON_SCHEMA)
     clock = WallClock()
     store = await OpStore.open(db, load_or_create(tmp_path), clock=clock)
     engine = Engine(store, clock=clock)

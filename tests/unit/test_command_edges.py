@@ -86,7 +86,6 @@ async def test_a_timer_refuses_a_move_the_item_cannot_make_and_says_why(chat: Ch
         "agents --all",
         "logs 1 50",
         "cleanup_worktrees --confirm",
-        "nodes",
         "node trust abcd",
         "node revoke abcd",
         "stop 3",

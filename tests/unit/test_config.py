@@ -449,6 +449,7 @@ def test_the_rendering_has_every_table() -> None:
         "llm.openai",
         "llm.anthropic",
         "llm.echo",
+        "store",
         "projects",
         "agents",
         "transports.web",
@@ -459,6 +460,32 @@ def test_the_rendering_has_every_table() -> None:
         "transports.whatsapp.meta",
         "transports.whatsapp.twilio",
     ]
+
+
+def test_the_store_url_is_shown_with_its_password_redacted(in_tmp: Path) -> None:
+    url = "postgresql://musher:hunter2@db.internal:5432/musher"
+    settings = load_settings(write_config(f'[store]\nurl = "{url}"\n'), {})
+
+    rendered = render_effective(settings)
+
+    assert settings.store.url == url
+    assert "hunter2" not in rendered
+    assert 'url = "postgresql://musher:***@db.internal:5432/musher"' in rendered
+    assert "lease_ttl_s = 15.0" in rendered and "claim_ttl_s = 120.0" in rendered
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('url = "mysql://x"', "store.url"),
+        ('trusted_keys = ["abc"]', "store.trusted_keys"),
+        ("lease_ttl_s = 0", "store.lease_ttl_s"),
+    ],
+)
+def test_a_bad_store_setting_is_named(in_tmp: Path, toml: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(f"[store]\n{toml}\n"), {})
+    assert problem in str(caught.value)
 
 
 # --- bot.toml.example --------------------------------------------------------------------

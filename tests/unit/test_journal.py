@@ -1,4 +1,5 @@
-"""The ingress journal on real SQLite: dedupe across reopen (I1), turns (D6), group commit."""
+"""The ingress journal on both store backends (K1): dedupe across reopen (I1), turns (D6),
+group commit."""
 
 from __future__ import annotations
 
@@ -8,33 +9,36 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
 from bot.journal import SCHEMA, Journal, Kind, State
 from bot.messages import InboundMessage
+from bot.store_url import open_db
 from config.errors import StoreError
+from pipeline.storage import Conn
 
 
 def message(event_id: str, text: str = "hi", room: str = "lobby") -> InboundMessage:
     return InboundMessage("web", room, "alice", event_id, 1.0, text, mentioned=True)
 
 
-async def test_a_redelivered_event_is_recognised_even_after_reopening(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_a_redelivered_event_is_recognised_even_after_reopening(
+    store_url: str, tmp_path: Path
+) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     first = await journal.record(message("e1"), Kind.TEXT, "hi")
     assert first is not None
     assert await journal.record(message("e1"), Kind.TEXT, "hi") is None
     await db.aclose()
 
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     assert await journal.record(message("e1"), Kind.TEXT, "hi") is None
     assert [p.id for p in await journal.pending()] == [first[0]]
     await db.aclose()
 
 
-async def test_turns_settle_pending_messages(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_turns_settle_pending_messages(store_url: str, tmp_path: Path) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     ids = []
     for n in range(3):
@@ -50,8 +54,8 @@ async def test_turns_settle_pending_messages(tmp_path: Path) -> None:
     await db.aclose()
 
 
-async def test_room_log_keeps_user_and_bot_lines_in_order(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_room_log_keeps_user_and_bot_lines_in_order(store_url: str, tmp_path: Path) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     await journal.record(message("e1", "hello"), Kind.TEXT, "hello")
     await journal.record(message("e2", "not addressed"), Kind.IGNORED, "not addressed")
@@ -64,24 +68,30 @@ async def test_room_log_keeps_user_and_bot_lines_in_order(tmp_path: Path) -> Non
     await db.aclose()
 
 
-async def test_concurrent_writes_share_commits_and_all_land(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_concurrent_writes_share_commits_and_all_land(store_url: str, tmp_path: Path) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     results = await asyncio.gather(
         *(journal.record(message(f"e{n}"), Kind.TEXT, "x") for n in range(200))
     )
     assert all(r is not None for r in results)
+    assert len({r[0] for r in results if r is not None}) == 200
     await db.aclose()
-    with sqlite3.connect(tmp_path / "m.db") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM inbound").fetchone() == (200,)
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db = await open_db(store_url, tmp_path)
+    assert [tuple(r) for r in await db.read("SELECT COUNT(*) FROM inbound")] == [(200,)]
+    await db.aclose()
+    if store_url.startswith("sqlite"):
+        with sqlite3.connect(tmp_path / "musher.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-async def test_a_failing_write_is_reported_and_spares_the_others(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_a_failing_write_is_reported_and_spares_the_others(
+    store_url: str, tmp_path: Path
+) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
 
-    def bad(conn: sqlite3.Connection) -> None:
+    def bad(conn: Conn) -> None:
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
     good = [journal.record(message(f"e{n}"), Kind.TEXT, "x") for n in range(5)]
@@ -93,8 +103,8 @@ async def test_a_failing_write_is_reported_and_spares_the_others(tmp_path: Path)
         await db.write(bad)
 
 
-async def test_one_refusal_per_sender_per_day(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "m.db", SCHEMA)
+async def test_one_refusal_per_sender_per_day(store_url: str, tmp_path: Path) -> None:
+    db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
     assert await journal.first_refusal_today("web", "mallory")
     assert not await journal.first_refusal_today("web", "mallory")

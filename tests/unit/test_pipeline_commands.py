@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bot.db import Database
 from bot.messages import Session
 from bot.schema import DAEMON_SCHEMA
 from config import load_settings
+from pipeline import leases, nodes
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.model import Archived, Backlog, Coding, Frozen, Qa, SystemOrigin
@@ -334,3 +336,16 @@ async def test_commands_work_as_tools_with_json_arguments(chat: Chat) -> None:
     assert (await chat.core.engine.lookup("webshop", 1)).stage == Coding()
     reply = await registry.invoke("depends", {"number": 1, "depends_on": []}, ctx)
     assert reply.text == "#1 From the LLM depends on nothing now."
+
+
+async def test_nodes_lists_this_daemon_trusted_and_the_leases_it_holds(chat: Chat) -> None:
+    author = chat.core.engine.store.author
+    await nodes.heartbeat(chat.db, author, "here", "daemon", time.time())
+    await nodes.heartbeat(chat.db, "c" * 64, "there", "agent", time.time() - 30)
+    await leases.acquire(chat.db, "room:web:lobby", author, 15.0, time.time())
+
+    lines = (await chat.say("nodes")).splitlines()
+
+    assert lines[0].startswith(f"here  {author[:12]}…  daemon  trusted  heartbeat ")
+    assert lines[0].endswith("leases: room:web:lobby")
+    assert lines[1].startswith(f"there  {'c' * 12}…  agent  untrusted  heartbeat 30 s ago")

@@ -38,7 +38,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from bot.db import Database
+from bot.db import Database, Db
+from bot.store_url import open_db
 from pipeline import transitions as tr
 from pipeline.audit import replay_into, verify
 from pipeline.board import board_view
@@ -68,6 +69,7 @@ from pipeline.model import (
     UserOrigin,
 )
 from pipeline.store import OpStore
+from tests.fakes.postgres import Postgres
 
 T = TypeVar("T")
 PROJECT = "demo"
@@ -411,7 +413,10 @@ def typed(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any,
 
 
 class PipelineMachine(RuleBasedStateMachine):
-    """One project on a fresh database, driven by the rules below; one event loop per run."""
+    """One project on a fresh database, driven by the rules below; one event loop per run.
+    A fresh SQLite file, or a fresh schema of ``postgres`` when a subclass sets it (K1)."""
+
+    postgres: Postgres | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -419,9 +424,11 @@ class PipelineMachine(RuleBasedStateMachine):
         self.clean = True  # every step so far passed its checks: the teardown audit may run
         self._tmp = tempfile.TemporaryDirectory(prefix="musher-r3-")
         self._loop = asyncio.new_event_loop()
-        self.db: Database | None = None
+        self.db: Db | None = None
+        data_dir = Path(self._tmp.name)
+        url = self.postgres.new_schema() if self.postgres else f"sqlite:///{data_dir}/musher.db"
         try:
-            self.db = self.run(Database.open(Path(self._tmp.name) / "musher.db"))
+            self.db = self.run(open_db(url, data_dir))
             clock = Clock()
             self.store = self.run(OpStore.open(self.db, NodeKey.generate(), clock=clock))
             self.engine = Engine(self.store, clock=clock, max_retries=MAX_RETRIES)
@@ -708,6 +715,12 @@ def _settings(examples: int) -> settings:
 @pytest.mark.timeout(300)  # room for hypothesis to shrink a failure before reporting it
 def test_engine_refuses_exactly_what_the_model_refuses_and_never_diverges() -> None:
     run_state_machine_as_test(PipelineMachine, settings=_settings(60))
+
+
+@pytest.mark.timeout(300)
+def test_the_engine_and_its_replay_agree_on_postgresql_too(postgres: Postgres) -> None:
+    machine = type("PgPipelineMachine", (PipelineMachine,), {"postgres": postgres})
+    run_state_machine_as_test(machine, settings=_settings(10))
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
+from bot.db import Database, Db
+from bot.store_url import open_db
+from config.errors import StoreError
 from pipeline import audit
 from pipeline.canonical import canonical_json, parse_canonical
 from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row
@@ -57,15 +59,16 @@ class Clock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "musher.db")
+async def db(store_url: str, tmp_path: Path) -> AsyncIterator[Db]:
+    """A new store on each backend (S1–S5 hold on both: K1)."""
+    database = await open_db(store_url, tmp_path)
     yield database
     await database.aclose()
 
 
-async def reopen(db: Database) -> Database:
+async def reopen(db: Db) -> Db:
     await db.aclose()
-    return await Database.open(db.path)
+    return await open_db(db.url, db.data_dir)
 
 
 async def new_store(db: Storage, key: NodeKey | None = None) -> OpStore:
@@ -87,7 +90,7 @@ async def with_items(db: Storage, n: int) -> OpStore:
 # --- materialised tables -----------------------------------------------------------------
 
 
-async def test_create_update_purge_show_in_the_tables(db: Database) -> None:
+async def test_create_update_purge_show_in_the_tables(db: Db) -> None:
     store = await with_items(db, 2)
     assert [(i.number, i.title) for i in await store.items("demo")] == [
         (1, "story 1"),
@@ -107,7 +110,7 @@ async def test_create_update_purge_show_in_the_tables(db: Database) -> None:
     assert [p.name for p in await store.projects()] == ["demo"]
 
 
-async def test_items_survive_a_restart_exactly(db: Database) -> None:
+async def test_items_survive_a_restart_exactly(db: Db) -> None:
     store = await with_items(db, 3)
     await store.append(UpdateItem("demo", 2, stage=Qa(), depends_on=(1, 3), epic=3), ALICE)
     before = await store.items("demo")
@@ -118,7 +121,7 @@ async def test_items_survive_a_restart_exactly(db: Database) -> None:
         await db.aclose()
 
 
-async def test_numbers_are_never_reused_after_purge_even_after_reopen(db: Database) -> None:
+async def test_numbers_are_never_reused_after_purge_even_after_reopen(db: Db) -> None:
     store = await with_items(db, 3)
     await store.append(PurgeItem("demo", 3), ALICE)
     fourth = await store.create_item("demo", ALICE, kind=ItemKind.BUG, title="four")
@@ -140,7 +143,7 @@ async def test_numbers_are_never_reused_after_purge_even_after_reopen(db: Databa
         await db.aclose()
 
 
-async def test_concurrent_creations_get_distinct_numbers(db: Database) -> None:
+async def test_concurrent_creations_get_distinct_numbers(db: Db) -> None:
     store = await with_items(db, 0)
     made = await asyncio.gather(
         *(store.create_item("demo", ALICE, kind=ItemKind.SPIKE, title=f"s{i}") for i in range(40))
@@ -148,7 +151,7 @@ async def test_concurrent_creations_get_distinct_numbers(db: Database) -> None:
     assert sorted(item.number for item in made) == list(range(1, 41))
 
 
-async def test_purge_is_idempotent_and_removes_the_items_timers(db: Database) -> None:
+async def test_purge_is_idempotent_and_removes_the_items_timers(db: Db) -> None:
     store = await with_items(db, 2)
     for timer_id, number in (("a", 1), ("b", 1), ("c", 2)):
         await store.append(AddTimer(timer_id, "demo", number, 1e9, {"event": "start"}), ALICE)
@@ -167,7 +170,7 @@ async def test_purge_is_idempotent_and_removes_the_items_timers(db: Database) ->
         await store.append(AddTimer("d", "demo", 1, 1e9, {}), ALICE)
 
 
-async def test_finishing_an_item_kills_its_timers(db: Database) -> None:
+async def test_finishing_an_item_kills_its_timers(db: Db) -> None:
     store = await with_items(db, 1)
     await store.append(AddTimer("t", "demo", 1, 1e9, {"event": "qa_pass"}), ALICE)
     done = await store.append(UpdateItem("demo", 1, stage=Done()), ALICE)
@@ -177,7 +180,7 @@ async def test_finishing_an_item_kills_its_timers(db: Database) -> None:
         await store.append(AddTimer("u", "demo", 1, 1e9, {}), ALICE)
 
 
-async def test_timers_cancel_and_rooms(db: Database) -> None:
+async def test_timers_cancel_and_rooms(db: Db) -> None:
     store = await with_items(db, 1)
     await store.append(AddTimer("t1", "demo", 1, 2e9, {"event": "start"}), ALICE)
     await store.append(AddTimer("t0", "demo", None, 1e9, {"say": "standup"}), ALICE)
@@ -208,7 +211,7 @@ async def test_timers_cancel_and_rooms(db: Database) -> None:
 
 
 @pytest.mark.parametrize("blank", ["none", "blank field"])
-async def test_unattributed_changes_are_refused_before_any_write(db: Database, blank: str) -> None:
+async def test_unattributed_changes_are_refused_before_any_write(db: Db, blank: str) -> None:
     store = await new_store(db)
     origin: object = None
     if blank == "blank field":
@@ -223,7 +226,7 @@ async def test_unattributed_changes_are_refused_before_any_write(db: Database, b
     assert store.next_seq == 1
 
 
-async def test_a_refused_op_changes_nothing_and_spares_its_neighbours(db: Database) -> None:
+async def test_a_refused_op_changes_nothing_and_spares_its_neighbours(db: Db) -> None:
     store = await with_items(db, 1)
     before = await count_ops(db)
     changes = [SetRoom(f"web:r{i}", ambient=True) for i in range(10)]
@@ -241,27 +244,24 @@ async def test_a_refused_op_changes_nothing_and_spares_its_neighbours(db: Databa
     assert (await audit.verify(db)).ok
 
 
-async def test_the_op_log_refuses_update_and_delete(db: Database) -> None:
+async def test_the_op_log_refuses_update_and_delete(db: Db) -> None:
     await with_items(db, 1)
-    raw = sqlite3.connect(db.path)
-    try:
-        for statement in ("UPDATE ops SET kind = 'x'", "DELETE FROM ops"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                raw.execute(statement)
-    finally:
-        raw.close()
+    for statement in ("UPDATE ops SET kind = 'x'", "DELETE FROM ops"):
+        with pytest.raises(StoreError, match="append-only"):
+            await db.write(lambda conn, sql=statement: conn.execute(sql))
+    assert await count_ops(db) == 2
 
 
 # --- author sequence numbers (lesson 511) ------------------------------------------------
 
 
-async def test_a_brand_new_node_starts_at_seq_1(db: Database) -> None:
+async def test_a_brand_new_node_starts_at_seq_1(db: Db) -> None:
     store = await new_store(db)
     assert store.next_seq == 1
     assert (await store.append(DEMO, ALICE)).seq == 1
 
 
-async def test_seq_resumes_after_the_highest_own_seq(db: Database) -> None:
+async def test_seq_resumes_after_the_highest_own_seq(db: Db) -> None:
     key = NodeKey.generate()
     store = await new_store(db, key)
     await store.append_many([SetRoom(f"web:{i}", ambient=True) for i in range(100)], ALICE)
@@ -280,7 +280,7 @@ async def test_seq_resumes_after_the_highest_own_seq(db: Database) -> None:
 # --- replay order (S1) and audit ---------------------------------------------------------
 
 
-async def test_replay_follows_rowid_not_seq(db: Database) -> None:
+async def test_replay_follows_rowid_not_seq(db: Db) -> None:
     """B's update (seq 1) is written after A's create (seq 11); replay must keep it."""
     a, b = await new_store(db), await new_store(db)
     await a.append_many([SetRoom(f"web:{i}", ambient=True) for i in range(9)], ALICE)
@@ -306,7 +306,7 @@ async def test_replay_follows_rowid_not_seq(db: Database) -> None:
             apply(by_seq, op_from_row(row))
 
 
-async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -> None:
+async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Db) -> None:
     store = await with_items(db, 3)
     await store.append(UpdateItem("demo", 1, stage=Abandoned("dup")), ALICE)
     await store.append(AddTimer("t", "demo", 2, 1.5e9, {"event": "start"}), ALICE)
@@ -315,7 +315,7 @@ async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -
     report = await audit.verify(db)
     assert report.ok and report.problem is None and "ok" in str(report)
 
-    scratch = await Database.open(db.path.with_name("scratch.db"))
+    scratch = await Database.open(db.data_dir / "scratch.db")
     try:
         assert await audit.replay_into(db, scratch) == await count_ops(db)
         assert await read_live(scratch) == await read_live(db)
@@ -323,7 +323,7 @@ async def test_verify_is_clean_and_replay_equals_the_live_tables(db: Database) -
         await scratch.aclose()
 
 
-async def test_every_stored_op_signs_exactly_its_fields(db: Database) -> None:
+async def test_every_stored_op_signs_exactly_its_fields(db: Db) -> None:
     store = await with_items(db, 1)
     row = (await db.read(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid DESC LIMIT 1"))[0]
     op = op_from_row(row)
@@ -410,11 +410,11 @@ def test_changes_check_themselves() -> None:
     }
 
 
-async def test_verify_on_a_database_without_a_log_is_clean(db: Database) -> None:
+async def test_verify_on_a_database_without_a_log_is_clean(db: Db) -> None:
     report = await audit.verify(db)
     assert report.ok and report.ops == 0
     assert await count_tables(db) == 0  # verify wrote nothing
 
 
 async def count_tables(db: Storage) -> int:
-    return int((await db.read("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"))[0][0])
+    return len(await db.read("SELECT name FROM sqlite_master WHERE type = 'table'"))

@@ -97,8 +97,9 @@ class Env:
 
 
 @pytest.fixture
-async def t(tmp_path: Path) -> AsyncIterator[Env]:
-    async with pipeline_env(tmp_path, timezone="Europe/London") as env:
+async def t(store_url: str, tmp_path: Path) -> AsyncIterator[Env]:
+    """On both store backends (K1: T1 holds on each)."""
+    async with pipeline_env(tmp_path, timezone="Europe/London", url=store_url) as env:
         await env.story("Login page")
         e = Env(env)
         yield e
