@@ -235,7 +235,7 @@ def aware(session: str, seen: int, out: Outcome) -> float | None:
     """When typing was first reported in ``session`` among its first ``seen`` events (a
     stop counts once the dispatcher knows the room), or None."""
     known = float("inf")
-    for jid, (room, when) in out.arrivals.items():
+    for jid, (room, _) in out.arrivals.items():
         if room == session:
             known = min(known, out.senders[jid][1])
     for g in out.signals:
