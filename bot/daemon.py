@@ -123,6 +123,7 @@ class Core:
             lanes=self.lanes,
             bot_name=self.settings.daemon.name,
             strangers=self.settings.access,
+            typing=self.dispatcher.typing,
         )
         return Ingress(parts, identities)
 

@@ -163,8 +163,10 @@ class Dispatcher:
 
         Marks the room as one whose transport reports typing (D1: its batches close
         ``quiet_s`` after the last message). While a batch coalesces, a sender of it who is
-        typing keeps it open until the typing ends or ``max_wait_s`` is reached; a signal from
-        anyone else changes nothing. A message from the sender ends their typing. Never blocks.
+        typing keeps it open until ``quiet_s`` after the typing ended (a stop arriving just
+        before the message it announces closes nothing), within ``max_wait_s``; a signal
+        from anyone else changes nothing. A message from the sender ends their typing.
+        Never blocks.
         """
         if self._closed:
             return
@@ -177,12 +179,12 @@ class Dispatcher:
         was_aware, sess.aware = sess.aware, True
         if sess.timer is None:
             return
-        tracked = sess.typing if sess.typing is not None else {}
-        if seconds > 0 and any(m.sender == sender for m in sess.pending):
-            tracked[sender] = self._clock.now() + seconds
-        elif tracked.pop(sender, None) is None and was_aware:
+        if any(m.sender == sender for m in sess.pending):
+            tracked = sess.typing if sess.typing is not None else {}
+            tracked[sender] = self._clock.now() + max(0.0, seconds)
+            sess.typing = tracked
+        elif was_aware:
             return
-        sess.typing = tracked or None
         self._arm(session, sess)
 
     def _arm(self, session: str, sess: _Session) -> None:
@@ -195,7 +197,7 @@ class Dispatcher:
         if not sess.aware:
             return min(sess.last_at + self._window, cap)
         typing_until = max((sess.typing or {}).values(), default=0.0)
-        return min(max(sess.last_at + self._quiet, typing_until), cap)
+        return min(max(sess.last_at, typing_until) + self._quiet, cap)
 
     async def stop(self, session: str) -> bool:
         """Cancel ``session``'s turn, wait for it to end, and drop everything it was holding.

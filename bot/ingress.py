@@ -46,6 +46,12 @@ class Submit(Protocol):
     def __call__(self, session: str, message: QueuedText, /) -> None: ...
 
 
+class Typing(Protocol):
+    """Where typing goes (:meth:`bot.dispatcher.Dispatcher.typing`)."""
+
+    def __call__(self, session: str, sender: str, seconds: float, /) -> None: ...
+
+
 class RoomSettings(Protocol):
     """Where a room's ``ambient`` setting is read (:meth:`pipeline.engine.Engine.ambient`)."""
 
@@ -67,6 +73,7 @@ class IngressParts:
     lanes: Lanes
     bot_name: str
     strangers: AccessConfig  # ``reply_to_strangers``, read per message
+    typing: Typing | None = None
 
 
 class Ingress:
@@ -118,6 +125,13 @@ class Ingress:
                 slot.set_result(action or _settler(msg))
             elif slot is None:
                 _settle(msg)
+
+    def typing(self, session: Session, sender: str, seconds: float) -> None:
+        """Pass a typing signal to the dispatcher, unless it is the bot's own (I2)."""
+        if self.parts.typing is not None and sender not in self.identities.get(
+            session.transport, ()
+        ):
+            self.parts.typing(session, sender, seconds)
 
     def _kind(
         self, transport: str, sender: str, addressed: bool, invocation: Invocation | None

@@ -202,7 +202,8 @@ def check(out: Outcome, mode: Mode) -> None:
 def check_closing(runs: list[Run], out: Outcome) -> None:
     """A batch that waited for its window closed exactly when D1 says: ``WINDOW`` after its
     last message, or where typing is reported ``QUIET`` after it and not while a sender of
-    it is still typing; never later than ``MAX_WAIT`` after its first message."""
+    it is still typing (or ``QUIET`` after their typing ended); never later than
+    ``MAX_WAIT`` after its first message."""
     for k, run in enumerate(runs):
         free_since = max((r.ended for r in runs[:k]), default=float("-inf"))
         if run.started <= free_since:
@@ -225,9 +226,8 @@ def check_closing(runs: list[Run], out: Outcome) -> None:
                 and said < g.seq < run.seen
             ]  # fmt: skip
             if heard:
-                until = max(until, heard[-1].until)
-                moved = max(moved, *(g.at for g in heard))
-        expected = max(min(max(last + QUIET, until), cap), moved)
+                until = max(until, heard[-1].until or heard[-1].at)
+        expected = max(min(max(last, until) + QUIET, cap), moved)
         assert run.started == expected, f"typing-aware close of {run.ids}: {expected}"
 
 
