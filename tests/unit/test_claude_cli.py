@@ -28,6 +28,7 @@ from bot.llm.claude_cli import RESUME_NOTICE, ClaudeCliProvider
 from bot.llm.claude_sessions import ClaudeSessions, ensure_schema
 from bot.procs import is_alive
 from config.models import ClaudeCliConfig
+from tests.fakes.room_steer import RoomSteer
 
 FAKES = Path(__file__).parent.parent / "fakes"
 FAKE_CLAUDE = [sys.executable, str(FAKES / "fake_claude.py")]
@@ -365,32 +366,6 @@ async def test_the_mcp_config_is_passed_as_a_private_file_removed_after_the_turn
     assert call["argv"][5] == "--allowedTools=mcp__musher"  # its tools run without a prompt
     assert call["argv"][6:] == ["--max-turns", "2"]
     assert list((tmp_path / "state").iterdir()) == []
-
-
-class RoomSteer:
-    """A steer the test feeds: ``say`` queues what the room says during the turn."""
-
-    def __init__(self) -> None:
-        self.queued: list[str] = []
-        self.arrived = asyncio.Event()
-        self.closed = False
-
-    def say(self, text: str) -> None:
-        self.queued.append(text)
-        self.arrived.set()
-
-    async def take(self) -> str | None:
-        self.arrived.clear()
-        if self.closed or not self.queued:
-            return None
-        taken, self.queued = self.queued, []
-        return "\n\n".join(taken)
-
-    async def wait(self) -> None:
-        await self.arrived.wait()
-
-    def close(self) -> None:
-        self.closed = True
 
 
 async def test_steer_writes_what_the_room_says_into_the_running_cli(
