@@ -8,7 +8,8 @@ Nothing asserts a timing: targets are printed next to the figures for context. B
 modules: ``intake`` (the web API), ``slack_intake`` (a signed Slack event, plus a short
 retry storm) and ``whatsapp_intake`` (a signed Meta webhook); each takes
 ``--sweep``/``--reps``/``--duration`` for a full-size run. ``discord_gateway`` times a
-gateway message to its reply against a bare discord.py bot.
+gateway message to its reply against a bare discord.py bot. ``steer`` is the peer workload
+W2 (messages during a running turn) in busy modes ``steer`` and ``collect``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BENCHES = [
     ("B4", "oplog", "B4_oplog"),
     ("B5", "spawn", "B5_turn_spawn"),
     ("B6", "sessions", "session_scale"),
+    ("W2", "steer", "W2_steer"),
 ]
 TIMEOUT_S = 600
 

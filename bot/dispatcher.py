@@ -110,7 +110,9 @@ class Dispatcher:
         self._max_wait = max_wait_s
         self._quiet = quiet_s
         self._interrupt = busy_mode == "interrupt"
-        self._inboxes = (inboxes or Inboxes()) if busy_mode == "steer" else None
+        if inboxes is None:
+            inboxes = Inboxes()
+        self._inboxes = inboxes if busy_mode == "steer" else None
         self._cap = queue_cap
         self._ttl = idle_ttl_s
         self._on_batch = on_batch

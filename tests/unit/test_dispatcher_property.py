@@ -42,6 +42,7 @@ class Run:
     ids: list[int]
     started: float
     seen: int = 0  # how many schedule events had been fed when it started
+    closed: int = 0  # how many of ``ids`` were its batch (the rest it took while running)
     ended: float = -1.0
     cancelled: bool = False
 
@@ -96,7 +97,8 @@ async def simulate(
 
     async def run_turn(session: str, batch: Sequence[QueuedText]) -> None:
         k = len(runs)
-        run = Run(session, [i for m in batch for i in m.journal_ids], clock.now(), fed)
+        ids = [i for m in batch for i in m.journal_ids]
+        run = Run(session, ids, clock.now(), fed, len(ids))
         runs.append(run)
         active[session] += 1
         max_active[session] = max(max_active[session], active[session])
@@ -208,7 +210,7 @@ def check_closing(runs: list[Run], out: Outcome) -> None:
         free_since = max((r.ended for r in runs[:k]), default=float("-inf"))
         if run.started <= free_since:
             continue  # a follow-up: it starts when the previous turn ends, no window
-        batch = [i for i in run.ids if out.arrivals[i][1] <= run.started]
+        batch = run.ids[: run.closed]
         first, last = out.arrivals[batch[0]][1], out.arrivals[batch[-1]][1]
         cap = first + MAX_WAIT
         became_aware = aware(run.session, run.seen, out)
