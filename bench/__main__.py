@@ -10,6 +10,8 @@ retry storm) and ``whatsapp_intake`` (a signed Meta webhook); each takes
 ``--sweep``/``--reps``/``--duration`` for a full-size run. ``discord_gateway`` times a
 gateway message to its reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
 its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite.
+gateway message to its reply against a bare discord.py bot. ``steer`` is the peer workload
+W2 (messages during a running turn) in busy modes ``steer`` and ``collect``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ BENCHES = [
     ("B6", "sessions", "session_scale"),
     ("B7", "pg_driver", "pg_driver"),
     ("B8", "merge", "B8_merge"),
+    ("W2", "steer", "W2_steer"),
 ]
 TIMEOUT_S = 600
 

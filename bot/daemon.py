@@ -58,6 +58,7 @@ from bot.nodes_report import node_report
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.schema import DAEMON_SCHEMA
+from bot.steer import Inboxes
 from bot.store_url import open_db
 from bot.subscribers import PipelineParts, build_pipeline, bus_gauges
 from bot.transport import HttpMount, Transport, TransportContext, live_health
@@ -127,6 +128,7 @@ class Core:
             lanes=self.lanes,
             bot_name=self.settings.daemon.name,
             strangers=self.settings.access,
+            typing=self.dispatcher.typing,
         )
         return Ingress(parts, identities)
 
@@ -165,12 +167,13 @@ def build_core(
         access=settings.llm.tools, send=outbox.send, rules=engine, log=ApprovalLog(db),
         clock=clock, timeout_s=settings.llm.permission_timeout_s,
     )  # fmt: skip
+    inboxes = Inboxes()
     runner = TurnRunner(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
-                  access, settings.llm.turn_timeout_s, data_dir, approvals)
+                  access, settings.llm.turn_timeout_s, data_dir, approvals, inboxes)
     )  # fmt: skip
     retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
-    dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal))
+    dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal), inboxes)
 
     async def stop_session(session: Session) -> None:
         await approvals.deny_pending(session, "denied by stop", "The room said stop: denied.")
@@ -219,6 +222,7 @@ def _dispatcher(
     clock: Clock,
     run_turn: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
     discard: Callable[[str, Sequence[QueuedText]], Awaitable[None]],
+    inboxes: Inboxes,
 ) -> Dispatcher:
     d = settings.dispatcher
     return Dispatcher(
@@ -227,10 +231,12 @@ def _dispatcher(
         clock=clock,
         coalesce_window_s=d.coalesce_window_ms / 1000,
         max_wait_s=d.max_wait_ms / 1000,
+        quiet_s=d.coalesce_quiet_ms / 1000,
         busy_mode=d.busy_mode,
         queue_cap=d.queue_cap,
         idle_ttl_s=d.idle_session_ttl_s,
         on_batch=metrics.batch_size.observe,
+        inboxes=inboxes,
     )
 
 

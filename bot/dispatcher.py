@@ -2,6 +2,8 @@
 
 Event-driven: a session is a small record plus at most one clock callback while it waits; only
 a running turn is an ``asyncio.Task``. Contracts D1-D3 and D5 of the design are pinned here.
+Where a transport reports typing (:meth:`Dispatcher.typing`), a batch closes a short quiet
+time after its last message unless one of its senders is still typing (D1).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 
 from bot.clock import Clock, TimerHandle
 from bot.messages import QueuedText
+from bot.steer import Inbox, Inboxes
 from config.errors import PermanentError
 
 RunTurn = Callable[[str, Sequence[QueuedText]], Awaitable[None]]
@@ -33,14 +36,32 @@ class _Session:
 
     ``pending`` is the coalescing batch (``timer`` set), a closed batch waiting for a cancelled
     turn to finish (``timer`` None, ``task`` set), or the collect-mode queue of a running turn.
-    ``running`` is the running turn's batch until an interrupt or a stop takes it back.
+    ``running`` is the running turn's batch until an interrupt or a stop takes it back (in
+    ``steer`` mode it grows by what the turn took from its ``inbox``). ``typing`` holds, while
+    a batch coalesces, until when each of its senders is typing; ``aware`` is set once the
+    transport has reported typing in this room.
     """
 
-    __slots__ = ("evict", "first_at", "pending", "running", "task", "timer")
+    __slots__ = (
+        "aware",
+        "evict",
+        "first_at",
+        "inbox",
+        "last_at",
+        "pending",
+        "running",
+        "task",
+        "timer",
+        "typing",
+    )
 
     def __init__(self) -> None:
         self.pending: list[QueuedText] = []
         self.first_at = 0.0
+        self.last_at = 0.0
+        self.aware = False
+        self.typing: dict[str, float] | None = None
+        self.inbox: Inbox | None = None
         self.timer: TimerHandle | None = None
         self.evict: TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -55,11 +76,14 @@ class Dispatcher:
     message is in exactly one batch unless an interrupt cancelled its turn, in which case it is
     also in the next batch; a batch closes ``coalesce_window_s`` after its last message and
     never later than ``max_wait_s`` after its first, or when the previous turn has ended if
-    that is later (D1); in ``collect`` mode what arrived during a turn runs as one follow-up
-    the moment it ends (D3); no list holds more than ``queue_cap`` entries (at least 2), the
-    oldest are folded into one summary entry that keeps every journal id (D3); a turn that
-    raises is logged and the session carries on; idle sessions are dropped after
-    ``idle_ttl_s`` (D5).
+    that is later (D1); in a room whose transport reports typing the batch closes
+    ``quiet_s`` after its last message, or when no sender of it is typing any more if that
+    is later, still within ``max_wait_s`` (D1); in ``collect`` mode what arrived during a
+    turn runs as one follow-up the moment it ends, and in ``steer`` mode the running turn may
+    take it first through its inbox (D3); no list holds more than ``queue_cap`` entries (at
+    least 2), the oldest are folded into one summary entry that keeps every journal id
+    (D3); a turn that raises is logged and the session carries on; idle sessions are
+    dropped after ``idle_ttl_s`` (D5).
     """
 
     def __init__(
@@ -70,10 +94,12 @@ class Dispatcher:
         clock: Clock,
         coalesce_window_s: float = 1.5,
         max_wait_s: float = 7.5,
-        busy_mode: Literal["collect", "interrupt"] = "collect",
+        quiet_s: float = 0.3,
+        busy_mode: Literal["collect", "interrupt", "steer"] = "collect",
         queue_cap: int = 50,
         idle_ttl_s: float = 600.0,
         on_batch: Callable[[int], None] | None = None,
+        inboxes: Inboxes | None = None,
     ) -> None:
         if queue_cap < 2:
             raise ValueError("queue_cap must be at least 2")
@@ -82,7 +108,11 @@ class Dispatcher:
         self._clock = clock
         self._window = coalesce_window_s
         self._max_wait = max_wait_s
+        self._quiet = quiet_s
         self._interrupt = busy_mode == "interrupt"
+        if inboxes is None:
+            inboxes = Inboxes()
+        self._inboxes = inboxes if busy_mode == "steer" else None
         self._cap = queue_cap
         self._ttl = idle_ttl_s
         self._on_batch = on_batch
@@ -93,9 +123,10 @@ class Dispatcher:
     def submit(self, session: str, message: QueuedText) -> None:
         """Hand one message to ``session``; never blocks. Must be called on the event loop.
 
-        Idle: a batch opens. Coalescing: the window restarts. Running, ``collect``: the message
-        waits for the one follow-up turn. Running, ``interrupt``: the turn is cancelled and its
-        batch plus this message form a new batch whose window starts now.
+        Idle: a batch opens. Coalescing: the window restarts (and the sender is no longer
+        typing). Running, ``collect``: the message waits for the one follow-up turn. Running,
+        ``steer``: the same, and the turn's inbox is told. Running, ``interrupt``: the turn is
+        cancelled and its batch plus this message form a new batch whose window starts now.
 
         Raises:
             PermanentError: after :meth:`aclose`.
@@ -109,6 +140,8 @@ class Dispatcher:
         sess.evict = None
         if sess.task is not None and not self._interrupt:
             self._push(sess, message)
+            if sess.inbox is not None:
+                sess.inbox.offer()
             return
         now, reopen = self._clock.now(), True
         # cancel() is False once the turn has returned (its done callback still pending): then
@@ -121,11 +154,52 @@ class Dispatcher:
         else:  # a closed batch waiting for a cancel to land is joined as is
             reopen = sess.timer is not None
         self._push(sess, message)
-        if not reopen:
+        sess.last_at = now
+        if sess.typing is not None:
+            sess.typing.pop(message.sender, None)
+        if reopen:
+            self._arm(session, sess)
+
+    def typing(self, session: str, sender: str, seconds: float) -> None:
+        """``sender`` is typing in ``session`` for up to ``seconds`` more (0: stopped).
+
+        Marks the room as one whose transport reports typing (D1: its batches close
+        ``quiet_s`` after the last message). While a batch coalesces, a sender of it who is
+        typing keeps it open until ``quiet_s`` after the typing ended (a stop arriving just
+        before the message it announces closes nothing), within ``max_wait_s``; a signal
+        from anyone else changes nothing. A message from the sender ends their typing.
+        Never blocks.
+        """
+        if self._closed:
             return
+        sess = self._sessions.get(session)
+        if sess is None:
+            if seconds <= 0:
+                return
+            sess = self._sessions[session] = _Session()
+            self._idle(session, sess)
+        was_aware, sess.aware = sess.aware, True
+        if sess.timer is None:
+            return
+        if any(m.sender == sender for m in sess.pending):
+            tracked = sess.typing if sess.typing is not None else {}
+            tracked[sender] = self._clock.now() + max(0.0, seconds)
+            sess.typing = tracked
+        elif was_aware:
+            return
+        self._arm(session, sess)
+
+    def _arm(self, session: str, sess: _Session) -> None:
+        """(Re)schedule the close of the coalescing batch at its deadline."""
         _cancel(sess.timer)
-        deadline = min(now + self._window, sess.first_at + self._max_wait)
-        sess.timer = self._clock.call_at(deadline, partial(self._close, session, sess))
+        sess.timer = self._clock.call_at(self._deadline(sess), partial(self._close, session, sess))
+
+    def _deadline(self, sess: _Session) -> float:
+        cap = sess.first_at + self._max_wait
+        if not sess.aware:
+            return min(sess.last_at + self._window, cap)
+        typing_until = max((sess.typing or {}).values(), default=0.0)
+        return min(max(sess.last_at, typing_until) + self._quiet, cap)
 
     async def stop(self, session: str) -> bool:
         """Cancel ``session``'s turn, wait for it to end, and drop everything it was holding.
@@ -145,7 +219,7 @@ class Dispatcher:
         task = sess.task
         unfinished = sess.running if task is not None and not task.done() else None
         dropped = [*(unfinished or ()), *sess.pending]
-        sess.running, sess.pending = None, []
+        sess.running, sess.pending, sess.typing = None, [], None
         _cancel(sess.timer)
         sess.timer = None
         own = task is not None and task is asyncio.current_task()
@@ -199,7 +273,7 @@ class Dispatcher:
 
     def _close(self, session: str, sess: _Session) -> None:
         """Deadline callback: the batch closes; it starts now unless a cancel is still landing."""
-        sess.timer = None
+        sess.timer, sess.typing = None, None
         if sess.task is None and sess.pending and not self._closed:
             self._launch(session, sess)
 
@@ -211,6 +285,10 @@ class Dispatcher:
             self._turn(session, batch), name=f"turn:{session}"
         )
         sess.task = task
+        if self._inboxes is not None:
+            sess.inbox = self._inboxes.open(
+                session, partial(self._take, sess, task), partial(self._queued, sess, task)
+            )
         self._tasks.add(task)
         task.add_done_callback(partial(self._turn_done, session, sess))
         if self._on_batch is not None:
@@ -232,6 +310,9 @@ class Dispatcher:
         self._tasks.discard(task)
         if sess.task is task:
             sess.task, sess.running = None, None
+            if sess.inbox is not None and self._inboxes is not None:
+                self._inboxes.drop(session, sess.inbox)
+                sess.inbox = None
         if self._closed or sess.timer is not None:
             return
         if sess.pending:
@@ -249,6 +330,21 @@ class Dispatcher:
         idle = sess.task is None and not sess.pending and sess.timer is None
         if idle and self._sessions.get(session) is sess:
             del self._sessions[session]
+
+    def _queued(self, sess: _Session, task: asyncio.Task[None]) -> list[QueuedText]:
+        """What waits for ``task``'s turn to take it (nothing once it was stopped)."""
+        if sess.task is not task or sess.running is None or sess.timer is not None:
+            return []
+        return sess.pending
+
+    def _take(self, sess: _Session, task: asyncio.Task[None]) -> list[QueuedText]:
+        """A steering turn takes what waits for it: from now on it is part of that turn."""
+        taken = list(self._queued(sess, task))
+        if not taken or sess.running is None:
+            return []
+        sess.pending = []
+        sess.running = (*sess.running, *taken)
+        return taken
 
     def _push(self, sess: _Session, message: QueuedText) -> None:
         sess.pending.append(message)

@@ -46,6 +46,12 @@ class Submit(Protocol):
     def __call__(self, session: str, message: QueuedText, /) -> None: ...
 
 
+class Typing(Protocol):
+    """Where typing goes (:meth:`bot.dispatcher.Dispatcher.typing`)."""
+
+    def __call__(self, session: str, sender: str, seconds: float, /) -> None: ...
+
+
 class RoomSettings(Protocol):
     """Where a room's ``ambient`` setting is read (:meth:`pipeline.engine.Engine.ambient`)."""
 
@@ -67,6 +73,7 @@ class IngressParts:
     lanes: Lanes
     bot_name: str
     strangers: AccessConfig  # ``reply_to_strangers``, read per message
+    typing: Typing | None = None
 
 
 class Ingress:
@@ -79,6 +86,10 @@ class Ingress:
         self._fed_before_replay: set[int] | None = set()
         # sessions whose queued `ambient on|off` has not run yet: (what it sets, journal id)
         self._ambient_queued: dict[str, tuple[bool, int]] = {}
+        # (sender, session): messages on their way to the dispatcher, and the typing signal
+        # that arrived meanwhile and waits for them
+        self._arriving: dict[tuple[str, Session], int] = {}
+        self._typing_after: dict[tuple[str, Session], float] = {}
 
     async def feed(self, msg: InboundMessage) -> FeedResult:
         """Decide and journal ``msg`` (durably, before returning); act on it afterwards.
@@ -95,9 +106,23 @@ class Ingress:
             return FeedResult.IGNORED
         text, mentioned = strip_mention(msg.text, (p.bot_name, *own))
         session = msg.session
-        addressed = msg.mentioned or mentioned or await self._ambient(session)
-        invocation = p.registry.match(text) if addressed else None
-        kind = self._kind(msg.transport, msg.sender, addressed, invocation)
+        self._arriving[msg.sender, session] = self._arriving.get((msg.sender, session), 0) + 1
+        lane_submits = False  # the lane hands the text to the dispatcher, later
+        try:
+            addressed = msg.mentioned or mentioned or await self._ambient(session)
+            invocation = p.registry.match(text) if addressed else None
+            kind = self._kind(msg.transport, msg.sender, addressed, invocation)
+            result, lane_submits = await self._decide(msg, text, kind, invocation)
+            return result
+        finally:
+            if not lane_submits:
+                self._arrived(msg.sender, session)
+
+    async def _decide(
+        self, msg: InboundMessage, text: str, kind: Kind, invocation: Invocation | None
+    ) -> tuple[FeedResult, bool]:
+        """Journal and act (or queue the act); also says whether the lane will submit."""
+        p, session = self.parts, msg.session
         # Free text for a room with nothing queued goes to the dispatcher as soon as it is
         # journalled (a handoff that never blocks); anything else that acts takes a slot.
         inline = kind is Kind.TEXT and not p.lanes.busy(session)
@@ -106,18 +131,44 @@ class Ingress:
         try:
             result = await self._journal(msg, kind, text)
             if not isinstance(result, int):
-                return result
+                return result, False
             self._note_ambient(session, invocation, result)
             if inline:
                 self._submit(msg, text, result)
             else:
                 action = self._action(msg, kind, text, invocation, result)
-            return FeedResult.REFUSED if kind is Kind.REFUSED else FeedResult.ACCEPTED
+            decided = FeedResult.REFUSED if kind is Kind.REFUSED else FeedResult.ACCEPTED
+            return decided, action is not None and kind is Kind.TEXT
         finally:
             if slot is not None and not slot.done():
                 slot.set_result(action or _settler(msg))
             elif slot is None:
                 _settle(msg)
+
+    def typing(self, session: Session, sender: str, seconds: float) -> None:
+        """Pass a typing signal to the dispatcher, unless it is the bot's own (I2).
+
+        While a message of ``sender`` in ``session`` is still on its way to the dispatcher
+        (being journalled), the signal waits for it: the platform sent it after that
+        message, so the message must not end the typing it announces.
+        """
+        if self.parts.typing is None or sender in self.identities.get(session.transport, ()):
+            return
+        if (sender, session) in self._arriving:
+            self._typing_after[sender, session] = seconds
+        else:
+            self.parts.typing(session, sender, seconds)
+
+    def _arrived(self, sender: str, session: Session) -> None:
+        """A message of ``sender`` reached the dispatcher (or needs not): pass on the typing
+        signal that waited for it."""
+        left = self._arriving.pop((sender, session), 1) - 1
+        if left:
+            self._arriving[sender, session] = left
+            return
+        seconds = self._typing_after.pop((sender, session), None)
+        if seconds is not None and self.parts.typing is not None:
+            self.parts.typing(session, sender, seconds)
 
     def _kind(
         self, transport: str, sender: str, addressed: bool, invocation: Invocation | None
@@ -175,6 +226,8 @@ class Ingress:
                 else:
                     self._submit(msg, text, journal_id)
             finally:
+                if kind is Kind.TEXT:
+                    self._arrived(msg.sender, msg.session)
                 self._forget_ambient(msg.session, journal_id)
                 _settle(msg)
 

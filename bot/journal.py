@@ -173,6 +173,15 @@ class Journal:
 
         return await self.db.write(job)
 
+    async def join_turn(self, turn_id: int, ids: Sequence[int]) -> None:
+        """Record that the running turn ``turn_id`` also answers ``ids`` (busy mode steer)."""
+        rows = [(turn_id, i) for i in ids]
+
+        def job(conn: Conn) -> None:
+            conn.executemany("UPDATE inbound SET turn_id = ? WHERE id = ?", rows)
+
+        await self.db.write(job)
+
     async def finish_turn(
         self,
         turn_id: int,

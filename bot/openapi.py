@@ -64,18 +64,27 @@ _MESSAGE = {
         "ts": {"type": "number"},
     },
 }
+_SENDER = {
+    "type": "string",
+    "maxLength": 128,
+    "description": "Display name; required without [transports.web] users, "
+    "ignored with them (the token names the sender).",
+}
 _POST = {
     "type": "object",
     "required": ["text"],
     "properties": {
-        "sender": {
-            "type": "string",
-            "maxLength": 128,
-            "description": "Display name; required without [transports.web] users, "
-            "ignored with them (the token names the sender).",
-        },
+        "sender": _SENDER,
         "text": {"type": "string", "minLength": 1},
         "id": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
+}
+_TYPING = {
+    "type": "object",
+    "required": ["typing"],
+    "properties": {
+        "sender": _SENDER,
+        "typing": {"type": "boolean", "description": "true while typing, false once stopped"},
     },
 }
 _ITEM = {
@@ -143,6 +152,23 @@ OPENAPI: dict[str, Any] = {
                             },
                         },
                     ),
+                    **_REFUSALS,
+                },
+            },
+        },
+        "/api/v1/rooms/{room}/typing": {
+            "parameters": [_ROOM],
+            "post": {
+                "summary": "The page's person is typing (for about 6 s) or stopped: a batch "
+                "of their messages waits for them (D1).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _TYPING}},
+                },
+                "responses": {
+                    "202": _json("Noted", {"type": "object"}),
+                    "413": _ERROR,
+                    "415": _ERROR,
                     **_REFUSALS,
                 },
             },

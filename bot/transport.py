@@ -52,6 +52,15 @@ class Sink(Protocol):
         """
         ...
 
+    def typing(self, session: Session, sender: str, seconds: float) -> None:
+        """``sender`` is typing in ``session`` for up to ``seconds`` more (0: stopped).
+
+        For transports whose platform reports typing (D1): a batch of free text waits while
+        one of its senders types. Each signal replaces the last one of that sender; a
+        platform that never says "stopped" passes its own typing timeout. Never blocks.
+        """
+        ...
+
 
 @runtime_checkable
 class Mailbox(Protocol):

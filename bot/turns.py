@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
+from bot.steer import Inboxes, TurnSteer
 from bot.tools import batch_is_admin, tool_caller, tools_for
 from config.errors import StoreError
 from pipeline.crashpoints import crash_point
@@ -61,6 +63,7 @@ class TurnParts:
     timeout_s: float
     data_dir: Path
     approvals: ApprovalDesk  # asks the room before the LLM uses its own tools (L7)
+    inboxes: Inboxes | None = None  # busy mode steer: what the room says during a turn (D3)
 
 
 class TurnRunner:
@@ -91,6 +94,9 @@ class TurnRunner:
         reminder = p.audit.drain(session)
         project, cwd = await self._workspace(session)
         request = self._request(session, batch, reminder, cwd if cwd != p.data_dir else None)
+        steer = self._steer(request, turn_id, ids)
+        if steer is not None:
+            request = dataclasses.replace(request, steer=steer)
         usage = Usage()
         await p.outbox.typing(session, True)
         outcome = "cancelled"
@@ -98,6 +104,8 @@ class TurnRunner:
         try:
             outcome, usage = await self._stream(request, turn_id, cancel)
         finally:
+            if steer is not None:
+                steer.close()
             if self._cancels.get(session) is cancel:
                 del self._cancels[session]
             p.tokens.release(session)
@@ -122,6 +130,24 @@ class TurnRunner:
             return None, p.data_dir
         path = Path(record.path)
         return record.name, path if await asyncio.to_thread(path.is_dir) else p.data_dir
+
+    def _steer(self, request: TurnRequest, turn_id: int, ids: list[int]) -> TurnSteer | None:
+        """The turn's side of its inbox (busy mode steer), or None.
+
+        A message joins the turn only if its sender may use the tools the turn was given:
+        in an admin's turn, a non-admin's message waits for the follow-up (L4).
+        """
+        p = self.parts
+        inbox = p.inboxes.get(request.session) if p.inboxes is not None else None
+        if inbox is None:
+            return None
+        policy = p.access.of(Session.of(request.session).transport)
+        admin = batch_is_admin([policy.is_admin(m.sender) for m in request.batch])
+
+        def accept(message: QueuedText) -> bool:
+            return not admin or policy.is_admin(message.sender)
+
+        return TurnSteer(inbox, p.journal, turn_id, ids, accept)
 
     def _request(
         self,

@@ -35,7 +35,7 @@ _E164 = r"^\+[1-9][0-9]{1,14}$"
 _SNOWFLAKE = r"^[0-9]{1,20}$"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-BusyMode = Literal["collect", "interrupt"]
+BusyMode = Literal["collect", "interrupt", "steer"]
 ProviderName = Literal["auto", "claude-cli", "openai", "anthropic", "echo", "none"]
 ToolAccess = Literal["commands", "ask", "project"]
 
@@ -90,6 +90,9 @@ class DispatcherConfig(Section):
 
     coalesce_window_ms: int = Field(default=1500, ge=0, description="Quiet time closing a batch")
     max_wait_ms: int = Field(default=7500, ge=0, description="Longest a batch ever waits")
+    coalesce_quiet_ms: int = Field(
+        default=300, ge=0, description="Quiet time closing a batch where typing is reported"
+    )
     busy_mode: BusyMode = Field(default="collect", description="Messages during a turn")
     queue_cap: int = Field(default=50, ge=1, description="Queued messages per room before folding")
     idle_session_ttl_s: float = Field(default=600.0, gt=0, description="Idle room lifetime")

@@ -80,13 +80,17 @@ class AnthropicWire:
             )
         return {"role": "assistant", "content": content or [{"type": "text", "text": EMPTY_ANSWER}]}
 
-    def tool_results(self, outcomes: list[ToolOutcome]) -> list[Message]:
+    def tool_results(self, outcomes: list[ToolOutcome], steered: str | None) -> list[Message]:
+        """One user message: the results, then the room's new words (one turn, as the API
+        wants tool results first in the message that follows the tool uses)."""
         blocks: list[dict[str, Any]] = []
         for o in outcomes:
             block: dict[str, Any] = {"type": "tool_result", "tool_use_id": o.id, "content": o.text}
             if o.is_error:
                 block["is_error"] = True
             blocks.append(block)
+        if steered:
+            blocks.append({"type": "text", "text": steered})
         return [{"role": "user", "content": blocks}]
 
 

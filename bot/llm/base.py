@@ -49,6 +49,7 @@ class TurnRequest:
     CLI provider runs (the room's active project, else the data dir). ``tool_access`` is
     ``[llm] tools`` (L7): with ``ask`` or ``project`` the model may also use file (and, on
     the CLI, shell) tools confined to ``cwd``, and ``ask_permission`` asks the room.
+    ``steer`` (busy mode ``steer`` only) hands the turn what the room says meanwhile.
     """
 
     session: str
@@ -59,6 +60,30 @@ class TurnRequest:
     cwd: Path | None = None
     tool_access: str = "commands"
     ask_permission: AskPermission | None = None
+    steer: Steer | None = None
+
+
+class Steer(Protocol):
+    """Messages from the room that arrive while the turn runs (busy mode ``steer``, D3).
+
+    A provider takes them where the model can still read them; what it never takes is
+    answered by a follow-up turn, so taking is optional but must not lose anything taken.
+    """
+
+    async def take(self) -> str | None:
+        """Everything that arrived since the last take, as one prompt (None: nothing).
+
+        What is returned now belongs to this turn: the provider must give it to the model.
+        """
+        ...
+
+    async def wait(self) -> None:
+        """Return once something has arrived (at once if something waits already)."""
+        ...
+
+    def close(self) -> None:
+        """Take nothing more: what arrives from now on makes the follow-up turn."""
+        ...
 
 
 McpConfig = Callable[[TurnRequest], dict[str, Any] | None]

@@ -35,6 +35,7 @@ from bot.llm.base import (
 from bot.llm.history import History, Message
 from bot.llm.http_retry import RetryPolicy, Sleep, open_stream
 from bot.sse import SseEvent, iter_lines, iter_sse
+from bot.steer import SKIPPED
 from config.errors import MusherError, PermanentError
 
 MAX_TOOL_ROUNDS = 10
@@ -137,7 +138,10 @@ class Wire(Protocol):
 
     def assistant_message(self, step: Step) -> Message: ...
 
-    def tool_results(self, outcomes: list[ToolOutcome]) -> list[Message]: ...
+    def tool_results(self, outcomes: list[ToolOutcome], steered: str | None) -> list[Message]:
+        """The messages carrying ``outcomes`` back, then ``steered`` (room messages that
+        arrived meanwhile, busy mode steer) as the user's words when there are any."""
+        ...
 
 
 def parse_json(data: str) -> dict[str, Any]:
@@ -183,6 +187,11 @@ class ChatProvider:
     ) -> AsyncGenerator[TurnEvent, None]:
         """Stream one turn: TextDelta…, ToolCall/ToolResult pairs, Usage, then Done or Failed.
 
+        With ``request.steer``, what the room says meanwhile is taken at each tool boundary:
+        before a tool call starts (it and the calls after it are then skipped, with a result
+        saying so) or after the last one, and goes to the model with the tool results. A
+        model that answers without tools takes nothing: the dispatcher runs a follow-up.
+
         Never raises except CancelledError. A failure ends with ``Failed("<name>: …")`` (the
         API key is never in it), preceded by Usage when tokens were spent. Only a turn that
         ended in Done is saved to history. Cancelling the iterating task closes the HTTP
@@ -221,13 +230,21 @@ class ChatProvider:
                     f"stopped after {MAX_TOOL_ROUNDS} rounds of tool calls without an answer"
                 )
             outcomes: list[ToolOutcome] = []
+            steered = None
             for call in step.calls:
                 arguments = _arguments(call)
                 yield ToolCall(call.id, call.name, arguments if isinstance(arguments, dict) else {})
-                outcome = await _run_tool(request, call, arguments)
+                if steered is None and request.steer is not None:
+                    steered = await request.steer.take()
+                if steered is None:
+                    outcome = await _run_tool(request, call, arguments)
+                else:  # the room spoke: the model reads that before anything else runs
+                    outcome = ToolOutcome(call.id, SKIPPED, is_error=True)
                 outcomes.append(outcome)
                 yield ToolResult(call.id, outcome.text)
-            turn.extend(self._wire.tool_results(outcomes))
+            if steered is None and request.steer is not None:
+                steered = await request.steer.take()
+            turn.extend(self._wire.tool_results(outcomes, steered))
         if self._history_size:
             await self._history.append_turn(
                 request.session, self.name, turn, keep_turns=self._history_size

@@ -5,6 +5,12 @@ Each turn runs ``<command> -p --output-format stream-json --verbose [--resume ID
 stdin, and translates the stream-json events into :data:`~bot.llm.base.TurnEvent`. The
 process tree is SIGKILLed and verified gone (:func:`bot.procs.kill_tree`) on every way out:
 normal end, failure, ``cancel``, task cancellation, timeout and :meth:`aclose`.
+
+With a :class:`~bot.llm.base.Steer` (busy mode ``steer``) the prompt goes in as a
+stream-json user message (``--input-format stream-json``) and stdin stays open until the CLI
+reports its first result: what the room says meanwhile is written to it as further user
+messages. The CLI reads them at its next tool boundary, or answers them right after the
+current answer, in the same process; it answers everything written before stdin closes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from bot.llm.base import (
     Failed,
     McpConfig,
+    Steer,
     TextDelta,
     TurnEvent,
     TurnRequest,
@@ -36,6 +43,7 @@ log = logging.getLogger("musher.llm.claude")
 RESUME_NOTICE = "(The previous conversation could not be resumed; starting a new one.)\n\n"
 SHUTDOWN_TEXT = "Stopped: musher is shutting down."
 BASE_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
+STEER_ARGS = ("--input-format", "stream-json")
 MCP_SERVER = "musher"  # the server name in the --mcp-config musher writes
 PERMISSION_PROMPT_TOOL = f"mcp__{MCP_SERVER}__permission"  # bot.mcp_server.PERMISSION_TOOL
 _UNKNOWN_SESSION = "No conversation found"
@@ -181,6 +189,9 @@ class _Attempt:
         self.cancel = cancel
         self.resume = resume
         self.argv = provider.argv(resume, mcp_path, request.tool_access)
+        if request.steer is not None:
+            self.argv += STEER_ARGS
+        self.answered = asyncio.Event()  # the CLI reported a result (or stdout ended)
         self.parser = StreamParser()
         self.stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stored = resume
@@ -200,10 +211,17 @@ class _Attempt:
         self.provider._running.add(proc)
         reader = asyncio.create_task(self._read_stderr(proc), name=f"claude-stderr-{proc.pid}")
         watcher = asyncio.create_task(self._watch(proc), name=f"claude-watch-{proc.pid}")
+        steer = self.request.steer
+        pump = None
         try:
-            await self._feed_stdin(proc)
+            if steer is None:
+                await self._feed_stdin(proc)
+            else:
+                await self._write(proc, self.request.prompt)
+                pump = asyncio.create_task(self._pump(proc, steer), name=f"claude-steer-{proc.pid}")
             async for event in self._read_stdout(proc):
                 yield event
+            self.answered.set()
             returncode = await proc.wait()
             await asyncio.wait({reader})  # every writer is dead once _watch has killed
             final = self._final(returncode)
@@ -216,6 +234,9 @@ class _Attempt:
                 self.provider._running.discard(proc)
                 watcher.cancel()
                 await asyncio.wait({watcher})
+                if pump is not None:
+                    pump.cancel()
+                    await asyncio.wait({pump})
                 await _drain(proc, reader)
 
     def _final(self, returncode: int) -> TurnEvent | None:
@@ -247,6 +268,42 @@ class _Attempt:
         with contextlib.suppress(ConnectionError):
             await proc.stdin.wait_closed()
 
+    async def _write(self, proc: Process, prompt: str) -> bool:
+        """Write ``prompt`` as one stream-json user message; False if the CLI is gone."""
+        assert proc.stdin is not None
+        line = {"type": "user", "message": {"role": "user", "content": prompt}}
+        try:
+            proc.stdin.write(json.dumps(line).encode() + b"\n")
+            await proc.stdin.drain()
+        except ConnectionError:
+            log.debug("claude closed stdin before reading a message")
+            return False
+        return True
+
+    async def _pump(self, proc: Process, steer: Steer) -> None:
+        """Write what the room says into the open stdin until the CLI's first result, then
+        close stdin (the CLI answers all it was given, then exits)."""
+        assert proc.stdin is not None
+        try:
+            while not self.answered.is_set():
+                waits = {
+                    asyncio.ensure_future(steer.wait()),
+                    asyncio.ensure_future(self.answered.wait()),
+                }
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+                if self.answered.is_set():
+                    break
+                prompt = await steer.take()
+                if prompt is not None and not await self._write(proc, prompt):
+                    break
+        finally:
+            steer.close()
+            proc.stdin.close()
+
     async def _read_stdout(self, proc: Process) -> AsyncIterator[TurnEvent]:
         assert proc.stdout is not None
         while True:
@@ -259,6 +316,8 @@ class _Attempt:
                 return
             for event in self.parser.feed_line(line):
                 yield event
+            if self.parser.result is not None:
+                self.answered.set()
             session_id = self.parser.session_id
             if session_id is not None and session_id != self.stored:
                 await self.provider.sessions.set(self.request.session, session_id)

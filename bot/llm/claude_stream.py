@@ -63,6 +63,7 @@ class StreamParser:
             ]
         elif kind == "result":
             self.result = event
+            self._after_tool = True  # a later answer (to a steered message) is a new paragraph
             if not _is_error(event):
                 self._take_session(event)
             usage = _usage(event)

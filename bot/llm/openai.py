@@ -84,8 +84,13 @@ class OpenAIWire:
             message["content"] = ""
         return message
 
-    def tool_results(self, outcomes: list[ToolOutcome]) -> list[Message]:
-        return [{"role": "tool", "tool_call_id": o.id, "content": o.text} for o in outcomes]
+    def tool_results(self, outcomes: list[ToolOutcome], steered: str | None) -> list[Message]:
+        messages: list[Message] = [
+            {"role": "tool", "tool_call_id": o.id, "content": o.text} for o in outcomes
+        ]
+        if steered:
+            messages.append(self.user_message(steered))
+        return messages
 
 
 class OpenAIStream:

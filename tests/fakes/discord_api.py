@@ -3,6 +3,7 @@
     with FakeDiscord() as discord:
         ... api_base_url = discord.api_url, gateway_url = discord.gateway_url ...
         discord.say("<@BOT> status")                      # MESSAGE_CREATE from a person
+        discord.typing_start()                            # TYPING_START from that person
         discord.slash("move", [{"name": "item", "value": 1, "type": 4}])
         discord.fail("create_message", 429, retry_after=1.0)
         discord.fail("create_message", 502, commit=True)  # creates, then answers 502
@@ -157,6 +158,17 @@ class FakeDiscord(ThreadedServer):
             message["member"] = member()
         self.call(self.dispatch("MESSAGE_CREATE", message))
         return str(message["id"])
+
+    def typing_start(self, channel_id: str | None = None) -> None:
+        """The person starts typing (TYPING_START); Discord says nothing when they stop."""
+        data = {
+            "channel_id": channel_id or self.channel_id,
+            "guild_id": self.guild_id,
+            "user_id": self.human["id"],
+            "timestamp": int(time.time()),
+            "member": {**member(), "user": self.human},
+        }
+        self.call(self.dispatch("TYPING_START", data))
 
     def slash(self, name: str, options: list[dict[str, Any]] | None = None, **kw: Any) -> str:
         """An application command arrives over the gateway (INTERACTION_CREATE)."""

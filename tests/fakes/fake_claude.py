@@ -22,7 +22,14 @@ Behaviours, chosen by a word in the prompt:
   ``--permission-prompt-tool`` it asks musher's permission route (the URL and token of the
   ``--mcp-config``) as the real CLI asks that tool, runs the command in its cwd when allowed
   and answers ``ran: <command>``, else ``refused: <message>``; without it, ``not allowed``.
+* ``STEER`` (with ``--input-format stream-json``): a ``tool_use``, then it waits up to ten
+  seconds for more user messages on stdin (as the real CLI reads them at a tool boundary),
+  and answers ``[fake turn N] you said: <prompt> | then: <message> | …``.
 * anything else: ``[fake turn N] you said: <prompt>`` (N counts the session's turns).
+
+With ``--input-format stream-json`` stdin carries ``{"type": "user", "message": {"role":
+"user", "content": …}}`` lines: the first is the prompt; every line still unread after an
+answer is answered in turn (one ``result`` each) until stdin closes, as the real CLI does.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import tempfile
@@ -210,8 +218,40 @@ def ask_permission(args: argparse.Namespace, command: str) -> tuple[bool, str]:
     return False, f"refused: {decision['message']}"
 
 
+def read_message(line: str) -> str:
+    """The text of one stream-json user message."""
+    content = json.loads(line)["message"]["content"]
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return str(content)
+
+
+def steered(session_id: str, prompt: str, turn: int) -> tuple[int, str]:
+    """Wait at a tool boundary for what the room says meanwhile, then answer it all."""
+    call = {"type": "tool_use", "id": "toolu_s", "name": "status", "input": {}}
+    emit(message(session_id, "assistant", [call]))
+    more: list[str] = []
+    deadline = time.monotonic() + 10
+    while not more and time.monotonic() < deadline:
+        ready, _, _ = select.select([sys.stdin], [], [], 0.05)
+        while ready:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            more.append(read_message(line))
+            ready, _, _ = select.select([sys.stdin], [], [], 0)
+    done = {"type": "tool_result", "tool_use_id": "toolu_s", "content": "nothing new"}
+    emit(message(session_id, "user", [done]))
+    reply = " | then: ".join([f"[fake turn {turn}] you said: {prompt.strip()}", *more])
+    say(session_id, reply)
+    emit(result(session_id, "success", turn, result=reply))
+    return 0, reply
+
+
 def answer(session_id: str, prompt: str, turn: int, args: argparse.Namespace) -> tuple[int, str]:
     """Emit the assistant and result events of a normal turn; returns (exit code, reply)."""
+    if "STEER" in prompt and args.input_format == "stream-json":
+        return steered(session_id, prompt, turn)
     if "ERROR_MAX_TURNS" in prompt:
         say(session_id, "thinking hard")
         emit(result(session_id, "error_max_turns", turn, errors=["Reached maximum turns (1)"]))
@@ -257,7 +297,14 @@ def main(argv: list[str]) -> int:
     if args.output_format != "stream-json" or not args.print_mode:
         print("fake claude: only -p --output-format stream-json is faked", file=sys.stderr)
         return 2
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    streaming = args.input_format == "stream-json"
+    if args.prompt is not None:
+        prompt = args.prompt
+    elif streaming:
+        first = sys.stdin.readline()
+        prompt = read_message(first) if first else ""
+    else:
+        prompt = sys.stdin.read()
     state = state_dir()
     record_call(state, argv, prompt, args.mcp_config)
     history: list[dict[str, str]] = []
@@ -275,11 +322,15 @@ def main(argv: list[str]) -> int:
     if "LINGER" in prompt:
         grandchild(state)
     turn = 1 + sum(1 for entry in history if entry["role"] == "user")
-    code, reply = answer(session_id, prompt, turn, args)
-    with (state / f"{session_id}.jsonl").open("a", encoding="utf-8") as transcript_file:
-        for role, content in (("user", prompt), ("assistant", reply)):
-            transcript_file.write(json.dumps({"role": role, "content": content}) + "\n")
-    return code
+    while True:
+        code, reply = answer(session_id, prompt, turn, args)
+        with (state / f"{session_id}.jsonl").open("a", encoding="utf-8") as transcript_file:
+            for role, content in (("user", prompt), ("assistant", reply)):
+                transcript_file.write(json.dumps({"role": role, "content": content}) + "\n")
+        line = sys.stdin.readline() if streaming and code == 0 else ""
+        if not line:
+            return code
+        prompt, turn = read_message(line), turn + 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from nio import (
     MessageDirection,
     RoomCreateResponse,
     RoomMessagesResponse,
+    RoomTypingResponse,
     SyncResponse,
 )
 
@@ -229,6 +230,11 @@ class Human:
             room_id, "m.room.message", body, ignore_unverified_devices=True
         )
         return str(resp.event_id)
+
+    async def typing(self, room_id: str, active: bool) -> None:
+        """Say that this person is typing (for 30 s, as Element does) or stopped."""
+        resp = await self.client.room_typing(room_id, typing_state=active, timeout=30_000)
+        assert isinstance(resp, RoomTypingResponse), resp
 
     async def events(self, room_id: str) -> list[dict[str, Any]]:
         """Every event of the room (up to 500), oldest first, as raw dicts (decrypted when

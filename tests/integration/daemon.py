@@ -32,6 +32,8 @@ delay_s = {delay}
 [dispatcher]
 coalesce_window_ms = {window_ms}
 max_wait_ms = {max_wait_ms}
+coalesce_quiet_ms = {quiet_ms}
+busy_mode = "{busy_mode}"
 """
 
 
@@ -45,6 +47,9 @@ class DaemonProcess:
         window_ms: int = 300,
         extra: str = "",
         http_extra: str = "",
+        max_wait_ms: int | None = None,
+        quiet_ms: int = 300,
+        busy_mode: str = "collect",
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.data_dir = tmp / "data"
@@ -55,7 +60,9 @@ class DaemonProcess:
                 data_dir=self.data_dir,
                 delay=delay,
                 window_ms=window_ms,
-                max_wait_ms=max(3000, window_ms),
+                max_wait_ms=max_wait_ms or max(3000, window_ms),
+                quiet_ms=quiet_ms,
+                busy_mode=busy_mode,
                 http_extra=http_extra,
             )
             + extra

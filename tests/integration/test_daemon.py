@@ -305,3 +305,35 @@ def test_room_settings_are_signed_ops_that_audit_verify_checks(make_daemon: Make
     result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "op 2 " in result.stdout and "bad signature" in result.stdout
+
+
+def test_the_pages_typing_holds_a_burst_and_stopping_answers_before_the_window(
+    make_daemon: MakeDaemon,
+) -> None:
+    """D1 on the web console: a plain window of 20 s, a quiet time of 500 ms."""
+    daemon = make_daemon(window_ms=20_000, max_wait_ms=30_000, quiet_ms=500).start()
+
+    def typing(active: bool, sender: str = "alice") -> int:
+        with daemon.client() as client:
+            body = {"sender": sender, "typing": active}
+            return client.post("/api/v1/rooms/lobby/typing", json=body).status_code
+
+    assert typing(True) == 202
+    assert typing(False) == 202
+    daemon.post("lobby", "one")
+    assert typing(True) == 202
+    time.sleep(1.5)  # three quiet times: only the typing keeps the batch open
+    assert typing(False) == 202
+    daemon.post("lobby", "two")
+    # answered half a second after "two", while the 20 s window would still be open
+    assert daemon.wait_for("lobby", 1, timeout=10) == ["echo: one | two"]
+
+    with daemon.client() as client:
+        for body in ({"sender": "alice"}, {"sender": "alice", "typing": "yes"}, {"typing": 1}):
+            response = client.post("/api/v1/rooms/lobby/typing", json=body)
+            assert response.status_code == 400 and response.json()["error"]
+        text = client.post(
+            "/api/v1/rooms/lobby/typing", content=b'{"typing": true}',
+            headers={"Content-Type": "text/plain"},
+        )  # fmt: skip
+        assert text.status_code == 415

@@ -142,3 +142,36 @@ async def test_a_wrong_password_stops_the_start_with_a_clear_error(
         await started(daemon)
     assert f"matrix: login as {bot.user_id} failed: M_FORBIDDEN" in str(failed.value)
     assert "not-the-password" not in str(failed.value)
+
+
+async def test_typing_keeps_a_burst_together_and_stopping_answers_before_the_window(
+    synapse: Synapse, alice: Human, make_daemon: MakeDaemon
+) -> None:
+    """D1 with ``m.typing``: a plain window of 20 s, a quiet time of 1 s."""
+    bot = Bot(synapse)
+    pausing = await alice.room(invite=[bot.user_id])
+    stopping = await alice.room(invite=[bot.user_id])
+    extra = bot.config([pausing, stopping])
+    daemon = make_daemon(window_ms=20_000, max_wait_ms=30_000, quiet_ms=1_000, extra=extra)
+    await started(daemon)
+    lead = f"{bot.localpart}: "
+    for room in (pausing, stopping):
+        assert await alice.membership(room, bot.user_id) == "join"
+
+    # as Element does: typing (a second here), stopped as the message goes out
+    await alice.typing(stopping, True)
+    await asyncio.sleep(1)
+    await alice.typing(stopping, False)
+    await alice.say(stopping, lead + "quick question")
+    # answered a quiet second after the message, while the 20 s window would still be open
+    assert await alice.wait_for(stopping, bot.user_id, 1, within=10) == ["echo: quick question"]
+
+    await alice.typing(pausing, True)
+    await asyncio.sleep(1)
+    await alice.typing(pausing, False)
+    await alice.say(pausing, lead + "one")
+    await alice.typing(pausing, True)
+    await asyncio.sleep(3)  # three quiet times: only the typing holds the batch open
+    await alice.typing(pausing, False)
+    await alice.say(pausing, lead + "two")
+    assert await alice.wait_for(pausing, bot.user_id, 1, within=10) == ["echo: one | two"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -22,11 +23,12 @@ import pytest
 from bot import procs
 from bot.db import Database
 from bot.llm import claude_cli
-from bot.llm.base import Done, TextDelta, TurnEvent, TurnRequest
+from bot.llm.base import Done, TextDelta, ToolCall, TurnEvent, TurnRequest
 from bot.llm.claude_cli import RESUME_NOTICE, ClaudeCliProvider
 from bot.llm.claude_sessions import ClaudeSessions, ensure_schema
 from config.models import ClaudeCliConfig
 from tests.fakes.anthropic_messages import AnthropicMessagesServer, user_texts
+from tests.fakes.room_steer import RoomSteer
 
 REPO = Path(__file__).resolve().parents[2]
 CACHED = REPO / ".cache" / "npm" / "node_modules" / ".bin" / "claude"
@@ -209,3 +211,34 @@ def group_members(pgid: int) -> list[int]:
                 if os.getpgid(int(entry.name)) == pgid and procs.is_alive(int(entry.name)):
                     members.append(int(entry.name))
     return members
+
+
+async def test_steer_reaches_the_real_cli_at_its_tool_boundary_in_one_process(
+    server: AnthropicMessagesServer,
+    sessions: ClaudeSessions,
+    tmp_path: Path,
+    provider: RecordingProvider,
+) -> None:
+    config = provider.config.model_copy(update={"args": ["--allowedTools", "Bash"]})
+    steering = RecordingProvider(config, sessions, state_dir=tmp_path / "state")
+    steering.argvs = []
+    steer = RoomSteer()
+    req = TurnRequest(
+        session="web:s", prompt="alice: BASH[sleep 2]", batch=(), cwd=tmp_path, steer=steer
+    )
+    events: list[TurnEvent] = []
+    try:
+        async with asyncio.timeout(60):
+            async with contextlib.aclosing(steering.run(req, asyncio.Event())) as stream:
+                async for event in stream:
+                    events.append(event)
+                    if isinstance(event, ToolCall):  # Bash is running: the room speaks
+                        steer.say("bob: ALSO-7781")
+    finally:
+        await steering.aclose()
+
+    assert isinstance(events[-1], Done), events[-1]
+    assert len(steering.argvs) == 1 and "stream-json" in steering.argvs[0][-1]
+    assert steer.closed and steer.queued == []
+    later = [json.dumps(body) for body in server.requests[1:]]
+    assert any("ALSO-7781" in body for body in later)  # the model read it in this turn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from bot.llm.claude_cli import RESUME_NOTICE, ClaudeCliProvider
 from bot.llm.claude_sessions import ClaudeSessions, ensure_schema
 from bot.procs import is_alive
 from config.models import ClaudeCliConfig
+from tests.fakes.room_steer import RoomSteer
 
 FAKES = Path(__file__).parent.parent / "fakes"
 FAKE_CLAUDE = [sys.executable, str(FAKES / "fake_claude.py")]
@@ -364,3 +366,45 @@ async def test_the_mcp_config_is_passed_as_a_private_file_removed_after_the_turn
     assert call["argv"][5] == "--allowedTools=mcp__musher"  # its tools run without a prompt
     assert call["argv"][6:] == ["--max-turns", "2"]
     assert list((tmp_path / "state").iterdir()) == []
+
+
+async def test_steer_writes_what_the_room_says_into_the_running_cli(
+    make_provider: MakeProvider, fake: Fake
+) -> None:
+    steer = RoomSteer()
+    req = dataclasses.replace(request("alice: STEER check #3"), steer=steer)
+    events: list[TurnEvent] = []
+    async with contextlib.aclosing(make_provider().run(req, asyncio.Event())) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, ToolCall):  # the CLI is at a tool boundary
+                steer.say("bob: and #4")
+    assert text(events) == "[fake turn 1] you said: alice: STEER check #3 | then: bob: and #4"
+    assert isinstance(events[-1], Done) and steer.closed
+    [call] = fake.calls()  # one process, one answer for both
+    assert call["argv"][-2:] == ["--input-format", "stream-json"]
+    assert call["stdin"] == "alice: STEER check #3"
+
+
+async def test_what_the_cli_reads_after_its_answer_is_answered_in_a_new_paragraph(
+    make_provider: MakeProvider, fake: Fake
+) -> None:
+    steer = RoomSteer()
+    steer.say("bob: one more thing")  # already waiting when the CLI starts
+    req = dataclasses.replace(request("alice: hi"), steer=steer)
+    events = await turn(make_provider(), req)
+    assert text(events) == (
+        "[fake turn 1] you said: alice: hi\n\n[fake turn 2] you said: bob: one more thing"
+    )
+    assert isinstance(events[-1], Done) and len(fake.calls()) == 1
+
+
+async def test_what_arrives_after_the_answer_is_left_for_the_follow_up(
+    make_provider: MakeProvider,
+) -> None:
+    steer = RoomSteer()
+    req = dataclasses.replace(request("alice: hi"), steer=steer)
+    events = await turn(make_provider(), req)
+    steer.say("bob: too late for this turn")
+    assert text(events) == "[fake turn 1] you said: alice: hi"
+    assert steer.closed and steer.queued == ["bob: too late for this turn"]

@@ -395,3 +395,83 @@ async def test_sse_lines_split_only_at_line_ends() -> None:
 
     events = [e async for e in iter_sse(iter_lines(chunks()))]
     assert [(e.event, e.data) for e in events] == [("a", '{"t": "x\u2028y"}'), ("message", "z")]
+
+
+class QueuedSteer:
+    """A steer whose room says ``pending`` (if anything) by the time the turn takes it."""
+
+    def __init__(self, pending: str | None = None) -> None:
+        self.pending = pending
+        self.takes = 0
+
+    async def take(self) -> str | None:
+        self.takes += 1
+        taken, self.pending = self.pending, None
+        return taken
+
+    async def wait(self) -> None:
+        await asyncio.Event().wait()
+
+    def close(self) -> None:
+        self.pending = None
+
+
+def steered_text(api: str, body: dict[str, Any]) -> str:
+    """The room's words sent after the tool results of the last round."""
+    last = body["messages"][-1]
+    if api == "openai":
+        assert last["role"] == "user" and body["messages"][-2]["role"] == "tool"
+        return str(last["content"])
+    assert last["role"] == "user" and last["content"][0]["type"] == "tool_result"
+    [text] = [b["text"] for b in last["content"] if b["type"] == "text"]
+    return str(text)
+
+
+async def test_a_message_during_a_tool_call_reaches_the_model_after_its_result(
+    api: str, fake: FakeLlmServer, make: MakeProvider
+) -> None:
+    steer = QueuedSteer()
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> str:
+        steer.pending = "bob: and #4 too"  # the room speaks while the tool runs
+        return "#3 is in qa"
+
+    fake.push(ToolUse("status", {"n": 3}, id="call_1"), Reply(("Both.",)))
+    turn = request(tools=(STATUS_TOOL,), call_tool=call_tool, steer=steer)
+    events = await collect(make(), turn)
+    assert texts(events) == "Both." and events[-1] == Done()
+    assert len(fake.requests) == 2  # one turn, one continuation: no follow-up turn
+    second = fake.requests[1].body
+    assert tool_results_sent(api, second) == [("call_1", "#3 is in qa")]
+    assert steered_text(api, second) == "bob: and #4 too"
+
+
+async def test_a_tool_call_not_yet_started_is_skipped_for_the_new_message(
+    api: str, fake: FakeLlmServer, make: MakeProvider
+) -> None:
+    ran: list[str] = []
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> str:
+        ran.append(name)
+        return "ran"
+
+    steer = QueuedSteer("bob: stop, look at #5 instead")
+    fake.push(ToolUse("status", {"n": 3}, id="call_1"), Reply(("Looking at #5.",)))
+    turn = request(tools=(STATUS_TOOL,), call_tool=call_tool, steer=steer)
+    events = await collect(make(), turn)
+    assert ran == []  # superseded before it started
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    assert result.id == "call_1" and result.text.startswith("Skipped")
+    second = fake.requests[1].body
+    assert tool_results_sent(api, second) == [("call_1", result.text)]
+    assert steered_text(api, second) == "bob: stop, look at #5 instead"
+
+
+async def test_an_answer_without_tools_takes_nothing_for_the_follow_up(
+    fake: FakeLlmServer, make: MakeProvider
+) -> None:
+    steer = QueuedSteer("bob: later")
+    fake.push(Reply(("Hi.",)))
+    events = await collect(make(), request(steer=steer))
+    assert texts(events) == "Hi." and events[-1] == Done()
+    assert steer.takes == 0 and steer.pending == "bob: later"  # left for the follow-up turn

@@ -28,7 +28,7 @@ from aiohttp import web
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.messages import InboundMessage, Reply, Session
+from bot.messages import InboundMessage, Reply, Session, session_key
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from config.errors import PermanentError
 from config.models import DiscordConfig
@@ -49,6 +49,7 @@ log = logging.getLogger("musher.discord")
 
 CONNECT_TIMEOUT_S = 30.0
 TYPING_RENEW_S = 8.0  # Discord shows "typing…" for about 10 s
+TYPING_S = 10.0  # how long one TYPING_START from a person counts
 GUILD_READY_TIMEOUT_S = 1.0
 
 
@@ -58,10 +59,11 @@ def create(ctx: TransportContext) -> DiscordTransport:
 
 
 def intents() -> discord.Intents:
-    """Guilds, guild and direct messages, and message content (privileged: enable it in
-    the Developer Portal)."""
+    """Guilds, guild and direct messages and typing, and message content (privileged:
+    enable it in the Developer Portal)."""
     wanted = discord.Intents.none()
     wanted.guilds = wanted.guild_messages = wanted.dm_messages = True
+    wanted.guild_typing = wanted.dm_typing = True  # TYPING_START: batches wait (D1)
     wanted.message_content = True
     return wanted
 
@@ -87,6 +89,9 @@ class _Client(discord.Client):
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         await self.transport.on_interaction(interaction)
+
+    async def on_raw_typing(self, payload: discord.RawTypingEvent) -> None:
+        self.transport.on_typing(payload.channel_id, payload.user_id)
 
 
 class DiscordTransport:
@@ -217,6 +222,17 @@ class DiscordTransport:
         msg = message_in(message, me, self.cfg.channels)
         if msg is not None:
             await self._hand_in(msg)
+
+    def on_typing(self, channel_id: int, user_id: int) -> None:
+        """``TYPING_START``: the user types for up to 10 s (Discord sends no "stopped"; their
+        message ends it). Channels outside ``channels`` are ignored, as their messages are."""
+        if self._sink is None:
+            return
+        if self.cfg.channels and str(channel_id) not in self.cfg.channels:
+            parent = getattr(self.client.get_channel(channel_id), "parent_id", None)
+            if str(parent) not in self.cfg.channels:
+                return
+        self._sink.typing(session_key(TRANSPORT, str(channel_id)), str(user_id), TYPING_S)
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         it = from_gateway(interaction)

@@ -27,9 +27,11 @@ from nio import (
     RoomMemberEvent,
     RoomMessagesResponse,
     SyncResponse,
+    TypingNoticeEvent,
 )
 from nio.responses import InviteInfo, RoomInfo
 
+from bot.messages import session_key
 from bot.transport import Sink, TransportContext
 from transports.matrix.e2ee import Keys
 from transports.matrix.login import UNKNOWN_TOKEN, Login, describe
@@ -46,6 +48,9 @@ TIMELINE_LIMIT = 100
 BACKFILL_PAGES = 10
 MAX_BACKOFF_S = 60.0
 FILTER = {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
+TYPING_S = 30.0
+"""How long a ``m.typing`` listing counts (Element's own timeout); the server's next listing
+without the user ends it sooner."""
 
 
 class SyncLoop:
@@ -70,6 +75,7 @@ class SyncLoop:
         self.keys = keys
         self.started_ms = int(time.time() * 1000)
         self.idle = asyncio.Event()
+        self.typing: dict[str, frozenset[str]] = {}  # room id -> who the last m.typing listed
 
     async def run(self, sink: Sink) -> None:
         token = await self.ctx.state.get(NAME, TOKEN_KEY)
@@ -130,6 +136,21 @@ class SyncLoop:
                 if getattr(event, "server_timestamp", 0) < cutoff:
                     continue  # history from before the first start
                 await self._event(room_id, event, sink)
+            for ephemeral in info.ephemeral:  # after the messages: typing is the newer state
+                if isinstance(ephemeral, TypingNoticeEvent):
+                    self._typing(room_id, frozenset(ephemeral.users), sink)
+
+    def _typing(self, room_id: str, users: frozenset[str], sink: Sink) -> None:
+        """Report who types now (each listing extends them) and who stopped (D1)."""
+        before = self.typing.pop(room_id, frozenset())
+        log.debug("typing in %s: %s", room_id, ", ".join(sorted(users)) or "nobody")
+        if users:
+            self.typing[room_id] = users
+        session = session_key(TRANSPORT, room_id)
+        for user in users:
+            sink.typing(session, user, TYPING_S)
+        for user in before - users:
+            sink.typing(session, user, 0.0)
 
     async def _invite(self, room_id: str, invite: InviteInfo) -> None:
         me = self.client.user_id

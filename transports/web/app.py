@@ -21,10 +21,13 @@ from bot.messages import InboundMessage, Reply, session_key
 from bot.sse import EventStreams, SseWriter
 from bot.transport import Capabilities, FeedResult, Sink, TransportContext
 from config.errors import StoreError
-from transports.web.wire import WireError, check_room, parse_after, parse_post
+from transports.web.wire import WireError, check_room, parse_after, parse_post, parse_typing
 
 STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
+TYPING_S = 6.0
+"""How long one typing signal from the page counts; the page repeats it every few seconds
+while the person types and says ``false`` when they send or clear the box."""
 _PAGE = 500
 
 
@@ -46,6 +49,7 @@ class WebTransport:
         app.router.add_get("/", self._page)
         app.router.add_static("/static/", STATIC, show_index=False)
         app.router.add_post("/api/v1/rooms/{room}/messages", self._post)
+        app.router.add_post("/api/v1/rooms/{room}/typing", self._typing)
         app.router.add_get("/api/v1/rooms/{room}/messages", self._history)
         app.router.add_get("/api/v1/rooms/{room}/events", self._events)
 
@@ -93,6 +97,24 @@ class WebTransport:
         return web.json_response(
             {"id": event_id, "status": result.value, "sender": sender}, status=status
         )
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        """The page's person is typing (or stopped): the room's batch waits for them (D1).
+        The sender is the token's user with web users, else the body's display name."""
+        user = identity_of(request).user
+        try:
+            room = check_room(request.match_info["room"])
+            body = await read_json(request, self.max_body_bytes)
+            if isinstance(body, web.Response):
+                return body
+            posted = parse_typing(body, sender_required=user is None)
+        except WireError as err:
+            return error(400, str(err))
+        if self._sink is None:
+            return error(503, "musher is shutting down")
+        seconds = TYPING_S if posted.typing else 0.0
+        self._sink.typing(session_key("web", room), user or posted.sender, seconds)
+        return web.json_response({"status": "ok"}, status=202)
 
     async def _history(self, request: web.Request) -> web.Response:
         try:

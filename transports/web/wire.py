@@ -61,6 +61,29 @@ def parse_post(body: dict[str, Any], *, sender_required: bool = True) -> PostedM
     return PostedMessage(sender.strip(), text, client_id)
 
 
+@dataclass(frozen=True, slots=True)
+class PostedTyping:
+    sender: str
+    typing: bool
+
+
+def parse_typing(body: dict[str, Any], *, sender_required: bool = True) -> PostedTyping:
+    """Read ``{"sender", "typing": bool}``; unknown fields are ignored."""
+    sender = body.get("sender")
+    typing = body.get("typing")
+    if sender is None and not sender_required:
+        sender = ""
+    elif not isinstance(sender, str) or not sender.strip():
+        raise WireError("'sender' is required: a non-empty string")
+    if len(sender) > MAX_SENDER:
+        raise WireError(f"'sender' is longer than {MAX_SENDER} characters")
+    if bad := first_unsafe(sender, multiline=False):
+        raise WireError(f"'sender' must not contain the control or bidi character {bad}")
+    if not isinstance(typing, bool):
+        raise WireError("'typing' is required: true or false")
+    return PostedTyping(sender.strip(), typing)
+
+
 def parse_after(value: str | None) -> int:
     """A log position: a decimal number from 0 to 2^63-1 (SQLite's largest integer)."""
     if value is None or value == "":

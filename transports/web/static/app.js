@@ -226,9 +226,41 @@ function connect(gen, after) {
   };
 }
 
+// ---- typing ------------------------------------------------------------------
+// While the person types, the page says so every few seconds (the daemon counts each
+// signal for 6 s) and says "stopped" when they send or empty the box: a burst of their
+// messages then closes a moment after the last one instead of after the full window.
+
+const TYPING_REPEAT_MS = 3000;
+let typingSince = 0; // when the last "typing" was posted; 0 = not typing
+
+function postTyping(typing) {
+  const sender = ui.sender.value.trim() || "you";
+  api(roomUrl("typing"), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ sender, typing }),
+  }).catch(() => {}); // a lost signal only means the plain window
+}
+
+function noteTyping() {
+  const typing = ui.text.value.trim() !== "";
+  const now = Date.now();
+  if (typing && now - typingSince >= TYPING_REPEAT_MS) {
+    typingSince = now;
+    postTyping(true);
+  } else if (!typing && typingSince) {
+    typingSince = 0;
+    postTyping(false);
+  }
+}
+
+ui.text.addEventListener("input", noteTyping);
+
 // ---- sending -----------------------------------------------------------------
 
 async function post(text, id) {
+  typingSince = 0; // the message itself ends the typing
   ui.send.disabled = true;
   ui.text.readOnly = true;
   try {
