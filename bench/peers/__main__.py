@@ -113,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--workloads", default=",".join(str(w) for w in WORKLOADS))
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--latency", type=float, default=LATENCY_S)
     parser.add_argument("--keep", action="store_true", help="keep each system's work directory")
     return asyncio.run(main_async(parser.parse_args()))

@@ -72,10 +72,24 @@ class Nanobot(System):
         env = clean_env(HOME=str(workdir))
         self._proc = await Proc.start(self.name, argv, env, workdir, workdir / "log")
         await wait_for_port(self._port, self._proc)
-        self._http = aiohttp.ClientSession()
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     async def open_rooms(self, rooms: list[str]) -> None:
-        await asyncio.gather(*(self._open(room) for room in rooms if room not in self._ws))
+        await self._close_rooms()  # the last workload's rooms are done with
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self._open(room) for room in rooms)), 30)
+        except TimeoutError:
+            raise RuntimeError("nanobot: the rooms' WebSocket connections did not open") from None
+
+    async def _close_rooms(self) -> None:
+        for ws in self._ws.values():
+            with contextlib.suppress(Exception):
+                await ws.close()
+        self._ws.clear()
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers.clear()
 
     async def _open(self, room: str) -> None:
         assert self._http is not None
@@ -101,12 +115,7 @@ class Nanobot(System):
         await self._ws[room].send_str(text)
 
     async def stop(self) -> None:
-        for ws in self._ws.values():
-            with contextlib.suppress(Exception):
-                await ws.close()
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        await self._close_rooms()
         if self._http is not None:
             await self._http.close()
         if self._proc is not None:

@@ -112,13 +112,26 @@ class Musher(System):
                 with contextlib.suppress(ValueError, KeyError):
                     self.url = json.loads(info.read_text())["url"]
             await asyncio.sleep(0.05)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),  # an SSE stream per room holds a connection
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
 
     async def open_rooms(self, rooms: list[str]) -> None:
+        await self._close_streams()  # the last workload's rooms are done with
         ready = [asyncio.get_running_loop().create_future() for _ in rooms]
         for room, future in zip(rooms, ready, strict=True):
             self._streams[room] = asyncio.create_task(self._listen(room, future))
-        await asyncio.wait_for(asyncio.gather(*ready), 30)
+        try:
+            await asyncio.wait_for(asyncio.gather(*ready), 30)
+        except TimeoutError:
+            raise RuntimeError(f"{self.name}: the rooms' event streams did not open") from None
+
+    async def _close_streams(self) -> None:
+        for task in self._streams.values():
+            task.cancel()
+        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        self._streams.clear()
 
     async def _listen(self, room: str, ready: asyncio.Future[None]) -> None:
         assert self._http is not None
@@ -150,10 +163,7 @@ class Musher(System):
                 raise RuntimeError(f"{self.name}: POST answered {r.status}: {await r.text()}")
 
     async def stop(self) -> None:
-        for task in self._streams.values():
-            task.cancel()
-        await asyncio.gather(*self._streams.values(), return_exceptions=True)
-        self._streams.clear()
+        await self._close_streams()
         if self._http is not None:
             await self._http.close()
         if self._proc is not None:
