@@ -151,7 +151,14 @@ def summarise(run: Run) -> dict[str, Any]:
     }
 
 
-FIGURES = ("calls_per_room", "lost", "first_answer_s", "last_answer_s", "max_concurrent")
+FIGURES = (
+    "calls_per_room",
+    "lost",
+    "answers_per_room",
+    "first_answer_s",
+    "last_answer_s",
+    "max_concurrent",
+)
 
 
 def median_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -174,13 +181,13 @@ def median_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def table(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     """A Markdown table: one row per (system, workload) with the figures that matter."""
     head = (
-        "| system | workload | LLM calls per burst | lost | last msg → first answer (s) "
+        "| system | workload | LLM calls per burst | lost | answers | last msg → first answer (s) "
         "| last msg → last answer (s) | max concurrent LLM calls |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for system, workload, figures in rows:
         if "error" in figures:
-            lines.append(f"| {system} | {workload} | {figures['error']} | | | | |")
+            lines.append(f"| {system} | {workload} | {figures['error']} | | | | | |")
             continue
         cells = [_cell(figures.get(key)) for key in FIGURES]
         lines.append(f"| {system} | {workload} | " + " | ".join(cells) + " |")

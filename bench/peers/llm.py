@@ -9,9 +9,10 @@ the call's room is the room of the tags in its last user message, so history rep
 peer does not move a call to another room. The answer text is ``ANSWER <n> ...`` so the
 drivers can tell an answer from a peer's own acknowledgements ("queued", "interrupting").
 
-A request whose client hangs up before the latency is over (an interrupted turn) is logged
-with ``cancelled=True``. ``GET /v1/models`` lists the one model (some peers probe it);
-anything else is answered 404 and logged in :attr:`FakeLlm.unknown`.
+A request whose client hangs up before the answer is written (an interrupted turn) is logged
+with ``cancelled=True``. The ``on_call`` and ``on_end`` hooks see each call begin and end.
+``GET /v1/models`` lists the one model (some peers probe it); anything else is answered 404
+and logged in :attr:`FakeLlm.unknown`.
 
 tests/fakes/llm_server.py is not reused: it scripts answers one by one for tests and has no
 latency or per-room log, and bench code must not import tests.
@@ -69,6 +70,7 @@ class FakeLlm:
     calls: list[Call] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     on_call: Callable[[Call], None] | None = None
+    on_end: Callable[[Call], None] | None = None
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _in_flight: int = 0
@@ -119,20 +121,23 @@ class FakeLlm:
             await asyncio.sleep(self.latency_s)
             transport = request.transport
             if transport is None or transport.is_closing():
-                call.cancelled = True  # the peer gave up on this call (an interrupted turn)
+                call.cancelled = True  # the peer hung up: an interrupted turn
+                return web.Response(status=499)
             text = f"ANSWER {call.n} for {room or 'no room'}"
             if body.get("stream"):
-                response = await _stream(request, text)
-            else:
-                response = web.json_response(_completion(text))
-            call.end = loop.time()
-            return response
-        except (asyncio.CancelledError, ConnectionError):
-            call.end = loop.time()
+                return await _stream(request, text)
+            return web.json_response(_completion(text))
+        except ConnectionError:
+            call.cancelled = True  # hung up while the answer was being written
+            return web.Response(status=499)
+        except asyncio.CancelledError:
             call.cancelled = True
             raise
         finally:
+            call.end = loop.time()
             self._in_flight -= 1
+            if self.on_end is not None:
+                self.on_end(call)
 
 
 def _completion(text: str) -> dict[str, Any]:

@@ -77,6 +77,7 @@ MUSHER_VARIANTS: dict[str, dict[str, object]] = {
     "musher": {},
     "musher-quiet": {"coalesce_quiet_ms": 300},
     "musher-steer": {"busy_mode": "steer"},
+    "musher-interrupt": {"busy_mode": "interrupt"},
 }
 """Variant name → ``[dispatcher]`` keys on top of the defaults."""
 
@@ -105,7 +106,11 @@ class Musher(System):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while not self.url:
-            self._proc.check()
+            if not self._proc.alive():
+                # a config this build refuses ("unknown key", "Input should be ...")
+                last = self._proc.tail().strip().splitlines()[-1:] or ["no output"]
+                reason = last[0].split("bot.toml: ", 1)[-1]
+                raise RuntimeError(f"not in this build ({reason})")
             if loop.time() > deadline:
                 raise RuntimeError(f"{self.name} did not start: {self._proc.tail()}")
             if info.exists():

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import aiohttp
 
 from bench.peers.analysis import (
@@ -130,8 +133,8 @@ def test_table_has_a_row_per_system_and_workload() -> None:
     text = table([("nanobot 0.3.5", "W1", figures), ("musher-steer", "all", {"error": "no"})])
     lines = text.splitlines()
     assert lines[0].startswith("| system | workload | LLM calls per burst | lost |")
-    assert lines[2] == "| nanobot 0.3.5 | W1 | 3 | 1 | 4 | 4 | 1 |"
-    assert lines[3] == "| musher-steer | all | no | | | | |"
+    assert lines[2] == "| nanobot 0.3.5 | W1 | 3 | 1 | 2 | 4 | 4 | 1 |"
+    assert lines[3] == "| musher-steer | all | no | | | | | |"
 
 
 def test_only_the_llm_text_is_an_answer() -> None:
@@ -164,3 +167,20 @@ async def test_fake_llm_answers_both_ways_and_logs_each_call() -> None:
     assert all(c.end is not None for c in llm.calls)
     assert llm.in_flight == 0
     assert llm.unknown == ["POST /v1/responses"]
+
+
+async def test_fake_llm_marks_a_call_the_client_gave_up_on() -> None:
+    async with FakeLlm(latency_s=0.5) as llm:
+        started, ended = asyncio.Event(), asyncio.Event()
+        llm.on_call = lambda call: started.set()
+        llm.on_end = lambda call: ended.set()
+        user = {"role": "user", "content": "w2x1r0m1 please reply"}
+        body = {"model": "m", "messages": [user], "stream": True}
+        async with aiohttp.ClientSession() as http:
+            request = asyncio.create_task(http.post(llm.base_url + "/chat/completions", json=body))
+            await started.wait()
+            request.cancel()  # an interrupted turn: the client hangs up before the answer
+            with contextlib.suppress(asyncio.CancelledError):
+                await request
+        await ended.wait()
+    assert [(c.room, c.cancelled, c.end is not None) for c in llm.calls] == [("w2x1r0", True, True)]
