@@ -5,9 +5,10 @@ Installs the peers (pinned, into ``.cache/peers/``), starts one fake OpenAI-comp
 temporary directory, warms it up with one answered message, plays W1, W2 and W3
 (:mod:`bench.peers.workloads`) ``--reps`` times, and stops it. Prints one JSON line per run
 and one per system and workload with the medians over repetitions (``"rep": "median"``) on
-stdout, and the table of medians (Markdown, for the README) on stderr. A system that cannot
-start (e.g. a musher variant whose key this build does not know) gets an ``error`` line and
-the others still run. Nothing asserts a timing.
+stdout, and the table of medians (Markdown, for the README) on stderr. A system that fails
+gets an ``error`` line, the others still run, and the exit status is 1; a musher variant whose
+settings this build refuses gets a ``skipped`` line instead (it does not fail the run).
+Nothing asserts a timing.
 
     python -m bench.peers --systems musher,nanobot --workloads 1,2 --reps 5
 """
@@ -29,7 +30,7 @@ from bench.peers.analysis import median_figures, table
 from bench.peers.hermes import Hermes
 from bench.peers.llm import LATENCY_S, FakeLlm
 from bench.peers.nanobot import Nanobot
-from bench.peers.systems import MUSHER_VARIANTS, Musher, OnMessage, System
+from bench.peers.systems import MUSHER_VARIANTS, NOT_BUILT, Musher, OnMessage, System
 from bench.peers.workloads import WORKLOADS, Player
 
 BENCH = "B9_peers"
@@ -47,10 +48,12 @@ def make_system(name: str, on_message: OnMessage) -> System:
     raise SystemExit(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
 
 
-def emit(params: dict[str, Any], figures: dict[str, Any], error: str | None = None) -> None:
+def emit(
+    params: dict[str, Any], figures: dict[str, Any], error: str | None = None, skipped: bool = False
+) -> None:
     line: dict[str, Any] = {"bench": BENCH, "params": params, "figures": figures}
     if error is not None:
-        line["error"] = error
+        line["skipped" if skipped else "error"] = error
     print(json.dumps(line), flush=True)
 
 
@@ -79,10 +82,12 @@ async def measure(
             emit(base | {"workload": f"W{workload}", "rep": "median", "reps": reps}, medians)
             rows.append((f"{name} {system.version}", WORKLOADS[workload], medians))
     except Exception as exc:  # one system failing must not hide the others' figures
-        reason = f"{type(exc).__name__}: {exc}"[:600]
+        skipped = str(exc).startswith(NOT_BUILT)
+        reason = (str(exc) if skipped else f"{type(exc).__name__}: {exc}")[:600]
         progress(f"{name}: {reason}")
-        emit(base, {}, reason)
-        rows.append((f"{name} {system.version}", "all", {"error": reason.splitlines()[0]}))
+        emit(base, {}, reason, skipped)
+        figures = {"error": reason.splitlines()[0], "skipped": skipped}
+        rows.append((f"{name} {system.version}", "all", figures))
     finally:
         await system.stop()
         if keep:
@@ -106,7 +111,8 @@ async def main_async(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(table(rows), file=sys.stderr, flush=True)
-    return 1 if any("error" in figures for _, _, figures in rows) else 0
+    failed = any("error" in figures and not figures["skipped"] for _, _, figures in rows)
+    return 1 if failed else 0
 
 
 def main() -> int:

@@ -28,6 +28,9 @@ import aiohttp
 
 from bench.peers.procs import Proc, clean_env
 
+NOT_BUILT = "not in this build"
+"""How a musher variant whose settings this build refuses fails to start (a skip, not an error)."""
+
 OnMessage = Callable[[str, str], None]
 """``(room, text)`` of one message a system sent to a room."""
 
@@ -110,7 +113,7 @@ class Musher(System):
                 # a config this build refuses ("unknown key", "Input should be ...")
                 last = self._proc.tail().strip().splitlines()[-1:] or ["no output"]
                 reason = last[0].split("bot.toml: ", 1)[-1]
-                raise RuntimeError(f"not in this build ({reason})")
+                raise RuntimeError(f"{NOT_BUILT} ({reason})")
             if loop.time() > deadline:
                 raise RuntimeError(f"{self.name} did not start: {self._proc.tail()}")
             if info.exists():
