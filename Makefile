@@ -5,7 +5,7 @@ UV := .uv/bin/uv
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: run test test-slow lint format bench clean
+.PHONY: run test test-slow lint format bench bench-peers clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -35,6 +35,10 @@ format: $(VENV)/.synced
 
 bench: $(VENV)/.synced ## print benchmark figures as JSON lines
 	$(VENV)/bin/python -m bench
+
+PEERS_ARGS ?=
+bench-peers: $(VENV)/.synced ## musher vs nanobot-ai and hermes-agent (installs them into .cache/peers/)
+	$(VENV)/bin/python -m bench.peers $(PEERS_ARGS)
 
 clean:
 	rm -rf .venv .uv .pytest_cache .mypy_cache .ruff_cache
