@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
@@ -21,3 +21,12 @@ class Storage(Protocol):
     async def write(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+@runtime_checkable
+class SnapshotStorage(Storage, Protocol):
+    """A :class:`Storage` that can also run a read-only ``job`` on one consistent snapshot
+    without holding up writes (``audit verify`` reads the whole log and every table so).
+    A storage without it is read inside a write transaction instead."""
+
+    async def snapshot(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
