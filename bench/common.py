@@ -7,6 +7,7 @@ diagnostics go to stderr. Nothing here asserts a timing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -194,6 +195,8 @@ class Stack:
         if used is not provider:
             await db.aclose()
             raise RuntimeError("build_core did not use the benchmark's provider")
+        gc.collect()
+        gc.freeze()  # as Daemon.run does once started
         return cls(db, core, provider)
 
     def _wake(self) -> None:
@@ -230,3 +233,4 @@ class Stack:
         await self.core.lanes.aclose(1.0)
         await self.core.dispatcher.aclose()
         await self.db.aclose()
+        gc.unfreeze()  # the next stack's garbage must be collectable

@@ -76,7 +76,9 @@ async def _one_rep(rate: int, messages: int, window_ms: int) -> RepResult:
                 await stack.ingress.feed(
                     InboundMessage("bench", "warm", "w", f"warm-{k}", loop.time(), "warm up", True)
                 )
-            await stack.wait_turns(1, 10.0)
+            # every warm-up message answered (on a busy machine they may take two batches)
+            await stack.wait_messages(5, 10.0)
+            await stack.wait_turns(stack.provider.turns_started, 10.0)
             stack.provider.starts.clear()
             seen0 = stack.provider.messages_seen
 

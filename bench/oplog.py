@@ -12,23 +12,32 @@ commit.
   latency of each ``append`` (p50/p99).
 * ``batched``: one caller appends the same changes (writers interleaved, each writer's own
   order kept) with ``OpStore.append_many``, ``BATCH`` (100) changes per call.
-* ``replay``: ``pipeline.audit.replay_into`` a fresh scratch ``Database`` (reads every op, rebuilds
-  every materialised table in one transaction); the rebuilt tables are then checked equal to
-  the live ones (not timed).
-* ``verify``: ``pipeline.audit.verify`` (every signature, seq order, full replay and compare).
 * baseline: the very rows of the concurrent log (same ``ops`` table shape, signatures as
   stored, nothing signed or applied) inserted with plain ``sqlite3`` ``INSERT`` in one
   transaction, ``synchronous=FULL``.
 
-Each phase is repeated ``--reps`` times on fresh databases; figures are medians over reps
-(and each rep's value). ``make bench`` runs ``N = 20,000`` to stay short; ``--ops 100000``
-runs the full size of the BENCH table. Asserts nothing. Run alone: ``python -m bench.oplog``.
+Replay and verify run on a log of ``--log-ops`` (100,000: the full size of the BENCH table)
+ops of the same mix, written once with ``append_many`` in batches of ``LOG_BATCH``:
+
+* ``replay``: ``pipeline.audit.replay_into`` a fresh scratch ``Database`` (reads every op, rebuilds
+  every materialised table in one transaction); the rebuilt tables are then checked equal to
+  the live ones (not timed).
+* ``verify``: ``pipeline.audit.verify`` (every signature, seq order, full replay and compare)
+  while a writer keeps appending one op at a time (a room setting, as a command would):
+  reported are the writes acknowledged while verify ran and their latency, next to the same
+  writer's latency alone just before (verify must not stall writes).
+* baseline: the big log's rows inserted with plain ``INSERT`` as above.
+
+The append phases are repeated ``--reps`` times on fresh databases, replay and verify
+``--reps`` times on the one big log; figures are medians over reps (and each rep's value).
+Asserts nothing. Run alone: ``python -m bench.oplog``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sqlite3
 import tempfile
 import time
@@ -42,16 +51,18 @@ from pipeline.audit import replay_into, verify
 from pipeline.keys import NodeKey
 from pipeline.materialise import create_tables, read_tables
 from pipeline.model import Coding, Item, ItemKind, Merge, Qa, SystemOrigin, UserOrigin
-from pipeline.ops import Change, CreateItem, CreateProject, UpdateItem
+from pipeline.ops import Change, CreateItem, CreateProject, SetRoom, UpdateItem
 from pipeline.store import OpStore
 
 NAME = "B4_oplog"
 OPS = 20_000
 FULL_OPS = 100_000
+LOG_BATCH = 1_000
+WRITER_PAUSE_S = 0.005
 WRITERS = 64
 BATCH = 100
 REPS = 5
-TARGET = ">= 5,000 appends/s; replay < 3 s"
+TARGET = ">= 5,000 appends/s; replay < 3 s and verify < 5 s at 100,000 ops, writes go on"
 ORIGIN = UserOrigin("web", "alice", "bench")
 SETUP = SystemOrigin("bench", "setup")
 _ROW_COLUMNS = "project, item, kind, payload, origin, author, seq, ts, sig"
@@ -102,13 +113,21 @@ class Rep:
     concurrent_s: float = 0.0
     batched_s: float = 0.0
     baseline_s: float = 0.0
+    log_ops: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    """One replay and one verify of the big log."""
+
     replay_s: float = 0.0
     verify_s: float = 0.0
-    replay_ops: int = 0
     replay_matches: bool = False
     verify_ok: bool = False
     verify_report: str = ""
-    latencies_ms: list[float] = field(default_factory=list)
+    writes_alone_ms: list[float] = field(default_factory=list)
+    writes_during_verify_ms: list[float] = field(default_factory=list)
 
 
 async def concurrent(store: OpStore, per_writer: list[list[Change]], rep: Rep) -> None:
@@ -150,19 +169,43 @@ def raw_insert(rows: list[tuple[Any, ...]], path: Path) -> float:
         conn.close()
 
 
-async def replay_and_verify(db: Database, scratch_path: Path, rep: Rep) -> None:
+async def _writer(store: OpStore, stop: asyncio.Event, latencies: list[float]) -> None:
+    """Append one room-setting op at a time until ``stop``, pausing ``WRITER_PAUSE_S``."""
+    ambient = False
+    while not stop.is_set():
+        ambient = not ambient
+        start = time.perf_counter()
+        await store.append(SetRoom("bench:writer", ambient=ambient), ORIGIN)
+        latencies.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(WRITER_PAUSE_S)
+
+
+async def replay_and_verify(db: Database, store: OpStore, scratch_path: Path) -> Check:
+    check = Check()
     scratch = await Database.open(scratch_path)
     try:
         start = time.perf_counter()
-        rep.replay_ops = await replay_into(db, scratch)
-        rep.replay_s = time.perf_counter() - start
-        rep.replay_matches = await db.write(read_tables) == await scratch.write(read_tables)
+        await replay_into(db, scratch)
+        check.replay_s = time.perf_counter() - start
+        check.replay_matches = await db.write(read_tables) == await scratch.write(read_tables)
     finally:
         await scratch.aclose()
-    start = time.perf_counter()
-    report = await verify(db)
-    rep.verify_s = time.perf_counter() - start
-    rep.verify_ok, rep.verify_report = report.ok, str(report)
+    stop = asyncio.Event()
+    alone = asyncio.create_task(_writer(store, stop, check.writes_alone_ms))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await alone
+    stop = asyncio.Event()
+    during = asyncio.create_task(_writer(store, stop, check.writes_during_verify_ms))
+    try:
+        start = time.perf_counter()
+        report = await verify(db)
+        check.verify_s = time.perf_counter() - start
+    finally:
+        stop.set()
+        await during
+    check.verify_ok, check.verify_report = report.ok, str(report)
+    return check
 
 
 async def one_rep(tmp: Path, total: int, index: int) -> Rep:
@@ -174,8 +217,7 @@ async def one_rep(tmp: Path, total: int, index: int) -> Rep:
         await concurrent(store, per_writer, rep)
         rows = await db.read(f"SELECT {_ROW_COLUMNS} FROM ops ORDER BY rowid")
         rep.baseline_s = raw_insert([tuple(r) for r in rows], tmp / f"raw-{index}.db")
-        progress(f"B4 rep {index + 1}: replay and verify {len(rows)} ops")
-        await replay_and_verify(db, tmp / f"scratch-{index}.db", rep)
+        rep.log_ops = len(rows)
     finally:
         await db.aclose()
     db, store = await open_store(tmp / f"batched-{index}.db")
@@ -187,77 +229,109 @@ async def one_rep(tmp: Path, total: int, index: int) -> Rep:
     return rep
 
 
-def _figures(reps: list[Rep], total: int) -> dict[str, Any]:
-    def med(values: list[float]) -> float:
-        return median(values)
+async def big_log(tmp: Path, total: int, reps: int) -> tuple[list[Check], int, float]:
+    """Replay and verify a log of ``total`` ops ``reps`` times; also its raw-insert time."""
+    db, store = await open_store(tmp / "big.db")
+    try:
+        progress(f"B4: writing a log of {total} ops for replay and verify")
+        changes = interleaved(workload(total))
+        for i in range(0, len(changes), LOG_BATCH):
+            await store.append_many(changes[i : i + LOG_BATCH], ORIGIN)
+        rows = await db.read(f"SELECT {_ROW_COLUMNS} FROM ops ORDER BY rowid")
+        baseline_s = raw_insert([tuple(r) for r in rows], tmp / "big-raw.db")
+        checks = []
+        for index in range(reps):
+            progress(f"B4 rep {index + 1}: replay and verify {len(rows)} ops")
+            checks.append(await replay_and_verify(db, store, tmp / f"scratch-{index}.db"))
+        return checks, len(rows), baseline_s
+    finally:
+        await db.aclose()
 
-    concurrent_rate = med([total / r.concurrent_s for r in reps])
-    batched_rate = med([total / r.batched_s for r in reps])
-    baseline_rate = med([r.replay_ops / r.baseline_s for r in reps])
+
+def _figures(reps: list[Rep], total: int) -> dict[str, Any]:
+    concurrent_rate = median([total / r.concurrent_s for r in reps])
+    batched_rate = median([total / r.batched_s for r in reps])
+    baseline_rate = median([r.log_ops / r.baseline_s for r in reps])
     return {
         "concurrent_appends_per_s": rnd(concurrent_rate, 0),
         "concurrent_appends_per_s_reps": [rnd(total / r.concurrent_s, 0) for r in reps],
-        "append_latency_p50_ms": rnd(med([percentile(r.latencies_ms, 50) for r in reps])),
-        "append_latency_p99_ms": rnd(med([percentile(r.latencies_ms, 99) for r in reps])),
+        "append_latency_p50_ms": rnd(median([percentile(r.latencies_ms, 50) for r in reps])),
+        "append_latency_p99_ms": rnd(median([percentile(r.latencies_ms, 99) for r in reps])),
         "batched_appends_per_s": rnd(batched_rate, 0),
         "batched_appends_per_s_reps": [rnd(total / r.batched_s, 0) for r in reps],
         "baseline_raw_inserts_per_s": rnd(baseline_rate, 0),
         "ratio_concurrent_to_raw": rnd(concurrent_rate / baseline_rate, 4),
         "ratio_batched_to_raw": rnd(batched_rate / baseline_rate, 4),
         "ratio_batched_to_concurrent": rnd(batched_rate / concurrent_rate, 2),
-        "replay_s": rnd(med([r.replay_s for r in reps])),
-        "replay_s_reps": [rnd(r.replay_s) for r in reps],
-        "replay_ops_per_s": rnd(med([r.replay_ops / r.replay_s for r in reps]), 0),
-        "verify_s": rnd(med([r.verify_s for r in reps])),
-        "verify_s_reps": [rnd(r.verify_s) for r in reps],
-        "ratio_replay_to_raw_insert": rnd(med([r.replay_s / r.baseline_s for r in reps]), 1),
-        "ratio_verify_to_raw_insert": rnd(med([r.verify_s / r.baseline_s for r in reps]), 1),
-        "replay_reproduces_tables": all(r.replay_matches for r in reps),
-        "verify_ok": all(r.verify_ok for r in reps),
-        "verify_report": reps[-1].verify_report,
     }
 
 
-async def run(total: int, reps: int) -> dict[str, Any]:
+def _log_figures(checks: list[Check], log_ops: int, baseline_s: float) -> dict[str, Any]:
+    alone = [ms for c in checks for ms in c.writes_alone_ms]
+    during = [ms for c in checks for ms in c.writes_during_verify_ms]
+    return {
+        "log_ops": log_ops,
+        "replay_s": rnd(median([c.replay_s for c in checks])),
+        "replay_s_reps": [rnd(c.replay_s) for c in checks],
+        "replay_ops_per_s": rnd(median([log_ops / c.replay_s for c in checks]), 0),
+        "verify_s": rnd(median([c.verify_s for c in checks])),
+        "verify_s_reps": [rnd(c.verify_s) for c in checks],
+        "log_baseline_raw_insert_s": rnd(baseline_s),
+        "ratio_replay_to_raw_insert": rnd(median([c.replay_s for c in checks]) / baseline_s, 1),
+        "ratio_verify_to_raw_insert": rnd(median([c.verify_s for c in checks]) / baseline_s, 1),
+        "writes_acked_during_verify_per_rep": [len(c.writes_during_verify_ms) for c in checks],
+        "write_latency_alone_p50_ms": rnd(percentile(alone, 50)),
+        "write_latency_alone_max_ms": rnd(max(alone, default=math.nan)),
+        "write_latency_during_verify_p50_ms": rnd(percentile(during, 50)),
+        "write_latency_during_verify_p99_ms": rnd(percentile(during, 99)),
+        "write_latency_during_verify_max_ms": rnd(max(during, default=math.nan)),
+        "replay_reproduces_tables": all(c.replay_matches for c in checks),
+        "verify_ok": all(c.verify_ok for c in checks),
+        "verify_report": checks[-1].verify_report,
+    }
+
+
+async def run(total: int, reps: int, log_ops: int) -> dict[str, Any]:
     quiet_logs()
     started = time.monotonic()
     results = []
     with tempfile.TemporaryDirectory(prefix="musher-b4-") as tmp:
         for index in range(reps):
             results.append(await one_rep(Path(tmp), total, index))
+        checks, big_ops, big_baseline_s = await big_log(Path(tmp), log_ops, reps)
     params = {
         "ops": total,
-        "note": None
-        if total >= FULL_OPS
-        else f"{total} ops to keep `make bench` short; `python -m bench.oplog --ops {FULL_OPS}`"
-        " for the full size",
-        "log_ops": results[0].replay_ops,
+        "log_ops": big_ops,
         "setup_ops": WRITERS,
         "writers": WRITERS,
         "batch": BATCH,
         "op_mix": "per writer and project: item.create, then item.update to coding, qa, merge",
         "concurrent": "64 tasks, each awaiting OpStore.append one op at a time (group commit)",
         "batched": f"one caller, OpStore.append_many of {BATCH} changes per transaction",
-        "replay": "audit.replay_into a fresh Database file (reads the log, one transaction)",
-        "verify": "audit.verify(): signatures, seq order, replay in memory, compare tables",
-        "baseline": "the concurrent log's rows, plain sqlite3 executemany INSERT into the same"
-        " ops table shape, one transaction, synchronous=FULL",
+        "replay": f"audit.replay_into a fresh Database file, log of {big_ops} ops (one"
+        " transaction)",
+        "verify": "audit.verify(): snapshot read, signatures, seq order, replay in memory,"
+        f" compare tables; meanwhile one writer appends a room.set op every {WRITER_PAUSE_S} s",
+        "baseline": "the log's rows, plain sqlite3 executemany INSERT into the same ops table"
+        " shape, one transaction, synchronous=FULL",
         "db": "SQLite file in a temp dir, WAL, synchronous=FULL",
         "reps": reps,
-        "aggregation": "median over reps (each rep on fresh databases)",
+        "aggregation": "median over reps (append phases on fresh databases each rep)",
         "target": TARGET,
         "machine": machine(),
         "wall_s": round(time.monotonic() - started, 1),
     }
-    return {"bench": NAME, "params": params, "figures": _figures(results, total)}
+    figures = _figures(results, total) | _log_figures(checks, big_ops, big_baseline_s)
+    return {"bench": NAME, "params": params, "figures": figures}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.oplog")
     parser.add_argument("--ops", type=int, default=OPS)
+    parser.add_argument("--log-ops", type=int, default=FULL_OPS, help="replay/verify log size")
     parser.add_argument("--reps", type=int, default=REPS)
     args = parser.parse_args()
-    result = asyncio.run(run(args.ops, args.reps))
+    result = asyncio.run(run(args.ops, args.reps, args.log_ops))
     emit(result["bench"], result["params"], result["figures"])
 
 

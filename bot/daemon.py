@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import importlib
 import json
 import logging
@@ -336,6 +337,8 @@ class Daemon:
             await self._start_pipeline(core.pipeline)
             self.health["dispatcher"] = "ok"
             await ingress.replay()
+            gc.collect()
+            gc.freeze()  # what startup built lives on: later full collections skip it
             self._write_daemon_json()
             choice = choose(self.settings)
             log.info("LLM provider: %s (%s)", choice.name, choice.reason)

@@ -5,7 +5,8 @@ thread with its ``sqlite3.Connection``. Jobs that arrive together share one tran
 one fsync (group commit) and cost one thread hop for the whole group; ``write()`` returns
 only after that transaction committed (S4). A job that raises is retried alone in its own
 transaction, so one bad job never sinks the others' writes. Reads go through a separate
-aiosqlite connection, which WAL never blocks behind the writer.
+aiosqlite connection, which WAL never blocks behind the writer; a long read of many tables
+(``audit verify``) takes a :meth:`Database.snapshot` on a connection of its own.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class GroupWriter:
             raise StoreError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((job, future))
-        return await asyncio.shield(future)
+        # No shield needed: a cancelled caller cancels only its future; the job stays queued
+        # and the writer skips setting a result on a future that is already done.
+        return await future
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
         """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
@@ -154,6 +157,15 @@ class Database(GroupWriter):
         """For ``/readyz`` and the logs: which database this is."""
         return self.url
 
+    async def snapshot(self, job: Callable[[Conn], T]) -> T:
+        """Run ``job`` on a connection of its own inside one read transaction.
+
+        Everything ``job`` reads comes from one consistent snapshot (WAL), and it never
+        takes the write lock: writes go on, and are acknowledged, while it runs. ``job``
+        must only read. Runs in a worker thread.
+        """
+        return await asyncio.to_thread(_in_snapshot, self.path, job)
+
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
         """Run a query on the reader connection (never blocked by the writer, WAL)."""
         async with self._reader.execute(sql, params) as cursor:
@@ -195,6 +207,19 @@ def _connect_writer(path: Path, schema: str) -> sqlite3.Connection:
     if schema:
         conn.executescript(schema)
     return conn
+
+
+def _in_snapshot(path: Path, job: Callable[[sqlite3.Connection], T]) -> T:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("BEGIN")  # deferred: the first read fixes the snapshot
+        try:
+            return job(conn)
+        finally:
+            _rollback(conn)
+    finally:
+        conn.close()
 
 
 def _commit_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:

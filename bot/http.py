@@ -73,20 +73,27 @@ async def _openapi(request: web.Request) -> web.Response:
 async def read_body(request: web.Request, max_bytes: int) -> bytes | web.Response:
     """The raw body, or a 413 (too large) / 408 (slower than ``[http] read_timeout_s``,
     the connection is then closed) response."""
-    too_large = error(413, f"body too large (limit {max_bytes} bytes)")
     if request.content_length is not None and request.content_length > max_bytes:
-        return too_large
-    timeout = request.config_dict.get(READ_TIMEOUT, 30.0)
+        return _too_large(max_bytes)
     try:
-        async with asyncio.timeout(timeout):
+        if request.content.is_eof():  # the whole body is here already: nothing to wait for
             raw = await request.read()
+        else:
+            timeout = request.config_dict.get(READ_TIMEOUT, 30.0)
+            try:
+                async with asyncio.timeout(timeout):
+                    raw = await request.read()
+            except TimeoutError:
+                slow = error(408, f"the body did not arrive within {timeout:g} s")
+                slow.force_close()
+                return slow
     except web.HTTPRequestEntityTooLarge:
-        return too_large
-    except TimeoutError:
-        slow = error(408, f"the body did not arrive within {timeout:g} s")
-        slow.force_close()
-        return slow
-    return too_large if len(raw) > max_bytes else raw
+        return _too_large(max_bytes)
+    return _too_large(max_bytes) if len(raw) > max_bytes else raw
+
+
+def _too_large(max_bytes: int) -> web.Response:
+    return error(413, f"body too large (limit {max_bytes} bytes)")
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any] | web.Response:

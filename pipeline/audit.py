@@ -9,9 +9,11 @@ A report names the first bad op (rowid, author, seq, kind, why) or the first dif
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,7 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
-from pipeline.storage import Conn, Storage, hold_appends
+from pipeline.storage import Conn, SnapshotStorage, Storage, hold_appends
 
 _PARALLEL_FROM = 2_000
 
@@ -251,44 +253,72 @@ def compare_tables(
     return None
 
 
+_REPLAY_CHUNK = 1_000
+
+
 def _replay_and_compare(
-    ops: Sequence[SignedOp], live: dict[str, list[tuple[Any, ...]]]
+    ops: Sequence[SignedOp], live: dict[str, list[tuple[Any, ...]]], stop: threading.Event
 ) -> BadOp | RowMismatch | None:
+    """Replay into a private in-memory database and compare; gives up (None) once ``stop``
+    is set (the per-op checks already found a problem)."""
     scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
         create_tables(scratch)
         scratch.execute("BEGIN")
-        return replay(scratch, ops) or compare_tables(live, read_tables(scratch))
+        for start in range(0, len(ops), _REPLAY_CHUNK):
+            if stop.is_set():
+                return None
+            bad = replay(scratch, ops[start : start + _REPLAY_CHUNK])
+            if bad is not None:
+                return bad
+        return compare_tables(live, read_tables(scratch))
     finally:
         scratch.close()
+
+
+def _read_all(conn: Conn) -> tuple[list[Any], int, dict[str, list[tuple[Any, ...]]]]:
+    """The log in rowid order, the highest rowid ever issued, and every materialised table."""
+    hold_appends(conn, "ops")  # in a write transaction: no other node appends until it is read
+    present = existing_tables(conn)  # a data dir without a log reads as an empty one
+    rows, issued = [], []
+    if "ops" in present:
+        rows = conn.execute(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid").fetchall()
+    if "sqlite_sequence" in present:
+        issued = conn.execute(ISSUED).fetchall()
+    return rows, int(issued[0][0]) if issued else 0, read_tables(conn)
 
 
 async def verify(storage: Storage) -> AuditReport:
     """Check every signature and replay the log against the live tables (S2, R5).
 
-    Reads the log and the tables in one transaction (a consistent snapshot that briefly holds
-    the write lock), checks each op's signature, seq and time, then replays into a private
-    in-memory database in a worker thread (which decodes and checks every payload) and
-    compares. Never writes; safe on a running daemon; a database without a log reads as an
-    empty log. A cancel leaves nothing behind.
+    Reads the log and the tables from one consistent snapshot: a read transaction of its own
+    on a :class:`~pipeline.storage.SnapshotStorage` (writes go on meanwhile), else a write
+    transaction. Then, side by side in worker threads, checks each op's signature, seq and
+    time, and replays the log into a private in-memory database (which decodes and checks
+    every payload) and compares. A per-op problem is reported before a replay one. Never
+    writes; safe on a running daemon; a database without a log reads as an empty log. A
+    cancel leaves nothing behind.
     """
-
-    def read_all(conn: Conn) -> tuple[list[Any], int, Any]:
-        hold_appends(conn, "ops")  # the snapshot: no other node appends until it is read
-        present = existing_tables(conn)  # a data dir without a log reads as an empty one
-        rows, issued = [], []
-        if "ops" in present:
-            rows = conn.execute(f"SELECT {OP_COLUMNS} FROM ops ORDER BY rowid").fetchall()
-        if "sqlite_sequence" in present:
-            issued = conn.execute(ISSUED).fetchall()
-        return rows, int(issued[0][0]) if issued else 0, read_tables(conn)
-
-    rows, issued, live = await storage.write(read_all)
+    read = storage.snapshot if isinstance(storage, SnapshotStorage) else storage.write
+    rows, issued, live = await read(_read_all)
     ops = [op_from_row(row) for row in rows]
     authors = len({op.author for op in ops})
-    progress = Progress()
-    problem: BadOp | RowMismatch | None = await check_ops(ops, progress)
-    problem = problem or truncation(progress, issued)
-    if problem is None:
-        problem = await asyncio.to_thread(_replay_and_compare, ops, live)
+    stop = threading.Event()
+    replaying = asyncio.ensure_future(asyncio.to_thread(_replay_and_compare, ops, live, stop))
+    replaying.add_done_callback(_consume)
+    try:
+        progress = Progress()
+        problem = await check_ops(ops, progress) or truncation(progress, issued)
+        if problem is None:
+            return AuditReport(len(ops), authors, await replaying)
+    finally:
+        stop.set()
+    with contextlib.suppress(Exception):  # replaying a log that failed its checks may fail
+        await replaying
     return AuditReport(len(ops), authors, problem)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a replay's outcome nobody awaits any more (a cancelled verify)."""
+    if not task.cancelled():
+        task.exception()

@@ -7,10 +7,11 @@ over the canonical JSON of all of those, prefixed with a domain tag.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.canonical import canonical_bytes, canonical_json, parse_canonical
+from pipeline.canonical import canonical_bytes, canonical_json, loads, parse_canonical
 from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.model import Origin
@@ -71,11 +72,11 @@ class SignedOp:
             PipelineError: unknown kind, non-canonical payload or origin, an origin of no
                 known shape or with a blank field, or fields the change refuses.
         """
-        Origin.from_dict(parse_canonical(self.origin))
+        _check_origin(self.origin)
         cls = CHANGES.get(self.kind)
         if cls is None:
             raise PipelineError(f"unknown op kind {self.kind!r}")
-        payload = parse_canonical(self.payload)
+        payload = _payload_value(self.payload)
         if not isinstance(payload, dict):
             raise PipelineError("an op payload must be a JSON object")
         try:
@@ -85,6 +86,34 @@ class SignedOp:
         if change.columns() != (self.project, self.item):
             raise PipelineError(f"the op's project/item columns do not match its {self.kind}")
         return change
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_origin(text: object) -> None:
+    """Whether an op's origin text is canonical and of a known shape (raises if not).
+
+    Origins repeat across a log (a handful of people, agents and daemon reasons), so each
+    distinct text is checked once; a text that fails raises every time (not cached).
+    """
+    Origin.from_dict(parse_canonical(text))
+
+
+_CANONICAL_SEEN: dict[str, None] = {}
+"""Payload texts already found canonical (at most ``_SEEN_MAX``; then it starts over)."""
+_SEEN_MAX = 4096
+
+
+def _payload_value(text: object) -> Any:
+    """:func:`parse_canonical` of an op payload; a text already found canonical is only
+    parsed again (stage moves and the like repeat the very same payload text)."""
+    if isinstance(text, str) and text in _CANONICAL_SEEN:
+        return loads(text)
+    value = parse_canonical(text)
+    assert isinstance(text, str)  # parse_canonical refuses anything else
+    if len(_CANONICAL_SEEN) >= _SEEN_MAX:
+        _CANONICAL_SEEN.clear()
+    _CANONICAL_SEEN[text] = None
+    return value
 
 
 def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: float) -> SignedOp:

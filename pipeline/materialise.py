@@ -14,7 +14,6 @@ commit group), and replay runs in a worker thread.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from pipeline.canonical import canonical_json, loads
@@ -167,26 +166,51 @@ def board_column(stage_json: str) -> str:
 
 def item_row(project: str, item: Item) -> tuple[Any, ...]:
     """The ``items`` row for ``item``: :data:`ITEM_COLUMNS`, then ``col``."""
+    stage_json, col = _stage_text(item.stage)
     return (
         project, item.number, item.kind.value, item.title, item.body,
-        canonical_json(_stage_dict(item.stage)), canonical_json(list(item.depends_on)),
-        item.epic, item.retries, canonical_json(item.origin.to_dict()),
-        float(item.created_at), float(item.updated_at), column(item.stage).value,
+        stage_json, _numbers_text(item.depends_on),
+        item.epic, item.retries, _origin_text(item.origin),
+        float(item.created_at), float(item.updated_at), col,
     )  # fmt: skip
 
 
-def item_from_row(row: Any) -> Item:
-    """Rebuild an :class:`Item` from an ``items`` row in :data:`ITEM_COLUMNS` order."""
-    return Item(
-        number=row[1], kind=ItemKind(row[2]), title=row[3], body=row[4],
-        stage=_stage(row[5]), depends_on=_numbers(row[6]), epic=row[7], retries=row[8],
-        origin=_origin(row[9]), created_at=row[10], updated_at=row[11],
-    )  # fmt: skip
+def item_from_row(row: Any, **changes: Any) -> Item:
+    """Rebuild an :class:`Item` from an ``items`` row in :data:`ITEM_COLUMNS` order, with
+    ``changes`` (fields of :class:`Item`) instead of the stored values."""
+    fields = {
+        "number": row[1], "kind": ItemKind(row[2]), "title": row[3], "body": row[4],
+        "stage": _stage(row[5]), "depends_on": _numbers(row[6]), "epic": row[7],
+        "retries": row[8], "origin": _origin(row[9]), "created_at": row[10],
+        "updated_at": row[11],
+    }  # fmt: skip
+    fields.update(changes)
+    return Item(**fields)
 
 
 # Stages, origins and dependency lists are frozen values that repeat across rows (most items
 # share a handful of stages and origins), so each stored text is decoded once. A text that
 # fails to decode raises every time: errors are not cached.
+
+
+# The other way round too: equal stages, origins and dependency tuples (all made of strings
+# and ints, compared with their class) have equal canonical texts, so each is encoded once.
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_text(stage: Stage) -> tuple[str, str]:
+    """The stored ``stage`` text of ``stage`` and its board column (``col``)."""
+    return canonical_json(_stage_dict(stage)), column(stage).value
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin_text(origin: Origin) -> str:
+    return canonical_json(origin.to_dict())
+
+
+@functools.lru_cache(maxsize=4096)
+def _numbers_text(numbers: tuple[int, ...]) -> str:
+    return canonical_json(list(numbers))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -302,10 +326,11 @@ def _delete_timers(conn: Conn, project: str, number: int) -> Effects:
 
 
 def _update_item(conn: Conn, change: UpdateItem, op: SignedOp) -> Effects:
-    old = read_item(conn, change.project, change.number)
-    if old is None:
+    query = f"SELECT {ITEM_COLUMNS} FROM items WHERE project = ? AND number = ?"
+    rows = _rows(conn, query, (change.project, change.number))
+    if not rows:
         raise PipelineError(f"no item #{change.number} in {change.project}")
-    new = replace(old, **change.changes(), updated_at=op.ts)  # Item re-checks the whole
+    new = item_from_row(rows[0], **change.changes(), updated_at=op.ts)  # Item checks the whole
     row = item_row(change.project, new)
     conn.execute(
         "UPDATE items SET kind = ?, title = ?, body = ?, stage = ?, depends_on = ?, epic = ?,"

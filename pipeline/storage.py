@@ -25,7 +25,7 @@ Writing code against it:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
@@ -72,3 +72,12 @@ def hold_appends(conn: Conn, table: str) -> None:
     hold = getattr(conn, "hold_appends", None)
     if hold is not None:
         hold(table)
+
+
+@runtime_checkable
+class SnapshotStorage(Storage, Protocol):
+    """A :class:`Storage` that can also run a read-only ``job`` on one consistent snapshot
+    without holding up writes (``audit verify`` reads the whole log and every table so).
+    A storage without it is read inside a write transaction instead."""
+
+    async def snapshot(self, job: Callable[[Conn], T]) -> T: ...
