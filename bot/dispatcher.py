@@ -181,7 +181,7 @@ class Dispatcher:
         was_aware, sess.aware = sess.aware, True
         if sess.timer is None:
             return
-        if any(m.sender == sender for m in sess.pending):
+        if any(m.is_from(sender) for m in sess.pending):
             tracked = sess.typing if sess.typing is not None else {}
             tracked[sender] = self._clock.now() + max(0.0, seconds)
             sess.typing = tracked
@@ -377,7 +377,9 @@ def fold(items: Sequence[QueuedText]) -> QueuedText:
     if omitted:
         text += f" … (+{omitted} more)"
     ids = [i for item in items for i in item.journal_ids]
-    return QueuedText(SUMMARY_SENDER, text, ids[0], items[0].ts, tuple(ids[1:]))
+    senders = {s: None for item in items for s in (item.sender, *item.folded_from)}
+    senders.pop(SUMMARY_SENDER, None)
+    return QueuedText(SUMMARY_SENDER, text, ids[0], items[0].ts, tuple(ids[1:]), tuple(senders))
 
 
 def _summary_parts(item: QueuedText) -> tuple[str, int, int]:

@@ -112,8 +112,13 @@ class QueuedText:
     journal_id: int
     ts: float = 0.0
     extra_ids: tuple[int, ...] = field(default=())
+    folded_from: tuple[str, ...] = field(default=())
 
     @property
     def journal_ids(self) -> tuple[int, ...]:
         """Every journal row this entry stands for (a folded summary stands for many)."""
         return (self.journal_id, *self.extra_ids)
+
+    def is_from(self, sender: str) -> bool:
+        """Whether ``sender`` wrote this entry or one of the messages folded into it."""
+        return sender == self.sender or sender in self.folded_from

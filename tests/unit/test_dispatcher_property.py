@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.clock import VirtualClock
@@ -269,6 +269,14 @@ def check_session(runs: list[Run], arrivals: dict[int, tuple[str, float]]) -> No
     mode=st.sampled_from(["collect", "interrupt", "steer"]),
     cap=st.sampled_from([3, 5, 50]),
     typing_lens=typing_st,
+)
+@example(  # a typing signal from a sender whose messages were folded by the cap
+    events=[(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 2), (0, 0, 2), (1, 0, TYPING)],
+    latencies=[0],
+    wind_downs=[0],
+    mode="collect",
+    cap=3,
+    typing_lens=[0],
 )
 def test_coalescer_invariants(
     events: list[tuple[int, int, int]],
