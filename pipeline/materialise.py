@@ -18,6 +18,8 @@ import sqlite3
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from pipeline.agents.run_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
+from pipeline.agents.run_rows import AGENT_RUNS_TABLE, apply_agent
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
 from pipeline.errors import PipelineError
@@ -74,6 +76,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS rooms (
         session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0,
         tools TEXT NOT NULL DEFAULT '[]')""",
+    AGENT_RUNS_TABLE,
 )
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
 """The op log and its materialised tables; every statement is idempotent. As a script it
@@ -91,6 +94,7 @@ MATERIALISED: dict[str, str] = {
     "item_numbers": "project",
     "timers": "id",
     "rooms": "session",
+    "agent_runs": "project, item",
 }
 """Each materialised table and the key it is compared in (see :func:`read_tables`)."""
 
@@ -274,6 +278,9 @@ def apply(conn: sqlite3.Connection, op: SignedOp) -> Effects:
             return ("timer",) if rows else ()
         case SetRoom():
             return _set_room(conn, change)
+        case ClaimAgent() | AgentProgress() | EndAgent() | ClearAgent():
+            item = read_item(conn, change.project, change.number)
+            return apply_agent(conn, change, op.ts, None if item is None else item.stage)
 
 
 def _create_item(conn: sqlite3.Connection, change: CreateItem) -> Effects:
@@ -324,7 +331,9 @@ def _purge_item(conn: sqlite3.Connection, change: PurgeItem) -> Effects:
     query = "DELETE FROM items WHERE project = ? AND number = ? RETURNING number"
     removed = _rows(conn, query, (change.project, change.number))
     timers = _delete_timers(conn, change.project, change.number)
-    return (("item row",) if removed else ()) + timers
+    query = "DELETE FROM agent_runs WHERE project = ? AND item = ? RETURNING state"
+    agent = _rows(conn, query, (change.project, change.number))
+    return (("item row",) if removed else ()) + timers + (("agent state",) if agent else ())
 
 
 def _add_timer(conn: sqlite3.Connection, change: AddTimer, op: SignedOp) -> Effects:
