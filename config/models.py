@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.agents import AgentsConfig
 from config.base import LOCATED_ERROR as LOCATED_ERROR
 from config.base import Secret, Section, check_secret
 from config.base import is_loopback as is_loopback
 from config.base import located as _located
-from config.agents import AgentsConfig
 from config.http import HttpConfig
 
 _URL = r"^https?://"

@@ -18,8 +18,8 @@ import sqlite3
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from pipeline.agents.run_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
-from pipeline.agents.run_rows import AGENT_RUNS_TABLE, apply_agent
+from pipeline.agent_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
+from pipeline.agent_rows import AGENT_RUNS_TABLE, apply_agent
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
 from pipeline.errors import PipelineError

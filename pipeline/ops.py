@@ -16,7 +16,7 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
     timer.cancel    project or null, null        id
     room.set        project or null, null        session and at least one of project, ambient,
                                                  tools (the tool uses the room allows, L7)
-    agent.*         see pipeline.agents.run_ops (an item's agent: claim, progress, end, clear)
+    agent.*         see pipeline.agent_ops (an item's agent: claim, progress, end, clear)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeAlias
 
-from pipeline.agents.run_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
+from pipeline.agent_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
 from pipeline.canonical import canonical_json
 from pipeline.errors import (
     PipelineError,

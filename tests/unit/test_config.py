@@ -207,9 +207,7 @@ def test_every_problem_is_reported_at_once(in_tmp: Path) -> None:
 
 
 def test_list_items_and_tables_of_the_wrong_shape_are_located(in_tmp: Path) -> None:
-    path = write_config(
-        'http = 8080\n[[agents.profile]]\nname = "fast"\ncommand = ["claude", 3]\n'
-    )
+    path = write_config('http = 8080\n[[agents.profile]]\nname = "fast"\ncommand = ["claude", 3]\n')
 
     assert problems_of(path) == [
         "bot.toml: http: should be a table",
@@ -562,7 +560,9 @@ def test_discord_and_whatsapp_ids_numbers_and_keys_are_checked(in_tmp: Path) -> 
 
 
 def test_agent_profiles_default_to_a_claude_coder_and_qa(in_tmp: Path) -> None:
-    settings = load_settings(write_config('[[agents.profile]]\nname = "fast"\nmodel = "haiku"\n'), {})
+    settings = load_settings(
+        write_config('[[agents.profile]]\nname = "fast"\nmodel = "haiku"\n'), {}
+    )
 
     profiles = {p.name: p for p in settings.agents.profiles()}
 

@@ -1,6 +1,6 @@
 """The ops of an item's agent execution state (A2): claim, progress, end, clear.
 
-One row per item in ``agent_runs`` (see :mod:`pipeline.agents.run_rows`), written only by
+One row per item in ``agent_runs`` (see :mod:`pipeline.agent_rows`), written only by
 these ops in their own transaction. The states: ``pending`` (claimed, not yet spawned) →
 ``running`` (pid, started, heartbeat, session id) → ``completed`` (exit, cost) |
 ``rate_limited`` (resume_at) | ``failed`` (reason). A daemon stopped with agents running
@@ -138,7 +138,9 @@ class EndAgent:
         require_positive(self.number, "item number")
         if self.state not in ENDINGS:
             raise PipelineError(f"state must be one of {', '.join(ENDINGS)}, got {self.state!r}")
-        if self.exit is not None and (isinstance(self.exit, bool) or not isinstance(self.exit, int)):
+        if self.exit is not None and (
+            isinstance(self.exit, bool) or not isinstance(self.exit, int)
+        ):
             raise PipelineError(f"exit must be an integer or null, got {self.exit!r}")
         require_string(self.reason, "reason")
         if self.resume_at is not None:

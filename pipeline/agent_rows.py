@@ -1,5 +1,5 @@
 """The ``agent_runs`` table: each item's agent execution state, materialised from the
-``agent.*`` ops (:mod:`pipeline.agents.run_ops`) inside the op's transaction.
+``agent.*`` ops (:mod:`pipeline.agent_ops`) inside the op's transaction.
 
 The claim reads the item's row and refuses when it is active: one statement on one row of
 the table, so a PostgreSQL backend can take it with ``SELECT … FOR UPDATE SKIP LOCKED`` and
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.agents.run_ops import ACTIVE, AgentProgress, ClaimAgent, ClearAgent, EndAgent
+from pipeline.agent_ops import ACTIVE, AgentProgress, ClaimAgent, ClearAgent, EndAgent
 from pipeline.errors import PipelineError
 from pipeline.model import is_finished
 
