@@ -81,6 +81,7 @@ class AgentPool:
         self._jobs: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._closed = False
+        parts.engine.on_purge(self.purge_step)
 
     # --- bus subscriber -------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def git(*args: str) -> None:
 
 
 def commit(item: str, text: str) -> None:
-    Path("result.txt").write_text(text + "\n")
+    Path("result.txt").write_text(f"{text}\n{time.time()}\n")  # a new commit each time
     Path(f"agent-{item}.txt").write_text(f"work on #{item}\n")
     git("add", "result.txt", f"agent-{item}.txt")
     git("-c", "user.name=Fake Agent", "-c", "user.email=agent@example.org",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+from pipeline.agents.kill import group_members, processes_in
 from pipeline.agents.naming import branch_name, worktree_path
+from pipeline.errors import PipelineError
 from pipeline.transitions import Move
-from tests.integration.agent_env import ALICE, PROJECT, agent_env, git_out
+from tests.integration.agent_env import ALICE, PROJECT, agent_env, fake_profile, git_out
 
 
 async def test_an_item_entering_coding_gets_an_agent_whose_commit_reaches_qa(
@@ -28,3 +31,143 @@ async def test_an_item_entering_coding_gets_an_agent_whose_commit_reaches_qa(
         assert run.cost_usd == 0.01
         assert any("gates passed" in line for _, line in env.said)
         assert len(env.calls()) == 1
+
+
+async def test_with_server_qa_passing_gates_send_the_item_to_merge(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch, qa="server") as env:
+        item = await env.story("Add a cart")
+
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+
+        await env.settle(lambda: env.stage_is(item.number, "merge"))
+
+
+async def test_a_failing_gate_is_retried_with_its_tail_then_blocks(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch, max_retries=1) as env:
+        item = await env.story("Add a cart", body="fake:bad")
+
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(item.number, "blocked"))
+
+        blocked = await env.item(item.number)
+        assert "gate `grep -q good result.txt` failed" in blocked.stage.reason  # type: ignore[union-attr]
+        first, second = env.calls()
+        assert "The last attempt failed" not in first["prompt"]
+        assert "gate `grep -q good result.txt` failed" in second["prompt"]
+        assert "--resume" in second["argv"]  # the retry resumes the session warm
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and (run.state, run.attempts) == ("failed", 2)
+
+
+async def test_an_agent_that_commits_nothing_fails_its_attempt(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch, max_retries=0) as env:
+        item = await env.story("Add a cart", body="fake:no-commit")
+
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(item.number, "blocked"))
+
+        blocked = await env.item(item.number)
+        assert "no commits on musher/shop-1 ahead of main" in blocked.stage.reason  # type: ignore[union-attr]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+async def test_twenty_concurrent_starts_run_one_agent(tmp_path: Path, monkeypatch: Any) -> None:
+    async with agent_env(tmp_path, monkeypatch) as env:
+        item = await env.story("Add a cart", body="fake:hang")
+
+        replies = await asyncio.gather(
+            *(env.pool.start(PROJECT, item.number, None, ALICE) for _ in range(20)),
+            return_exceptions=True,
+        )
+        await env.settle(lambda: len(env.calls()) >= 1)
+        await asyncio.sleep(0.5)
+
+        started = [r for r in replies if isinstance(r, str) and r.startswith("Started")]
+        refused = [r for r in replies if isinstance(r, PipelineError)]
+        assert len(started) == 1 and len(refused) == 19
+        assert "already has an agent" in str(refused[0])
+        assert len(env.calls()) == 1
+        assert await env.stage_is(item.number, "coding")
+
+
+async def test_stop_kills_the_agent_its_group_and_its_worktree_processes_first(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch) as env:
+        item = await env.story("Add a cart", body="fake:hang")
+        await env.pool.start(PROJECT, item.number, None, ALICE)
+        await env.settle(lambda: len(env.calls()) == 1)
+        tree = worktree_path(env.data_dir, PROJECT, item.number)
+        await env.settle(lambda: processes_in(tree))
+        pids = processes_in(tree)
+        agent = env.calls()[0]["pid"]
+        assert agent in pids and len(pids) >= 2  # the agent and its grandchild `sleep`
+
+        reply = await env.pool.stop_item(PROJECT, item.number, ALICE)
+
+        assert reply.startswith("Stopped the agent on #1")
+        assert not any(alive(pid) for pid in pids)
+        assert group_members(agent) == []
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and run.state == "failed" and run.reason.startswith("stopped")
+        assert env.pool.views() == []
+        await env.pool.reconcile()  # a stopped agent is not restarted by the reconciler
+        await asyncio.sleep(0.3)
+        assert len(env.calls()) == 1
+
+
+async def test_a_hard_rate_limit_waits_for_its_reset_without_spending_a_retry(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch, max_retries=0) as env:
+        item = await env.story("Add a cart", body="fake:rate-limit")
+
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.store.agent_run(PROJECT, item.number))
+
+        async def limited() -> bool:
+            run = await env.store.agent_run(PROJECT, item.number)
+            return run is not None and run.state == "rate_limited"
+
+        await env.settle(limited)
+        assert [v.state for v in env.pool.views()] == ["rate-limited"]
+        await env.settle(lambda: env.stage_is(item.number, "qa"))
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and run.attempts == 0
+        assert len(env.calls()) == 2 and "--resume" in env.calls()[1]["argv"]
+
+
+async def test_an_agent_over_budget_or_stuck_is_killed_as_a_failed_attempt(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    profile = fake_profile(max_budget_usd=1.0)
+    async with agent_env(
+        tmp_path, monkeypatch, profiles=[profile], max_retries=0, stuck_after_s=1.0
+    ) as env:
+        spender = await env.story("Spend", body="fake:budget")
+        sleeper = await env.story("Sleep", body="fake:hang")
+
+        for item in (spender, sleeper):
+            await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(spender.number, "blocked"))
+        await env.settle(lambda: env.stage_is(sleeper.number, "blocked"))
+
+        spent = await env.item(spender.number)
+        stuck = await env.item(sleeper.number)
+        assert "over max_budget_usd ($99.00 > $1.00)" in spent.stage.reason  # type: ignore[union-attr]
+        assert "stuck: no progress for 1 s" in stuck.stage.reason  # type: ignore[union-attr]
+        for call in env.calls():
+            assert not alive(call["pid"])
