@@ -99,9 +99,16 @@ class AgentPool:
         runs = {(r.project, r.item): r for r in await self.engine.store.agent_runs()}
         for record in await self.engine.projects():
             for item in await self.engine.items(record.name):
-                await self._reconcile_item(record, item, runs.pop((record.name, item.number), None))
+                key = (record.name, item.number)
+                seen = runs.pop(key, None)
+                if seen is None and role_for(item.stage, record.qa) is None:
+                    continue
+                async with self._lock:  # re-read under the lock: another pass may have acted
+                    run = await self.engine.store.agent_run(*key)
+                    await self._reconcile_item(record, item, run)
         for key, run in runs.items():  # rows of items or projects gone: nothing may run
-            await self._stop(key, "its item is gone")
+            async with self._lock:
+                await self._stop(key, "its item is gone", record=False)
             if run.pid is not None and runs_in(run.pid, self._tree(key)):
                 await kill_verified(run.pid, self._tree(key))
         await self._fill()
@@ -175,9 +182,11 @@ class AgentPool:
         async with self._lock:
             if await self._stop(key, "purged", record=False):
                 layers.append("running agent")
-        with contextlib.suppress(PipelineError):
+        try:
             record = await self.engine.project(project)
             layers += await remove_worktree(Path(record.path), self.parts.data_dir, project, number)
+        except PipelineError as err:
+            log.error("purge of %s #%d: the worktree stays: %s", project, number, err)
         if self.parts.logbook.remove(project, number):
             layers.append("agent log")
         return layers

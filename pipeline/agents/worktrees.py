@@ -79,7 +79,7 @@ async def remove_worktree(repo: Path, data_dir: Path, project: str, number: int)
         removed.append("worktree")
     await git(["worktree", "prune"], repo)
     if (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok:
-        await _git_ok(["branch", "-D", "--", branch], repo, "git branch -D")
+        await _git_ok(["branch", "-D", branch], repo, "git branch -D")  # branch: musher/…
         removed.append(f"branch {branch}")
     return removed
 

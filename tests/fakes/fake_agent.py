@@ -59,16 +59,16 @@ def main() -> int:
     mode = marker.group(1) if marker else os.environ.get("FAKE_AGENT_MODE", "commit")
     found = re.search(r"#(\d+)", prompt)
     item = found.group(1) if found else "0"
+    resume = argv[argv.index("--resume") + 1] if "--resume" in argv else None
+    session = resume or str(uuid.uuid4())
     state = os.environ.get("FAKE_AGENT_DIR")
     if state:
         call = {"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "ts": time.time(),
-                "prompt": prompt, "mode": mode}  # fmt: skip
+                "prompt": prompt, "mode": mode, "session": session}  # fmt: skip
         with open(Path(state) / "calls.jsonl", "a") as calls:
             calls.write(json.dumps(call) + "\n")
-    resume = argv[argv.index("--resume") + 1] if "--resume" in argv else None
     if mode == "crash-on-resume" and resume:
         return 3
-    session = resume or str(uuid.uuid4())
     emit({"type": "system", "subtype": "init", "session_id": session})
     if mode == "rate-limit" and state and not (Path(state) / "limited").exists():
         (Path(state) / "limited").touch()

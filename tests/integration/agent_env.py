@@ -75,9 +75,9 @@ class AgentEnv:
     async def item(self, number: int) -> Item:
         return await self.engine.lookup(PROJECT, number)
 
-    async def settle(self, check: Callable[[], Any], timeout: float = 20.0) -> None:
-        """Wait until ``await check()`` (or ``check()``) is true."""
-        async with asyncio.timeout(timeout):
+    async def settle(self, check: Callable[[], Any]) -> None:
+        """Wait until ``await check()`` (or ``check()``) is true (fails after 30 s)."""
+        async with asyncio.timeout(30):
             while True:
                 value = check()
                 if asyncio.iscoroutine(value):
@@ -142,9 +142,10 @@ async def agent_env(
     await engine.ensure_project(PROJECT, str(repo), origin=SETUP)
     change = SetProject(PROJECT, qa=qa, gates=tuple(tuple(g) for g in gates), sandbox=sandbox)
     await store.append(change, SETUP)
+    profiles = list(profiles) or [fake_profile(), fake_profile("qa", "qa")]
     config = AgentsConfig(
         max_agents=max_agents, max_retries=max_retries, stuck_after_s=stuck_after_s,
-        inactivity_timeout_s=0, profile=list(profiles) or [fake_profile(), fake_profile("qa", "qa")],
+        inactivity_timeout_s=0, profile=profiles,
     )  # fmt: skip
     said: list[tuple[str, str]] = []
     pool = make_pool(engine, data_dir, config, said)

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pipeline import audit
 from pipeline.agents.kill import group_members, processes_in
 from pipeline.agents.naming import branch_name, worktree_path
 from pipeline.errors import PipelineError
@@ -171,3 +172,89 @@ async def test_an_agent_over_budget_or_stuck_is_killed_as_a_failed_attempt(
         assert "stuck: no progress for 1 s" in stuck.stage.reason  # type: ignore[union-attr]
         for call in env.calls():
             assert not alive(call["pid"])
+
+
+async def test_shutdown_parks_running_agents_and_a_restart_resumes_them_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+        item = await env.story("Add a cart")
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: len(env.calls()) == 1)
+
+        async def has_session() -> bool:
+            run = await env.store.agent_run(PROJECT, item.number)
+            return run is not None and run.session_id is not None
+
+        await env.settle(has_session)
+    first = env.calls()[0]
+    assert not alive(first["pid"])  # parked: the process is gone, the row says running
+    monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
+
+    async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and run.state in ("pending", "running")
+        await env.pool.reconcile()  # a second reconcile must not start a second agent
+        await env.settle(lambda: env.stage_is(item.number, "qa"))
+
+        calls = env.calls()
+        assert len(calls) == 2
+        assert calls[1]["argv"][-2:] == ["--resume", first_session(first)]
+        assert (await audit.verify(env.db)).ok
+
+
+async def test_a_cli_crashing_before_its_session_is_retried_once_without_resume(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+        item = await env.story("Add a cart")
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: len(env.calls()) == 1)
+        await asyncio.sleep(0.5)
+    monkeypatch.setenv("FAKE_AGENT_MODE", "crash-on-resume")
+    async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+        await env.settle(lambda: env.stage_is(item.number, "qa"))
+
+        argvs = [c["argv"] for c in env.calls()[1:]]
+        assert ["--resume" in a for a in argvs] == [True, False]
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and run.attempts == 0
+
+
+async def test_purge_during_a_running_agent_clears_every_layer_for_good(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    data = tmp_path / "data"
+    async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+        item = await env.story("Add a cart", body="fake:hang")
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: len(env.calls()) == 1)
+        tree = worktree_path(env.data_dir, PROJECT, item.number)
+        await env.settle(lambda: len(processes_in(tree)) >= 2)
+        pids = processes_in(tree)
+
+        layers = await env.engine.purge(PROJECT, item.number, ALICE)
+
+        assert layers[:2] == ["item row", "agent state"]
+        assert "running agent" in layers and "worktree" in layers
+        assert f"branch {branch_name(PROJECT, item.number)}" in layers
+        assert not any(alive(pid) for pid in pids)
+        assert not tree.exists()
+    for _ in range(2):  # restart twice: nothing comes back, nothing runs
+        async with agent_env(tmp_path, monkeypatch, data_dir=data) as env:
+            await env.pool.reconcile()
+            assert await env.engine.find(PROJECT, item.number) is None
+            assert await env.store.agent_runs() == []
+            assert env.pool.views() == []
+            assert (await env.story("Next")).number > item.number
+            assert branch_name(PROJECT, 1) not in git_out(env.repo, "branch", "--list")
+    assert len(env.calls()) == 1
+
+
+def first_session(call: dict[str, Any]) -> str:
+    """The session id the fake agent reported (it is in the agent's log line)."""
+    return call["session"]
