@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.access import AccessPolicies
+from bot.agent_pool import build_agent_pool, stop_item
 from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
@@ -176,6 +177,10 @@ def build_core(
         await provider.reset(session)
         await approvals.forget(session)  # approvals never outlive reset (L7)
 
+    rooms = RoomProjects(engine, pipeline.followers)
+    agents = build_agent_pool(settings, engine, db.path.parent, pipeline.notifier.announce, costs)
+    pipeline.bus.add(agents)
+    registry.provide(agents=agents, stop_item=stop_item(rooms, agents))
     registry.provide(
         setup=project_setup(settings, engine, db.path.parent),
         tell=tell,
@@ -183,7 +188,7 @@ def build_core(
         reset_session=reset_session,
         approvals=approvals,
         engine=engine,
-        rooms=RoomProjects(engine, pipeline.followers),
+        rooms=rooms,
         timers=pipeline.timers,
         cost_report=costs.report,
     )

@@ -24,12 +24,13 @@ from pipeline.agent_ops import ClaimAgent, ClearAgent, EndAgent
 from pipeline.agent_rows import AgentRun
 from pipeline.agents.kill import kill_verified, runs_in
 from pipeline.agents.naming import worktree_path
+from pipeline.agents.orphans import orphans, remove_tree_only
 from pipeline.agents.profiles import choose, refuse_stage, role_for
 from pipeline.agents.work import Active, ItemRun, Parts
 from pipeline.agents.worktrees import remove_worktree
 from pipeline.engine import Engine
 from pipeline.errors import PipelineError
-from pipeline.events import ItemChanged, ItemCreated, ItemPurged, PipelineEvent
+from pipeline.events import ItemChanged, ItemCreated, PipelineEvent
 from pipeline.model import Backlog, Item, Origin, SystemOrigin, stage_name
 from pipeline.project_file import default_coder
 from pipeline.store import ProjectRecord
@@ -91,8 +92,6 @@ class AgentPool:
                 await self._follow(event.project, event.number)
             case ItemCreated():
                 await self._follow(event.project, event.number)
-            case ItemPurged():
-                await self.purge_step(event.project, event.number)
 
     async def reconcile(self) -> None:
         """Bring the running agents in line with the store (idempotent)."""
@@ -165,7 +164,7 @@ class AgentPool:
         key = (project, number)
         queued = self._queue.pop(key, None) is not None
         async with self._lock:
-            stopped = await self._stop(key, f"stopped by {origin.describe()}")
+            stopped = await self._stop(key, f"by {origin.describe()}")
         if stopped:
             return f"Stopped the agent on {item.label}; its worktree and branch are kept."
         if queued:
@@ -206,6 +205,26 @@ class AgentPool:
         for project, number in self._resume_at:
             out.append(AgentView(project, number, "-", "rate-limited", None, 0, 0, 0, ""))
         return out
+
+    async def cleanup(self, confirm: bool) -> str:
+        """``cleanup_worktrees``: the worktrees no live item in Coding, Qa or Merge needs
+        (dry run), or remove them (``confirm``). Branches of items purged, done or archived
+        go too; those of abandoned, rejected or superseded items stay for review."""
+        found = await orphans(self.engine, self.parts.data_dir, set(self._active))
+        if not found:
+            return "No orphaned worktrees."
+        lines = []
+        for o in found:
+            keep = "" if o.drop_branch else ", branch kept"
+            lines.append(f"  {o.project} #{o.number}: {o.why} ({o.path}{keep})")
+        if not confirm:
+            return "\n".join(["Would remove:", *lines, "Run `cleanup_worktrees --confirm`."])
+        for o in found:
+            if o.drop_branch:
+                await remove_worktree(o.repo, self.parts.data_dir, o.project, o.number)
+            else:
+                await remove_tree_only(o.repo, o.path)
+        return "\n".join(["Removed:", *lines])
 
     def queued(self, project: str, number: int) -> bool:
         return (project, number) in self._queue

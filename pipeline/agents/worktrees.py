@@ -79,8 +79,11 @@ async def remove_worktree(repo: Path, data_dir: Path, project: str, number: int)
         removed.append("worktree")
     await git(["worktree", "prune"], repo)
     if (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok:
-        await _git_ok(["branch", "-D", branch], repo, "git branch -D")  # branch: musher/…
-        removed.append(f"branch {branch}")
+        deleted = await git(["branch", "-D", branch], repo)  # branch: musher/…, never an option
+        if deleted.ok:
+            removed.append(f"branch {branch}")
+        elif (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok:
+            raise GitError(f"git branch -D failed: {deleted.output.strip()[-200:]}")
     return removed
 
 
