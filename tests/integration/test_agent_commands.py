@@ -25,7 +25,7 @@ def agent_settings(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 async def until(check: Any) -> None:
     async with asyncio.timeout(30):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - polls what the daemon changes
             await asyncio.sleep(0.05)
 
 
