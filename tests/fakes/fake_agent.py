@@ -65,8 +65,11 @@ def main() -> int:
     if state:
         call = {"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "ts": time.time(),
                 "prompt": prompt, "mode": mode, "session": session}  # fmt: skip
-        with open(Path(state) / "calls.jsonl", "a") as calls:
-            calls.write(json.dumps(call) + "\n")
+        try:
+            with open(Path(state) / "calls.jsonl", "a") as calls:
+                calls.write(json.dumps(call) + "\n")
+        except OSError:  # read-only inside a sandbox
+            state = None
     if mode == "crash-on-resume" and resume:
         return 3
     emit({"type": "system", "subtype": "init", "session_id": session})

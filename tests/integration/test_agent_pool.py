@@ -11,7 +11,15 @@ from pipeline.agents.kill import group_members, processes_in
 from pipeline.agents.naming import branch_name, worktree_path
 from pipeline.errors import PipelineError
 from pipeline.transitions import Move
-from tests.integration.agent_env import ALICE, PROJECT, agent_env, fake_profile, git_out
+from tests.integration.agent_env import (
+    ALICE,
+    GOOD_GATE,
+    PROJECT,
+    agent_env,
+    fake_profile,
+    git_out,
+)
+from tests.unit.test_sandbox import need_bwrap
 
 
 async def test_an_item_entering_coding_gets_an_agent_whose_commit_reaches_qa(
@@ -258,3 +266,24 @@ async def test_purge_during_a_running_agent_clears_every_layer_for_good(
 def first_session(call: dict[str, Any]) -> str:
     """The session id the fake agent reported (it is in the agent's log line)."""
     return call["session"]
+
+
+async def test_in_bwrap_the_agent_commits_in_its_worktree_but_cannot_see_the_data_dir(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    need_bwrap()
+    data = tmp_path / "data"
+    hidden = ("sh", "-c", f"test ! -e {data}/node.key && test ! -e {data}/musher.db")
+    escape = ("sh", "-c", f"touch {tmp_path}/escaped; true")  # /tmp is private in bwrap
+    async with agent_env(
+        tmp_path, monkeypatch, sandbox="bwrap", data_dir=data, gates=[GOOD_GATE, hidden, escape]
+    ) as env:
+        item = await env.story("Add a cart")
+
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(item.number, "qa"))
+
+        assert (data / "node.key").exists()
+        assert not (tmp_path / "escaped").exists()
+        log = git_out(env.repo, "log", "--format=%s", f"main..{branch_name(PROJECT, 1)}")
+        assert log == "fake agent: #1"
