@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.access import AccessPolicies
+from bot.agent_api import mount as mount_agent_api
 from bot.agent_pool import build_agent_pool, stop_item
 from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
@@ -63,6 +64,7 @@ from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
 from config.models import Settings
+from pipeline.agents.pool import AgentPool
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.project_setup import ProjectSetup, SetupConfig
@@ -108,6 +110,7 @@ class Core:
     lanes: Lanes
     access: AccessPolicies
     approvals: ApprovalDesk
+    agents: AgentPool
 
     def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
         """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
@@ -196,7 +199,7 @@ def build_core(
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     bus_gauges(metrics, pipeline.bus)
     return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
-                mcp, runner, dispatcher, Lanes(), access, approvals)  # fmt: skip
+                mcp, runner, dispatcher, Lanes(), access, approvals, agents)  # fmt: skip
 
 
 def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
@@ -307,6 +310,7 @@ class Daemon:
         mount_pipeline_api(app, core.engine)
         mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
         mount_item_api(app, core.engine, CostBook(db), core.access)
+        mount_agent_api(app, core.engine, core.agents)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         try:
             self.url = await server.start()

@@ -6,6 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from bot import agent_api, pipeline_api
+from bot.http import HttpServer, build_app
+from bot.metrics import Metrics
+from config import load_settings
 from pipeline import audit
 from pipeline.agents.kill import group_members, processes_in
 from pipeline.agents.naming import branch_name, worktree_path
@@ -287,3 +293,39 @@ async def test_in_bwrap_the_agent_commits_in_its_worktree_but_cannot_see_the_dat
         assert not (tmp_path / "escaped").exists()
         log = git_out(env.repo, "log", "--format=%s", f"main..{branch_name(PROJECT, 1)}")
         assert log == "fake agent: #1"
+
+
+async def test_the_board_api_shows_each_items_agent_and_its_output(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch) as env:
+        item = await env.story("Add a cart")
+        await env.story("Add a till")
+        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(item.number, "qa"))
+        app = build_app(Metrics(), dict, load_settings(None, {}))
+        pipeline_api.mount(app, env.engine)
+        agent_api.mount(app, env.engine, env.pool)
+        server = HttpServer(app, "127.0.0.1", 0)
+        url = await server.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/api/v1/projects/{PROJECT}/items") as response:
+                    items = (await response.json())["items"]
+                async with http.get(f"{url}/api/v1/projects/{PROJECT}/items/1/agent") as response:
+                    detail = await response.json()
+                async with http.get(
+                    f"{url}/api/v1/projects/{PROJECT}/items/1/agent?lines=0"
+                ) as bad:
+                    assert bad.status == 400
+                async with http.get(f"{url}/api/v1/projects/{PROJECT}/items/7/agent") as gone:
+                    assert gone.status == 404
+        finally:
+            await server.aclose()
+
+        first, second = items
+        assert first["agent"]["state"] == "completed" and first["agent"]["profile"] == "coder"
+        assert first["agent"]["cost_usd"] == 0.01
+        assert second["agent"] is None
+        assert detail["agent"]["state"] == "completed" and detail["queued"] is False
+        assert any("gates passed" in line for line in detail["lines"])
