@@ -30,6 +30,7 @@ BENCHES = [
     ("B4", "oplog", "B4_oplog"),
     ("B5", "spawn", "B5_turn_spawn"),
     ("B6", "sessions", "session_scale"),
+    ("B8", "agents", "B8_agents"),
 ]
 TIMEOUT_S = 600
 
