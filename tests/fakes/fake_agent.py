@@ -12,6 +12,9 @@ else ``$FAKE_AGENT_MODE``, else ``commit``:
 * ``crash-on-resume`` — exit 3 before any output when given ``--resume``, else ``commit``;
 * ``budget`` — report a result costing $99, then hang.
 
+A QA agent's prompt (it starts "Review item") takes ``fake-qa:approve`` (the default) or
+``fake-qa:reject``: its result ends with ``APPROVED`` or ``REJECTED: <reason>``.
+
 With ``$FAKE_AGENT_DIR`` set, each call appends one JSON line (argv, cwd, pid, time, the
 prompt) to ``calls.jsonl`` there, so a test sees every spawn.
 """
@@ -55,8 +58,10 @@ def hang() -> None:
 def main() -> int:
     prompt = sys.stdin.read()
     argv = sys.argv[1:]
-    marker = re.search(r"fake:([a-z-]+)", prompt)
-    mode = marker.group(1) if marker else os.environ.get("FAKE_AGENT_MODE", "commit")
+    review = prompt.startswith("Review item")  # the QA role's default prompt
+    marker = re.search(r"fake-qa:([a-z-]+)" if review else r"fake:([a-z-]+)", prompt)
+    default = "approve" if review else os.environ.get("FAKE_AGENT_MODE", "commit")
+    mode = marker.group(1) if marker else default
     found = re.search(r"#(\d+)", prompt)
     item = found.group(1) if found else "0"
     resume = argv[argv.index("--resume") + 1] if "--resume" in argv else None
@@ -84,6 +89,11 @@ def main() -> int:
     if mode == "budget":
         emit({"type": "result", "result": "spent", "total_cost_usd": 99.0, "num_turns": 1})
         hang()
+    if mode in ("approve", "reject"):
+        verdict = "APPROVED" if mode == "approve" else "REJECTED: the cart forgets items"
+        emit({"type": "result", "result": f"## QA Report\nLooked at it.\n{verdict}",
+              "total_cost_usd": 0.02})  # fmt: skip
+        return 0
     tool = {"type": "tool_use", "name": "Bash", "input": {"command": "git commit"}}
     emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "On it."}, tool]}})
     if mode in ("commit", "bad", "rate-limit", "crash-on-resume"):

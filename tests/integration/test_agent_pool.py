@@ -329,3 +329,23 @@ async def test_the_board_api_shows_each_items_agent_and_its_output(
         assert second["agent"] is None
         assert detail["agent"]["state"] == "completed" and detail["queued"] is False
         assert any("gates passed" in line for line in detail["lines"])
+
+
+async def test_with_agent_qa_a_qa_agent_approves_or_rejects_with_its_report(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch, qa="agent", max_retries=0) as env:
+        good = await env.story("Add a cart")
+        bad = await env.story("Add a till", body="fake-qa:reject")
+
+        for item in (good, bad):
+            await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: env.stage_is(good.number, "merge"))
+        await env.settle(lambda: env.stage_is(bad.number, "blocked"))
+
+        blocked = await env.item(bad.number)
+        assert "the cart forgets items" in blocked.stage.reason  # type: ignore[union-attr]
+        roles = sorted(c["prompt"].split()[0] for c in env.calls())
+        assert roles == ["Review", "Review", "You", "You"]
+        runs = {r.item: r for r in await env.store.agent_runs(PROJECT)}
+        assert (runs[1].role, runs[1].state) == ("qa", "completed")
