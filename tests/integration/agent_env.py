@@ -25,6 +25,7 @@ from pipeline.model import Item, ItemKind, SystemOrigin, UserOrigin
 from pipeline.ops import SetProject
 from pipeline.sandbox import make_sandbox
 from pipeline.store import OpStore, ProjectRecord
+from pipeline.transitions import Move
 
 FAKE_AGENT = Path(__file__).resolve().parents[1] / "fakes" / "fake_agent.py"
 ALICE = UserOrigin("web", "alice", "lobby")
@@ -71,6 +72,13 @@ class AgentEnv:
     async def story(self, title: str, body: str = "") -> Item:
         created = await self.engine.create(PROJECT, ItemKind.STORY, title, ALICE, body=body)
         return created.item
+
+    async def code(self, title: str, body: str = "", *, until: str = "qa") -> Item:
+        """A new story moved to Coding, once it reached ``until`` (a stage's class name)."""
+        item = await self.story(title, body)
+        await self.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await self.settle(lambda: self.stage_is(item.number, until))
+        return await self.item(item.number)
 
     async def item(self, number: int) -> Item:
         return await self.engine.lookup(PROJECT, number)

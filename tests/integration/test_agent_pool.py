@@ -63,12 +63,7 @@ async def test_a_failing_gate_is_retried_with_its_tail_then_blocks(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     async with agent_env(tmp_path, monkeypatch, max_retries=1) as env:
-        item = await env.story("Add a cart", body="fake:bad")
-
-        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
-        await env.settle(lambda: env.stage_is(item.number, "blocked"))
-
-        blocked = await env.item(item.number)
+        blocked = item = await env.code("Add a cart", "fake:bad", until="blocked")
         assert "gate `grep -q good result.txt` failed" in blocked.stage.reason  # type: ignore[union-attr]
         first, second = env.calls()
         assert "The last attempt failed" not in first["prompt"]
@@ -82,12 +77,7 @@ async def test_an_agent_that_commits_nothing_fails_its_attempt(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     async with agent_env(tmp_path, monkeypatch, max_retries=0) as env:
-        item = await env.story("Add a cart", body="fake:no-commit")
-
-        await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
-        await env.settle(lambda: env.stage_is(item.number, "blocked"))
-
-        blocked = await env.item(item.number)
+        blocked = await env.code("Add a cart", "fake:no-commit", until="blocked")
         assert "no commits on musher/shop-1 ahead of main" in blocked.stage.reason  # type: ignore[union-attr]
 
 
