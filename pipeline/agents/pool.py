@@ -339,7 +339,8 @@ class AgentPool:
         except Exception as err:
             log.exception("the agent on %s #%d failed", *key)
             run.note(f"failed: {err}", always=True)
-            end = EndAgent(*key, "failed", None, f"internal error: {err}", None, run.attempts)
+            tried = run.attempts + 1  # counted, so a broken setup is not retried forever
+            end = EndAgent(*key, "failed", None, f"internal error: {err}", None, tried)
             with contextlib.suppress(PipelineError):
                 await self.engine.store.append(end, POOL)
         finally:
