@@ -161,14 +161,22 @@ class AgentPool:
     async def stop_item(self, project: str, number: int, origin: Origin) -> str:
         """``stop N``: kill the item's agent (verified), then record it stopped."""
         item = await self.engine.lookup(project, number)
-        key = (project, number)
-        queued = self._queue.pop(key, None) is not None
+        key, why = (project, number), f"by {origin.describe()}"
         async with self._lock:
-            stopped = await self._stop(key, f"by {origin.describe()}")
+            waiting = self._queue.pop(key, None) is not None or key in self._resume_at
+            self._cancel_resume(key)  # lesson 501: no resume fires after a stop
+            stopped = await self._stop(key, why)
+            if waiting and not stopped:  # leave a stopped row, or the reconciler queues it again
+                run = await self.engine.store.agent_run(*key)
+                attempts = run.attempts if run is not None else 0
+                claim = ClaimAgent(*key, run.profile if run else "-", run.role if run else "coder",
+                                   self.parts.node, attempts, resume=True)  # fmt: skip
+                end = EndAgent(*key, "failed", None, f"stopped: {why}", None, attempts)
+                await self.engine.store.append_many([claim, end], origin)
         if stopped:
             return f"Stopped the agent on {item.label}; its worktree and branch are kept."
-        if queued:
-            return f"{item.label} is no longer queued."
+        if waiting:
+            return f"{item.label} no longer waits for an agent (`start {number}` to resume)."
         return f"{item.label} has no running agent."
 
     async def purge_step(self, project: str, number: int) -> list[str]:

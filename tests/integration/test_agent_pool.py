@@ -339,3 +339,23 @@ async def test_with_agent_qa_a_qa_agent_approves_or_rejects_with_its_report(
         assert roles == ["Review", "Review", "You", "You"]
         runs = {r.item: r for r in await env.store.agent_runs(PROJECT)}
         assert (runs[1].role, runs[1].state) == ("qa", "completed")
+
+
+async def test_stopping_a_queued_item_keeps_it_out_of_the_queue(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    async with agent_env(tmp_path, monkeypatch, max_agents=1) as env:
+        first, second = await env.story("Add a cart"), await env.story("Add a till")
+        for item in (first, second):
+            await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
+        await env.settle(lambda: [v.state for v in env.pool.views()] == ["running", "queued"])
+
+        reply = await env.pool.stop_item(PROJECT, second.number, ALICE)
+        await env.pool.reconcile()
+
+        assert reply == "#2 Add a till no longer waits for an agent (`start 2` to resume)."
+        assert [v.number for v in env.pool.views()] == [first.number]
+        assert (await env.pool.start(PROJECT, second.number, None, ALICE)).startswith(
+            "#2 is queued"
+        )
