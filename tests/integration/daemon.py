@@ -45,6 +45,7 @@ class DaemonProcess:
         window_ms: int = 300,
         extra: str = "",
         http_extra: str = "",
+        agents: bool = False,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.data_dir = tmp / "data"
@@ -61,6 +62,7 @@ class DaemonProcess:
             + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        self.agents = agents  # off unless asked: the default project is the test's checkout
         self.url = ""
         self.token: str | None = None  # sent by client(), post(), history()
 
@@ -70,6 +72,8 @@ class DaemonProcess:
             info.unlink()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MUSHER_CONFIG", None)
+        if not self.agents:
+            env["MUSHER_AGENTS__MAX_AGENTS"] = "0"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bot", "run", "--config", str(self.config)],

@@ -47,7 +47,7 @@ def test_sigterm_parks_a_running_agent_and_the_restart_resumes_it_once(
     monkeypatch.setenv("FAKE_AGENT_DIR", str(tmp_path / "calls"))
     monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
     record = tmp_path / "calls" / "calls.jsonl"
-    daemon = make_daemon(extra=agents_config(repo)).start()
+    daemon = make_daemon(extra=agents_config(repo), agents=True).start()
     daemon.post("lobby", "new story Add a cart")
     daemon.post("lobby", "move 1 coding")
     [first] = wait(lambda: calls(record))
