@@ -36,6 +36,7 @@ BENCHES = [
     ("B7", "pg_driver", "pg_driver"),
     ("B8", "merge", "B8_merge"),
     ("W2", "steer", "W2_steer"),
+    ("B8", "agents", "B8_agents"),
 ]
 TIMEOUT_S = 600
 

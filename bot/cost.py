@@ -45,6 +45,20 @@ class CostBook:
         row = (turn_id, session, project, item, provider, input_tokens, output_tokens, cost_usd)
         await self.db.write(self.job(row))
 
+    async def record_agent(self, project: str, item: int, profile: str, cost_usd: float) -> None:
+        """Record one agent run's spend against its item (A2, L5): a row of its own (a
+        negative id, so it never meets a turn's) in room ``agent:<profile>``."""
+
+        def job(conn: Conn) -> None:
+            low = conn.execute("SELECT MIN(turn_id) FROM turn_costs").fetchall()[0][0]
+            conn.execute(
+                "INSERT INTO turn_costs VALUES (?, ?, ?, ?, 'agent', 0, 0, ?, ?)",
+                (min(int(low or 0), 0) - 1, f"agent:{profile}", project, item, cost_usd,
+                 time.time()),
+            )  # fmt: skip
+
+        await self.db.write(job)
+
     @staticmethod
     def job(row: tuple[object, ...]) -> Callable[[Conn], None]:
         """A write job storing ``row`` (the columns of ``turn_costs`` but ``ts``), to run

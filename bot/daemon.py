@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.access import AccessPolicies
+from bot.agent_api import mount as mount_agent_api
+from bot.agent_pool import build_agent_pool, stop_item
 from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
@@ -68,6 +70,7 @@ from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
 from config.models import Settings
 from pipeline.agents.merge_queue import MergeQueue, MergeSettings
+from pipeline.agents.pool import AgentPool
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.nodes import keep_beating
@@ -114,6 +117,7 @@ class Core:
     lanes: Lanes
     access: AccessPolicies
     approvals: ApprovalDesk
+    agents: AgentPool
 
     def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
         """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
@@ -188,6 +192,10 @@ def build_core(
         await provider.reset(session)
         await approvals.forget(session)  # approvals never outlive reset (L7)
 
+    rooms = RoomProjects(engine, pipeline.followers)
+    agents = build_agent_pool(settings, engine, data_dir, pipeline.notifier.announce, costs)
+    pipeline.bus.add(agents)
+    registry.provide(agents=agents, stop_item=stop_item(rooms, agents))
     registry.provide(
         setup=project_setup(settings, engine, data_dir),
         tell=tell,
@@ -195,7 +203,7 @@ def build_core(
         reset_session=reset_session,
         approvals=approvals,
         engine=engine,
-        rooms=RoomProjects(engine, pipeline.followers),
+        rooms=rooms,
         timers=pipeline.timers,
         cost_report=costs.report,
         data_dir=data_dir,
@@ -205,7 +213,7 @@ def build_core(
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     bus_gauges(metrics, pipeline.bus)
     return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
-                mcp, runner, dispatcher, Lanes(), access, approvals)  # fmt: skip
+                mcp, runner, dispatcher, Lanes(), access, approvals, agents)  # fmt: skip
 
 
 def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
@@ -320,6 +328,7 @@ class Daemon:
         mount_pipeline_api(app, core.engine)
         mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
         mount_item_api(app, core.engine, CostBook(db), core.access)
+        mount_agent_api(app, core.engine, core.agents)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)
         try:
             self.url = await server.start()

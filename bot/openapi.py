@@ -97,6 +97,11 @@ _ITEM = {
         "column": {"type": "string"},
         "badge": {"type": "string"},
         "depends_on": {"type": "array", "items": {"type": "integer"}},
+        "agent": {
+            "type": ["object", "null"],
+            "description": "The item's agent: state, profile, started, turns, cost_usd,"
+            " last (unix time of its last report), attempts, reason; null when none.",
+        },
     },
 }
 _NUMBER = {
@@ -238,6 +243,18 @@ OPENAPI: dict[str, Any] = {
                 "summary": "The item's ops from the op log: who, what, when, origin.",
                 "responses": {
                     "200": _json("History", {"type": "object"}),
+                    "404": _ERROR,
+                    **_REFUSALS,
+                },
+            },
+        },
+        "/api/v1/projects/{name}/items/{n}/agent": {
+            "parameters": [_PROJECT, _NUMBER],
+            "get": {
+                "summary": "The item's agent and its recent output lines (`?lines=` 1–200).",
+                "responses": {
+                    "200": _json("Agent", {"type": "object"}),
+                    "400": _ERROR,
                     "404": _ERROR,
                     **_REFUSALS,
                 },

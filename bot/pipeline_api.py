@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.http import error
+from pipeline.agent_rows import AgentRun
 from pipeline.engine import Engine, ProjectNotFound
 from pipeline.model import Item, badge, column, stage_name
 
@@ -24,6 +25,15 @@ def item_json(item: Item) -> dict[str, object]:
         "badge": badge(item.stage).value,
         "depends_on": list(item.depends_on),
     }
+
+
+def agent_json(run: AgentRun | None) -> dict[str, object] | None:
+    """An item's agent as the board shows it (A1), or None when it never had one."""
+    if run is None:
+        return None
+    return {"state": run.state, "profile": run.profile, "started": run.started,
+            "turns": run.turns, "cost_usd": run.cost_usd, "last": run.heartbeat,
+            "attempts": run.attempts, "reason": run.reason[-500:]}  # fmt: skip
 
 
 def mount(app: web.Application, engine: Engine) -> None:
@@ -48,7 +58,15 @@ def mount(app: web.Application, engine: Engine) -> None:
             await engine.project(name)
         except ProjectNotFound as err:
             return error(404, str(err))
-        return web.json_response({"items": [item_json(i) for i in await engine.items(name)]})
+        agents = {run.item: run for run in await engine.store.agent_runs(name)}
+        return web.json_response(
+            {
+                "items": [
+                    {**item_json(i), "agent": agent_json(agents.get(i.number))}
+                    for i in await engine.items(name)
+                ]
+            }
+        )
 
     app.router.add_get("/api/v1/projects", projects)
     app.router.add_get("/api/v1/projects/{name}/items", items)

@@ -42,14 +42,18 @@ def _build(registry: Registry, admin: bool) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def tool_caller(registry: Registry, ctx: CommandContext) -> CallTool:
-    """A ``call_tool(name, arguments)`` that runs commands in ``ctx`` (``via="tool"``)."""
+def tool_caller(registry: Registry, ctx: CommandContext, items: set[int] | None = None) -> CallTool:
+    """A ``call_tool(name, arguments)`` that runs commands in ``ctx`` (``via="tool"``);
+    the item numbers the calls name go into ``items`` (so a turn's cost can name its item)."""
     by_tool = {tool_name(c.name): c.name for c in registry.commands() if c.tool}
 
     async def call_tool(name: str, arguments: dict[str, Any]) -> str:
         command = by_tool.get(name)
         if command is None:
             return f"Unknown tool {name!r}."
+        number = arguments.get("number") if isinstance(arguments, dict) else None
+        if items is not None and isinstance(number, int) and not isinstance(number, bool):
+            items.add(number)
         reply = await registry.invoke(command, arguments, ctx)
         return reply.text
 

@@ -93,7 +93,8 @@ class TurnRunner:
         started = time.monotonic()
         reminder = p.audit.drain(session)
         project, cwd = await self._workspace(session)
-        request = self._request(session, batch, reminder, cwd if cwd != p.data_dir else None)
+        items: set[int] = set()  # the items the turn's tool calls acted on
+        request = self._request(session, batch, reminder, cwd if cwd != p.data_dir else None, items)
         steer = self._steer(request, turn_id, ids)
         if steer is not None:
             request = dataclasses.replace(request, steer=steer)
@@ -117,7 +118,8 @@ class TurnRunner:
             p.metrics.turn_seconds.observe(time.monotonic() - started)
         tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
         p.metrics.record_usage(*tokens)
-        cost = p.costs.job((turn_id, session, project, None, p.provider.name, *tokens))
+        item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
+        cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
         await p.journal.finish_turn(turn_id, ids, outcome, also=cost)
 
     async def _workspace(self, session: str) -> tuple[str | None, Path]:
@@ -155,6 +157,7 @@ class TurnRunner:
         batch: Sequence[QueuedText],
         reminder: Sequence[str],
         project_dir: Path | None,
+        items: set[int] | None = None,
     ) -> TurnRequest:
         """The turn's request; the LLM's own tools only ever work in a project's directory."""
         p = self.parts
@@ -168,7 +171,7 @@ class TurnRunner:
             prompt=build_prompt(batch, reminder),
             batch=tuple(batch),
             tools=tools_for(p.registry, admin),
-            call_tool=tool_caller(p.registry, ctx),
+            call_tool=tool_caller(p.registry, ctx, items),
             cwd=project_dir or p.data_dir,
             tool_access=p.approvals.access if own else "commands",
             ask_permission=p.approvals.asker(session, frozenset(senders), own) if own else None,

@@ -27,6 +27,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── ProjectExists              a project of that name is registered [pipeline.projects]
         ├── ProjectFileError           a .musher/project.toml is unreadable [pipeline.project_file]
         ├── GitError                   a git step failed; says which [pipeline.gitops]
+        ├── KillFailed                 an agent's processes outlived SIGKILL [pipeline.agents.kill]
         ├── SetupError                 new project failed, rolled back [pipeline.project_setup]
         └── MergeError                 a merge was refused or failed [pipeline.agents.merge]
 """

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.agents import AgentsConfig
 from config.base import LOCATED_ERROR as LOCATED_ERROR
 from config.base import Secret, Section, check_secret
 from config.base import is_loopback as is_loopback
@@ -195,16 +196,6 @@ class ProjectsConfig(Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
-
-
-class AgentsConfig(Section):
-    """``[agents]``: coding agents that work on items."""
-
-    max_agents: int = Field(default=2, ge=1, description="Agents running at once")
-    command: list[str] = Field(default=["claude", "-p"], min_length=1, description="Agent command")
-    gates: list[str] = Field(default=[], description="Shell commands that must pass before QA")
-    max_retries: int = Field(default=3, ge=0, description="Gate failures before Blocked")
-    qa: Literal["human", "server"] = Field(default="human", description="server = skip human QA")
 
 
 class TransportConfig(Section):

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.board import BoardView
@@ -44,6 +44,7 @@ from pipeline.text_rules import has_hidden
 from pipeline.transitions import Event, QaFail, Supersede, transition
 
 _NEVER_DONE = (Abandoned, Superseded, Rejected)
+PurgeStep = Callable[[str, int], Awaitable[list[str]]]
 MAX_NUMBER = 2**63 - 1
 """The largest item number the store can hold; any larger one names no item (C3)."""
 
@@ -111,10 +112,17 @@ class Engine:
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
         self._fanout = Fanout()
+        self._purge_steps: list[PurgeStep] = []
 
     def now(self) -> float:
         """The engine's clock (unix seconds)."""
         return self._clock()
+
+    def on_purge(self, step: PurgeStep) -> None:
+        """Run ``step(project, number)`` after every purge's commit, outside the transaction
+        (S5: the agent pool kills the item's agent, removes its worktree and branch); the
+        layers it returns are added to the purge's."""
+        self._purge_steps.append(step)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` after every commit from now on; returns the unsubscribe function."""
@@ -340,7 +348,8 @@ class Engine:
     async def purge(self, project: str, number: int, origin: Origin) -> list[str]:
         """Remove the item and its timers in one transaction (S5); return the layers cleared.
 
-        Idempotent: an item purged before gives ``[]`` and writes nothing. Its number is
+        Idempotent: an item purged before writes nothing and gives what the purge steps
+        still cleared (usually ``[]``). Its number is
         never issued again, across restarts (P5).
 
         Raises:
@@ -351,11 +360,17 @@ class Engine:
             if item is None:
                 if not 0 < number < await self.store.next_number(project):
                     raise ItemNotFound(project, number)
-                return []
+                return await self._after_purge(project, number)
             applied = await self.store.append(PurgeItem(project, number), origin)
         layers = tuple(applied.effects)
         self._fanout.emit(ItemPurged(project, number, item.title, layers, origin, applied.op.ts))
-        return list(layers)
+        return list(layers) + await self._after_purge(project, number)
+
+    async def _after_purge(self, project: str, number: int) -> list[str]:
+        layers: list[str] = []
+        for step in self._purge_steps:
+            layers += await step(project, number)
+        return layers
 
     async def history(self, project: str, number: int) -> list[HistoryEntry]:
         """The item's ops from the op log, oldest first: who did what, and when."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 from typing import Any, TypeVar
 
+from pipeline.agent_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
+from pipeline.agent_rows import AGENT_RUNS_TABLE, apply_agent
 from pipeline.canonical import canonical_json, loads
 from pipeline.envelope import SignedOp
 from pipeline.errors import PipelineError
@@ -73,6 +75,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS rooms (
         session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0,
         tools TEXT NOT NULL DEFAULT '[]')""",
+    AGENT_RUNS_TABLE,
 )
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
 """The op log and its materialised tables; every statement is idempotent. As a script it
@@ -90,6 +93,7 @@ MATERIALISED: dict[str, str] = {
     "item_numbers": "project",
     "timers": "id",
     "rooms": "session",
+    "agent_runs": "project, item",
 }
 """Each materialised table and the key it is compared in (see :func:`read_tables`)."""
 
@@ -298,6 +302,9 @@ def apply(conn: Conn, op: SignedOp) -> Effects:
             return ("timer",) if rows else ()
         case SetRoom():
             return _set_room(conn, change)
+        case ClaimAgent() | AgentProgress() | EndAgent() | ClearAgent():
+            item = read_item(conn, change.project, change.number)
+            return apply_agent(conn, change, op.ts, None if item is None else item.stage)
 
 
 def _create_item(conn: Conn, change: CreateItem) -> Effects:
@@ -349,7 +356,9 @@ def _purge_item(conn: Conn, change: PurgeItem) -> Effects:
     query = "DELETE FROM items WHERE project = ? AND number = ? RETURNING number"
     removed = _rows(conn, query, (change.project, change.number))
     timers = _delete_timers(conn, change.project, change.number)
-    return (("item row",) if removed else ()) + timers
+    query = "DELETE FROM agent_runs WHERE project = ? AND item = ? RETURNING state"
+    agent = _rows(conn, query, (change.project, change.number))
+    return (("item row",) if removed else ()) + timers + (("agent state",) if agent else ())
 
 
 def _add_timer(conn: Conn, change: AddTimer, op: SignedOp) -> Effects:

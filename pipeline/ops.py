@@ -16,6 +16,7 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
     timer.cancel    project or null, null        id
     room.set        project or null, null        session and at least one of project, ambient,
                                                  tools (the tool uses the room allows, L7)
+    agent.*         see pipeline.agent_ops (an item's agent: claim, progress, end, clear)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeAlias
 
+from pipeline.agent_ops import AgentProgress, ClaimAgent, ClearAgent, EndAgent
 from pipeline.canonical import canonical_json
 from pipeline.errors import (
     PipelineError,
@@ -329,10 +331,12 @@ class SetRoom:
 
 Change: TypeAlias = (
     CreateProject | AddProject | SetProject | RemoveProject | CreateItem | UpdateItem
-    | PurgeItem | AddTimer | CancelTimer | SetRoom
+    | PurgeItem | AddTimer | CancelTimer | SetRoom | ClaimAgent | AgentProgress | EndAgent
+    | ClearAgent
 )  # fmt: skip
 CHANGES: dict[str, type[Change]] = {
     cls.KIND: cls
     for cls in (CreateProject, AddProject, SetProject, RemoveProject, CreateItem, UpdateItem,
-                PurgeItem, AddTimer, CancelTimer, SetRoom)
+                PurgeItem, AddTimer, CancelTimer, SetRoom, ClaimAgent, AgentProgress, EndAgent,
+                ClearAgent)
 }  # fmt: skip

@@ -34,6 +34,7 @@ class ProjectFile:
     timezone: str
     qa: str
     gates: Gates
+    default_coder: str = ""
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> ProjectFile:
@@ -54,6 +55,11 @@ class ProjectFile:
             f"# Who does QA: human, server (gates only) or agent.\nqa = {json.dumps(self.qa)}\n"
             "# Commands that must pass before QA and merge (argv lists, no shell).\n"
             f"gates = [{gates}]\n"
+        ) + (
+            f"# The agent profile that codes this project's items.\n"
+            f"default_coder = {json.dumps(self.default_coder)}\n"
+            if self.default_coder
+            else ""
         )
 
 
@@ -96,3 +102,14 @@ def ignore_runtime_files(project_dir: Path) -> bool:
     lead = "" if not text or text.endswith("\n") else "\n"
     path.write_text(text + lead + "# musher runtime files\n" + "\n".join(missing) + "\n")
     return True
+
+
+def default_coder(project_dir: Path) -> str | None:
+    """The ``default_coder`` profile name of the project's ``project.toml``, if it names one
+    (an unreadable file names none: the project's own checks report it)."""
+    try:
+        data = read_project_file(project_dir)
+    except ProjectFileError:
+        return None
+    value = (data or {}).get("default_coder")
+    return value if isinstance(value, str) and value else None

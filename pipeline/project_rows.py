@@ -101,6 +101,7 @@ def remove_project(conn: Conn, change: RemoveProject) -> tuple[str, ...]:
     for what, query in (
         ("item", "DELETE FROM items WHERE project = ? RETURNING number"),
         ("timer", "DELETE FROM timers WHERE project = ? RETURNING id"),
+        ("agent state", "DELETE FROM agent_runs WHERE project = ? RETURNING item"),
         ("room", "UPDATE rooms SET project = NULL WHERE project = ? RETURNING session"),
     ):
         count = len(conn.execute(query, (name,)).fetchall())

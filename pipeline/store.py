@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pipeline import log_check
+from pipeline.agent_rows import RUN_COLUMNS, AgentRun, run_from_row
 from pipeline.board import BoardView, board_order
 from pipeline.canonical import canonical_json, loads
 from pipeline.crashpoints import crash_after
@@ -403,6 +404,18 @@ class OpStore:
             )
             for r in rows
         ]  # fmt: skip
+
+    async def agent_runs(self, project: str | None = None) -> list[AgentRun]:
+        """Every item's agent execution state (of ``project``, or of all), by item."""
+        where, params = ("WHERE project = ?", (project,)) if project is not None else ("", ())
+        query = f"SELECT {RUN_COLUMNS} FROM agent_runs {where} ORDER BY project, item"
+        return [run_from_row(row) for row in await self._storage.read(query, params)]
+
+    async def agent_run(self, project: str, number: int) -> AgentRun | None:
+        """Item ``number``'s agent execution state, or None when it never had an agent."""
+        query = f"SELECT {RUN_COLUMNS} FROM agent_runs WHERE project = ? AND item = ?"
+        rows = await self._storage.read(query, (project, number))
+        return run_from_row(rows[0]) if rows else None
 
     async def item_ops(self, project: str, number: int) -> list[AppliedOp]:
         """Every op recorded against item ``number`` of ``project``, in log (rowid) order.

@@ -7,10 +7,12 @@ items and reply with what these return. Badges and columns come from the typed s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.agent_rows import AgentRun
 from pipeline.board import BoardView, board_view
 from pipeline.history import HistoryEntry
 from pipeline.model import (
@@ -18,6 +20,7 @@ from pipeline.model import (
     Archived,
     Badge,
     Blocked,
+    Coding,
     Column,
     Done,
     Frozen,
@@ -282,3 +285,22 @@ def summary_line(project: str, items: Sequence[Item], active: bool) -> str:
             counts[col] += 1
     mark = " (this room)" if active else ""
     return f"{project}{mark}: " + " · ".join(f"{col.value} {n}" for col, n in counts.items())
+
+
+def agent_line(item: Item, run: AgentRun | None) -> str | None:
+    """``status N``'s agent line: queued, running, rate-limited, failed or completed."""
+    if run is None:
+        waiting = isinstance(item.stage, Coding)
+        return "Agent: queued (waiting for a free agent slot)" if waiting else None
+    spent = f", ${run.cost_usd:.2f} spent" if run.cost_usd else ""
+    match run.state:
+        case "pending" | "running":
+            took = age(time.time() - run.started)
+            return f"Agent: {run.profile} {run.state} for {took}, {run.turns} turns{spent}"
+        case "rate_limited":
+            until = time.strftime("%H:%M UTC", time.gmtime(run.resume_at or 0))
+            return f"Agent: {run.profile} rate-limited until {until}{spent}"
+        case "failed":
+            why = run.reason.strip().splitlines()[-1][:160] if run.reason.strip() else "failed"
+            return f"Agent: {run.profile} failed (attempt {run.attempts}): {why}{spent}"
+    return f"Agent: {run.profile} {run.state}{spent}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.commands.agents import register_agents
 from bot.commands.approvals import register_approvals
 from bot.commands.core import register_core
 from bot.commands.merging import register_merging
@@ -22,5 +23,6 @@ def build_registry() -> Registry:
     register_timers(registry)
     register_approvals(registry)
     register_merging(registry)
+    register_agents(registry)
     register_unbuilt(registry)
     return registry

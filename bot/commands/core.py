@@ -1,7 +1,8 @@
-"""The commands of the daemon itself (C5): ``help``, ``stop``, ``reset``, ``ambient``, ``cost``.
+"""The commands of the daemon itself (C5): ``help``, ``stop [N]``, ``reset``, ``ambient``, ``cost``.
 
 Parts the handlers name (see :mod:`bot.commands.registry`): ``stop_session`` (cancel a
-session's turn and drop its queue), ``reset_session`` (forget its LLM conversation),
+session's turn and drop its queue), ``stop_item`` (``stop N``: stop an item's agent),
+``reset_session`` (forget its LLM conversation),
 ``engine`` (``ambient`` is a room setting: a ``room.set`` op, read back from the rooms
 table) and ``cost_report``.
 """
@@ -15,11 +16,12 @@ from pydantic import Field
 
 from bot.commands.args import Args, ItemNumber, NoArgs
 from bot.commands.registry import CommandContext, Permission, Registry
-from bot.commands.unbuilt import not_available
 from bot.messages import Reply, Session
 from pipeline.engine import Engine
 
 SessionAction = Callable[[Session], Awaitable[object]]
+StopItem = Callable[[CommandContext, int], Awaitable[str]]
+"""``stop N``: stop item N's agent in the room's project; returns the reply."""
 CostReport = Callable[[], Awaitable[str]]
 NodeReport = Callable[[], Awaitable[str]]
 
@@ -52,9 +54,11 @@ def register_core(registry: Registry) -> None:
         args=StopArgs,
         tool=False,
     )
-    async def stop(ctx: CommandContext, args: StopArgs, *, stop_session: SessionAction) -> Reply:
+    async def stop(
+        ctx: CommandContext, args: StopArgs, *, stop_session: SessionAction, stop_item: StopItem
+    ) -> Reply:
         if args.number is not None:
-            return not_available("stop N")
+            return Reply(await stop_item(ctx, args.number))
         await stop_session(ctx.session)
         return Reply("Stopped.")
 

@@ -22,6 +22,7 @@ from bot.commands.board import (
     BOARD_COLUMNS,
     NEWEST_FIRST,
     PER_COLUMN,
+    agent_line,
     render_history,
     render_item,
     render_view,
@@ -176,9 +177,9 @@ def _register_board(registry: Registry) -> None:
             view = await engine.board_view(project, BOARD_COLUMNS, PER_COLUMN, NEWEST_FIRST)
             return Reply(render_view(project, view, engine.now()))
         item = await engine.lookup(project, args.number)
-        return Reply(
-            render_item(project, item, await _related(engine, project, item), engine.now())
-        )
+        text = render_item(project, item, await _related(engine, project, item), engine.now())
+        line = agent_line(item, await engine.store.agent_run(project, item.number))
+        return Reply(f"{text}\n{line}" if line else text)
 
     @registry.command(
         "show", summary="An item in full, with its history", usage="show N", args=ItemArgs

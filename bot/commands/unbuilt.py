@@ -18,15 +18,7 @@ from bot.commands.args import Args, Verbatim
 from bot.commands.registry import Command, CommandContext, Registry
 from bot.messages import Reply
 
-UNBUILT: tuple[tuple[str, str], ...] = (
-    ("start", "start N [agent]"),
-    ("assign", "assign N <agent>"),
-    ("agents", "agents [--all]"),
-    ("logs", "logs N [lines]"),
-    ("cleanup_worktrees", "cleanup_worktrees [--confirm]"),
-    ("node", "node trust|revoke <pubkey>"),
-    ("stop N", "stop N"),  # answered by `stop` itself when it is given an item number
-)
+UNBUILT: tuple[tuple[str, str], ...] = (("node", "node trust|revoke <pubkey>"),)
 """``(name, usage)`` of each verb that is named by the design but not built yet."""
 
 
@@ -40,9 +32,9 @@ def not_available(usage: str) -> Reply:
 
 
 def register_unbuilt(registry: Registry) -> None:
-    """Add every row of :data:`UNBUILT` not registered already (``stop N`` is ``stop``'s)."""
+    """Add every row of :data:`UNBUILT` not registered already."""
     for name, usage in UNBUILT:
-        if name == "stop N" or registry.get(name) is not None:
+        if registry.get(name) is not None:
             continue
         command = Command(name, "Not available yet", usage, _answer(usage), AnyWords)
         registry.add(replace(command, tool=False, listed=False))

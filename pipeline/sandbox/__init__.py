@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.sandbox.base import RunResult, Sandbox, SandboxProject, SandboxStatus
+from pipeline.sandbox.base import Launch, RunResult, Sandbox, SandboxProject, SandboxStatus
 from pipeline.sandbox.bwrap import BwrapSandbox
 from pipeline.sandbox.container import ContainerSandbox
 from pipeline.sandbox.local import LocalSandbox
@@ -17,6 +17,7 @@ from pipeline.sandbox.local import LocalSandbox
 __all__ = [
     "BwrapSandbox",
     "ContainerSandbox",
+    "Launch",
     "LocalSandbox",
     "RunResult",
     "Sandbox",

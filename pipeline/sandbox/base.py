@@ -12,11 +12,23 @@ from pipeline.process import Finished
 
 @dataclass(frozen=True, slots=True)
 class SandboxProject:
-    """What a sandbox needs to know of a project: its name, directory and stack."""
+    """What a sandbox needs to know of a project: its name, directory and stack, and the
+    other directories its code may write (an item worktree's repository ``.git``)."""
 
     name: str
     path: Path
     stack: str = "generic"
+    writable: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start a long-running program confined like :meth:`Sandbox.run` would: the
+    argv, the directory to start it in and its environment (None: the daemon's own)."""
+
+    argv: list[str]
+    cwd: Path | None
+    env: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,15 @@ class Sandbox(Protocol):
         timeout_s: float = 600.0,
     ) -> RunResult:
         """Run ``argv`` in ``cwd`` (the project directory, or a directory inside it).
+
+        Raises:
+            SandboxError: the runtime is missing or ``cwd`` is outside the project.
+        """
+        ...
+
+    def launch(self, project: SandboxProject, argv: Sequence[str], cwd: Path) -> Launch:
+        """How to start ``argv`` in ``cwd`` confined, for a caller that drives the process
+        itself (a coding agent reading its prompt on stdin).
 
         Raises:
             SandboxError: the runtime is missing or ``cwd`` is outside the project.

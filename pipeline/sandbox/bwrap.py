@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline import process
 from pipeline.sandbox.base import (
+    Launch,
     RunResult,
     SandboxError,
     SandboxProject,
@@ -42,7 +43,8 @@ class BwrapSandbox:
     def argv(self, project: SandboxProject, command: Sequence[str], cwd: Path) -> list[str]:
         """The full ``bwrap`` command line for ``command`` (public for tests and logs)."""
         root = project.path.resolve()
-        mounts = [(p, "--tmpfs") for p in self._hidden if p.is_dir()] + [(root, "--bind")]
+        writable = [(root, "--bind"), *((p.resolve(), "--bind") for p in project.writable)]
+        mounts = [(p, "--tmpfs") for p in self._hidden if p.is_dir()] + writable
         mounts.sort(key=lambda m: len(m[0].parts))  # parents first, so children show through
         args = [self._program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                 "--tmpfs", "/tmp"]  # fmt: skip
@@ -69,6 +71,12 @@ class BwrapSandbox:
         where = inside(project, cwd)
         env = clean_env(dict(os.environ))
         return await process.run(self.argv(project, argv, where), env=env, timeout_s=timeout_s)
+
+    def launch(self, project: SandboxProject, argv: Sequence[str], cwd: Path) -> Launch:
+        if shutil.which(self._program) is None:
+            raise SandboxError(INSTALL_HINT)
+        where = inside(project, cwd)
+        return Launch(self.argv(project, argv, where), None, clean_env(dict(os.environ)))
 
     async def stop(self, project: SandboxProject) -> None:
         """Nothing keeps running between commands (``--die-with-parent``)."""

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import process
-from pipeline.sandbox.base import RunResult, SandboxError, SandboxProject, SandboxStatus, inside
+from pipeline.sandbox.base import (
+    Launch,
+    RunResult,
+    SandboxError,
+    SandboxProject,
+    SandboxStatus,
+    inside,
+)
 
 IMAGES = Path(__file__).resolve().parent / "images"
 WORKSPACE = "/workspace"
@@ -109,6 +116,15 @@ class ContainerSandbox:
         return await self._call(
             "exec", "--workdir", workdir, container_name(project), *argv, timeout_s=timeout_s
         )
+
+    def launch(self, project: SandboxProject, argv: Sequence[str], cwd: Path) -> Launch:
+        """``exec -i`` in the project's container (the prompt goes to its stdin)."""
+        if hint := self._missing():
+            raise SandboxError(hint)
+        where = inside(project, cwd).relative_to(project.path.resolve())
+        workdir = f"{WORKSPACE}/{where}" if where.parts else WORKSPACE
+        argv = [self._cli, "exec", "-i", "--workdir", workdir, container_name(project), *argv]
+        return Launch(argv, None, None)
 
     async def stop(self, project: SandboxProject) -> None:
         if self._missing() is None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import process
-from pipeline.sandbox.base import RunResult, SandboxProject, SandboxStatus, inside
+from pipeline.sandbox.base import Launch, RunResult, SandboxProject, SandboxStatus, inside
 
 
 class LocalSandbox:
@@ -26,6 +26,9 @@ class LocalSandbox:
         timeout_s: float = 600.0,
     ) -> RunResult:
         return await process.run(argv, cwd=inside(project, cwd), timeout_s=timeout_s)
+
+    def launch(self, project: SandboxProject, argv: Sequence[str], cwd: Path) -> Launch:
+        return Launch(list(argv), inside(project, cwd), None)
 
     async def stop(self, project: SandboxProject) -> None:
         """Nothing keeps running between commands."""

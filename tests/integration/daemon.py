@@ -50,6 +50,7 @@ class DaemonProcess:
         max_wait_ms: int | None = None,
         quiet_ms: int = 300,
         busy_mode: str = "collect",
+        agents: bool = False,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.data_dir = tmp / "data"
@@ -68,6 +69,7 @@ class DaemonProcess:
             + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        self.agents = agents  # off unless asked: the default project is the test's checkout
         self.url = ""
         self.token: str | None = None  # sent by client(), post(), history()
 
@@ -77,6 +79,8 @@ class DaemonProcess:
             info.unlink()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MUSHER_CONFIG", None)
+        if not self.agents:
+            env["MUSHER_AGENTS__MAX_AGENTS"] = "0"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bot", "run", "--config", str(self.config)],

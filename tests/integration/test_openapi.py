@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn, composite
 
-from bot import board_api, item_api, pipeline_api
+from bot import agent_api, board_api, item_api, pipeline_api
 from bot.access import AccessPolicies
 from bot.cost import CostBook
 from bot.db import Database
@@ -26,9 +26,11 @@ from bot.metrics import Metrics
 from bot.openapi import OPENAPI
 from bot.schema import DAEMON_SCHEMA
 from config import load_settings
+from config.agents import AgentsConfig
 from pipeline.engine import Engine
 from pipeline.keys import NodeKey
 from pipeline.store import OpStore
+from tests.integration.agent_env import make_pool
 from tests.integration.daemon import DaemonProcess
 from transports.web.app import WebTransport
 
@@ -50,6 +52,7 @@ async def test_the_document_lists_every_api_route(tmp_path: Path) -> None:
         pipeline_api.mount(app, engine)
         board_api.mount(app, engine)
         item_api.mount(app, engine, CostBook(db), AccessPolicies({}))
+        agent_api.mount(app, engine, make_pool(engine, tmp_path, AgentsConfig(), []))
         mounted = {
             (route.method, route.resource.canonical)
             for route in app.router.routes()

@@ -56,7 +56,8 @@ def test_items_live_in_the_op_log_across_restarts_and_purge(make_daemon: MakeDae
     board = say(daemon, "status")
     assert "Coding (1)\n  #1 Login page · 1m" in board
     login = {"number": 1, "kind": "story", "title": "Login page", "stage": "coding",
-             "column": "coding", "badge": "active", "depends_on": []}  # fmt: skip
+             "column": "coding", "badge": "active", "depends_on": [],
+             "agent": None}  # fmt: skip
     assert items(daemon, name) == [login]
 
     restart(daemon)

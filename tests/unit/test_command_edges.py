@@ -81,15 +81,8 @@ async def test_a_timer_refuses_a_move_the_item_cannot_make_and_says_why(chat: Ch
 @pytest.mark.parametrize(
     "text",
     [
-        "start 1",
-        "assign 1 coder",
-        "agents --all",
-        "logs 1 50",
-        "cleanup_worktrees --confirm",
         "node trust abcd",
         "node revoke abcd",
-        "stop 3",
-        "START 1",
     ],
 )
 async def test_a_verb_that_is_not_built_yet_says_so_and_never_reaches_the_llm(

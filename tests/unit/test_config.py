@@ -53,7 +53,7 @@ def test_without_a_file_the_builtin_defaults_apply() -> None:
     assert settings.dispatcher.max_wait_ms == 7500
     assert settings.llm.provider == "auto"
     assert settings.llm.claude_cli.command == ["claude"]
-    assert settings.agents.command == ["claude", "-p"]
+    assert settings.agents.profiles()[0].command[:2] == ["claude", "-p"]
     assert settings.transports.web.enabled
     assert not any(
         transport.enabled
@@ -109,13 +109,13 @@ def test_the_environment_overrides_one_nested_key_and_keeps_the_others(in_tmp: P
 
 def test_list_and_table_values_in_the_environment_are_json() -> None:
     env = {
-        "MUSHER_AGENTS__GATES": '["make test", "make lint"]',
+        "MUSHER_PROJECTS__ENTRY": '[{"name": "app"}]',
         "MUSHER_LLM__CLAUDE_CLI__ENV": '{"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}',
     }
 
     settings = load_settings(None, env)
 
-    assert settings.agents.gates == ["make test", "make lint"]
+    assert [e.name for e in settings.projects.entry] == ["app"]
     assert settings.llm.claude_cli.env == {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
 
 
@@ -189,7 +189,7 @@ def test_a_wrong_type_names_the_key(in_tmp: Path) -> None:
 def test_every_problem_is_reported_at_once(in_tmp: Path) -> None:
     path = write_config(
         '[http]\nport = 70000\n[dispatcher]\nbusy_mode = "panic"\n'
-        '[projects]\ntimezone = "Mars/Olympus"\n[agents]\nqa = 1\nmax_agentz = 3\n'
+        '[projects]\ntimezone = "Mars/Olympus"\n[agents]\nmerge_on = 1\nmax_agentz = 3\n'
     )
 
     problems = problems_of(path, {"MUSHER_LLM__TURN_TIMEOUT_S": "soon"})
@@ -199,7 +199,7 @@ def test_every_problem_is_reported_at_once(in_tmp: Path) -> None:
         "dispatcher.busy_mode",
         "llm.turn_timeout_s",
         "projects.timezone",
-        "agents.qa",
+        "agents.merge_on",
         "agents.max_agentz",
     ]
     assert problems[2].startswith("environment: llm.turn_timeout_s: ")
@@ -207,11 +207,11 @@ def test_every_problem_is_reported_at_once(in_tmp: Path) -> None:
 
 
 def test_list_items_and_tables_of_the_wrong_shape_are_located(in_tmp: Path) -> None:
-    path = write_config('http = 8080\n[agents]\ngates = ["make test", 3]\n')
+    path = write_config('http = 8080\n[[agents.profile]]\nname = "fast"\ncommand = ["claude", 3]\n')
 
     assert problems_of(path) == [
         "bot.toml: http: should be a table",
-        "bot.toml: agents.gates[1]: Input should be a valid string",
+        "bot.toml: agents.profile[0].command[1]: Input should be a valid string",
     ]
 
 
@@ -237,9 +237,12 @@ def test_invalid_toml_is_reported_with_its_line(in_tmp: Path) -> None:
 
 
 def test_invalid_json_in_a_variable_names_the_variable() -> None:
-    [problem] = problems_of(None, {"MUSHER_AGENTS__GATES": "make test"})
+    [problem] = problems_of(None, {"MUSHER_TRANSPORTS__WEB__ALLOWED_USERS": "alice"})
 
-    assert problem.startswith("environment: agents.gates: invalid JSON in MUSHER_AGENTS__GATES")
+    assert problem.startswith(
+        "environment: transports.web.allowed_users: invalid JSON in"
+        " MUSHER_TRANSPORTS__WEB__ALLOWED_USERS"
+    )
 
 
 @pytest.mark.parametrize("token", ["", "   ", "\\t"])
@@ -581,3 +584,30 @@ def test_discord_and_whatsapp_ids_numbers_and_keys_are_checked(in_tmp: Path) -> 
         "good.toml",
     )
     assert load_settings(good, {}).transports.discord.channels == ["123"]
+
+
+def test_agent_profiles_default_to_a_claude_coder_and_qa(in_tmp: Path) -> None:
+    settings = load_settings(
+        write_config('[[agents.profile]]\nname = "fast"\nmodel = "haiku"\n'), {}
+    )
+
+    profiles = {p.name: p for p in settings.agents.profiles()}
+
+    assert set(profiles) == {"fast", "qa"}
+    assert profiles["fast"].role == "coder"
+    assert profiles["fast"].command[-3:] == ["--output-format", "stream-json", "--verbose"]
+    assert settings.agents.merge_on == "daemon"
+
+
+def test_bad_agent_profiles_are_located(in_tmp: Path) -> None:
+    path = write_config(
+        '[[agents.profile]]\nname = "a"\nrole = "boss"\n'
+        '[[agents.profile]]\nname = "b"\nprompt = "fix {itme}"\n'
+        '[[agents.profile]]\nname = "b"\n'
+    )
+
+    problems = problems_of(path)
+
+    assert problems[0].startswith("bot.toml: agents.profile[0].role: ")
+    assert problems[1].startswith("bot.toml: agents.profile[1].prompt: ")
+    assert "{itme}" in problems[1]

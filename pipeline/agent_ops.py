@@ -1,0 +1,191 @@
+"""The ops of an item's agent execution state (A2): claim, progress, end, clear.
+
+One row per item in ``agent_runs`` (see :mod:`pipeline.agent_rows`), written only by
+these ops in their own transaction. The states: ``pending`` (claimed, not yet spawned) →
+``running`` (pid, started, heartbeat, session id) → ``completed`` (exit, cost) |
+``rate_limited`` (resume_at) | ``failed`` (reason). A daemon stopped with agents running
+leaves their rows ``running`` (parked); its reconciler resumes them after the restart.
+
+    kind            columns (project, item)  payload keys
+    agent.claim     project, number          profile, role, node, attempts, resume
+    agent.progress  project, number          some of pid, session_id, turns
+    agent.end       project, number          state, exit, reason, resume_at, attempts,
+                                             cost_usd (this run's spend)
+    agent.clear     project, number          {}
+
+``agent.claim`` is the one-agent-per-item claim: it is refused while the item's row is
+``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from pipeline.errors import (
+    PipelineError,
+    require_count,
+    require_finite,
+    require_positive,
+    require_string,
+    require_text,
+)
+from pipeline.op_fields import keys, project_name
+
+ROLES = ("coder", "qa", "merger")
+ACTIVE = ("pending", "running")
+ENDINGS = ("completed", "failed", "rate_limited")
+PROGRESS_KEYS = frozenset({"pid", "session_id", "turns"})
+
+
+def _cost(value: object) -> float:
+    cost = float(require_finite(value, "cost_usd"))
+    if cost < 0:
+        raise PipelineError(f"cost_usd must not be negative, got {cost}")
+    return cost
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimAgent:
+    """Claim item ``number`` for an agent of ``profile`` (state ``pending``)."""
+
+    KIND: ClassVar[str] = "agent.claim"
+    project: str
+    number: int
+    profile: str
+    role: str
+    node: str
+    attempts: int = 0
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        project_name(self.project)
+        require_positive(self.number, "item number")
+        require_text(self.profile, "profile", spaces=False, limit=64)
+        require_text(self.node, "node", limit=200)
+        require_count(self.attempts, "attempts")
+        if self.role not in ROLES:
+            raise PipelineError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if not isinstance(self.resume, bool):
+            raise PipelineError(f"resume must be true or false, got {self.resume!r}")
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"profile": self.profile, "role": self.role, "node": self.node,
+                "attempts": self.attempts, "resume": self.resume}  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        keys(p, {"profile", "role", "node", "attempts", "resume"})
+        return cls(project_name(project), require_positive(item, "item number"), p["profile"],
+                   p["role"], p["node"], p["attempts"], p["resume"])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProgress:
+    """What a running agent reported: its pid, session id and turns so far."""
+
+    KIND: ClassVar[str] = "agent.progress"
+    project: str
+    number: int
+    fields: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        project_name(self.project)
+        require_positive(self.number, "item number")
+        if not self.fields or not set(self.fields) <= PROGRESS_KEYS:
+            raise PipelineError(f"agent.progress takes some of {sorted(PROGRESS_KEYS)}")
+        checked = dict(self.fields)
+        if "pid" in checked:
+            require_positive(checked["pid"], "pid")
+        if "session_id" in checked:
+            require_text(checked["session_id"], "session id", spaces=False, limit=200)
+        if "turns" in checked:
+            require_count(checked["turns"], "turns")
+        object.__setattr__(self, "fields", checked)
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        keys(p, set(), PROGRESS_KEYS)
+        return cls(project_name(project), require_positive(item, "item number"), dict(p))
+
+
+@dataclass(frozen=True, slots=True)
+class EndAgent:
+    """The agent's process is gone (verified): how its run ended."""
+
+    KIND: ClassVar[str] = "agent.end"
+    project: str
+    number: int
+    state: str
+    exit: int | None = None
+    reason: str = ""
+    resume_at: float | None = None
+    attempts: int = 0
+    cost_usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        project_name(self.project)
+        require_positive(self.number, "item number")
+        if self.state not in ENDINGS:
+            raise PipelineError(f"state must be one of {', '.join(ENDINGS)}, got {self.state!r}")
+        if self.exit is not None and (
+            isinstance(self.exit, bool) or not isinstance(self.exit, int)
+        ):
+            raise PipelineError(f"exit must be an integer or null, got {self.exit!r}")
+        require_string(self.reason, "reason")
+        if self.resume_at is not None:
+            require_finite(self.resume_at, "resume_at")
+        require_count(self.attempts, "attempts")
+        object.__setattr__(self, "cost_usd", _cost(self.cost_usd))
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"state": self.state, "exit": self.exit, "reason": self.reason[-4000:],
+                "resume_at": None if self.resume_at is None else float(self.resume_at),
+                "attempts": self.attempts, "cost_usd": self.cost_usd}  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        keys(p, {"state", "exit", "reason", "resume_at", "attempts", "cost_usd"})
+        return cls(project_name(project), require_positive(item, "item number"), p["state"],
+                   p["exit"], p["reason"], p["resume_at"], p["attempts"],
+                   p["cost_usd"])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ClearAgent:
+    """Forget the item's execution state (its agent is gone). Idempotent."""
+
+    KIND: ClassVar[str] = "agent.clear"
+    project: str
+    number: int
+
+    def __post_init__(self) -> None:
+        project_name(self.project)
+        require_positive(self.number, "item number")
+
+    def columns(self) -> tuple[str | None, int | None]:
+        return self.project, self.number
+
+    def to_payload(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
+        keys(p, set())
+        return cls(project_name(project), require_positive(item, "item number"))
+
+
+AGENT_CHANGES = (ClaimAgent, AgentProgress, EndAgent, ClearAgent)
