@@ -51,7 +51,7 @@ def processes_in(directory: Path) -> list[int]:
         if not entry.isdecimal() or int(entry) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cwd = os.readlink(f"/proc/{entry}/cwd").removesuffix(" (deleted)")
             if cwd == root or cwd.startswith(root + "/"):
                 out.append(int(entry))
                 continue

@@ -28,16 +28,15 @@ was or on the whole merge.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.agents import repo as git_repo
+from pipeline.agents.kill import kill_verified
 from pipeline.agents.naming import branch_name, merge_path, worktrees_root
 from pipeline.agents.repo import run_git
 from pipeline.crashpoints import crash_point
@@ -235,7 +234,7 @@ async def remove_worktree(repo: Path, where: Path) -> None:
     is overridden by the next ``worktree add --force`` or pruned by git itself)."""
     if not await asyncio.to_thread(os.path.lexists, where):
         return
-    await kill_inside(where)
+    await kill_verified(None, where)
     known = await asyncio.to_thread(os.path.isdir, repo)
     removed = (
         known and (await run_git(["worktree", "remove", "--force", "--force", str(where)], repo)).ok
@@ -258,33 +257,6 @@ async def sweep_leftovers(data_dir: Path, project: str, repo: Path, busy: int | 
         await remove_worktree(repo, path)
         removed.append(int(number))
     return removed
-
-
-async def kill_inside(path: Path, wait_s: float = 2.0) -> None:
-    """SIGKILL every process whose working directory is ``path`` or below (a gate a killed
-    daemon left running), and wait until they are gone."""
-
-    def victims() -> list[int]:
-        inside = os.path.realpath(path)
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdecimal() or int(entry) == os.getpid():
-                continue
-            with contextlib.suppress(OSError):
-                cwd = os.readlink(f"/proc/{entry}/cwd").removesuffix(" (deleted)")
-                if cwd == inside or cwd.startswith(inside + "/"):
-                    found.append(int(entry))
-        return found
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    while pids := await asyncio.to_thread(victims):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.05)
 
 
 def _last_line(done: Finished) -> str:

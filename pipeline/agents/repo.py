@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.agents.naming import branch_name, worktree_path
+from pipeline.agents.naming import BRANCH_PREFIX, worktree_path
 from pipeline.gitops import GitError, git
 from pipeline.process import Finished
 
@@ -135,7 +135,7 @@ async def repo_state(repo: Path, project: str, base: str, data_dir: Path) -> Rep
     """The base checkout (branch, uncommitted files) and every ``musher/<project>-<N>``
     branch: ahead/behind ``base``, merged or not, its worktree's uncommitted files."""
     branches = []
-    for branch, number in await agent_branches(repo, branch_name(project, 0)[:-1]):
+    for branch, number in await agent_branches(repo, f"{BRANCH_PREFIX}{project}-"):
         ahead, behind = await ahead_behind(repo, f"refs/heads/{base}", f"refs/heads/{branch}")
         tip = await rev(repo, f"refs/heads/{branch}")
         landed = None

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.agents.naming import BRANCH_PREFIX, branch_name, worktree_path, worktrees_root
+from pipeline.agents.naming import branch_name, worktree_path, worktrees_root
 from pipeline.gitops import GitError, git
 from pipeline.sandbox import SandboxProject
 
@@ -93,18 +93,6 @@ def listed_worktrees(data_dir: Path, project: str) -> dict[int, Path]:
     if not root.is_dir():
         return {}
     return {int(p.name): p for p in root.iterdir() if p.is_dir() and p.name.isdecimal()}
-
-
-async def agent_branches(repo: Path, project: str) -> dict[int, str]:
-    """The ``musher/<project>-<N>`` branches of ``repo``, by item number."""
-    prefix = f"{BRANCH_PREFIX}{project}-"
-    result = await git(["for-each-ref", "--format=%(refname:short)", "refs/heads/musher/"], repo)
-    out = {}
-    for name in result.output.split():
-        tail = name.removeprefix(prefix)
-        if name.startswith(prefix) and tail.isdecimal():
-            out[int(tail)] = name
-    return out
 
 
 async def commits_ahead(path: Path, base_branch: str) -> int:

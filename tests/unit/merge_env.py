@@ -87,8 +87,8 @@ class MergeRoom:
 @asynccontextmanager
 async def merge_room(tmp_path: Path, env: Mapping[str, str] = {}) -> AsyncIterator[MergeRoom]:
     """Project ``app`` (a new repository on ``main``, no gates) is the lobby's project and
-    the pipeline's subscribers run."""
-    async with project_room(tmp_path, env) as room:
+    the pipeline's subscribers run. No agents: plain git stands in for them."""
+    async with project_room(tmp_path, {"MUSHER_AGENTS__MAX_AGENTS": "0", **env}) as room:
         assert (await room.say("new project app")).startswith("Created project app.")
         assert (await room.say("switch app")).startswith("This room now works on app")
         repo = room.root / PROJECT
