@@ -35,8 +35,9 @@ def mount(app: web.Application, engine: Engine, pool: AgentPool) -> None:
         if item is None:
             return error(404, f"{name} has no item #{given}")
         run = await engine.store.agent_run(name, item.number)
+        queued = pool.queued(name, item.number)
         return web.json_response({
-            "agent": agent_json(run), "queued": pool.queued(name, item.number),
+            "agent": agent_json(run, queued), "queued": queued,
             "lines": pool.logs(name, item.number, int(lines)),
         })  # fmt: skip
 
