@@ -45,7 +45,7 @@ function button(text, className) {
 /** `api(url)` is the page's fetch helper; `send(text)` posts a chat command as its user. */
 export function createAgentSection({ api, send }) {
   const box = document.getElementById("item-agent");
-  const status = el("h4", "agent-status");
+  const status = el("p", "agent-status");
   status.setAttribute("role", "status");
   const facts = el("dl", "agent-facts");
   const stop = button("Stop", "agent-stop");
