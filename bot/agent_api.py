@@ -34,9 +34,16 @@ def mount(app: web.Application, engine: Engine, pool: AgentPool) -> None:
         item = await engine.find(name, int(given))
         if item is None:
             return error(404, f"{name} has no item #{given}")
+        key = (name, item.number, "running")
         run = await engine.store.agent_run(name, item.number)
+        queued = pool.queued(name, item.number)
+        shown = agent_json(run, queued)
+        live = [v for v in pool.views() if (v.project, v.number, v.state) == key]
+        if run is not None and shown is not None and live:  # the row lags (heartbeats)
+            spent = run.cost_usd + live[0].cost_usd  # earlier runs' and this one's so far
+            shown |= {"turns": live[0].turns, "cost_usd": round(spent, 6)}
         return web.json_response({
-            "agent": agent_json(run), "queued": pool.queued(name, item.number),
+            "agent": shown, "queued": queued,
             "lines": pool.logs(name, item.number, int(lines)),
         })  # fmt: skip
 

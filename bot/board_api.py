@@ -1,8 +1,10 @@
 """The live board behind the web page: a project's items over SSE, and a room's project.
 
 ``GET /api/v1/projects/{name}/events`` sends ``event: items`` with the project's whole
-board, ``{"project": name, "items": [...]}``, once on connect and again after every
-committed change to it (bursts coalesce into one frame), with keepalive comments in
+board, ``{"project": name, "items": [...], "agents": {"busy": 2, "max": 3}}`` (each item
+with its ``agent``, as the items list; ``agents`` the pool's slots, absent without a pool),
+once on connect and again after every committed change to it and whenever an agent
+starts, ends or queues (bursts coalesce into one frame), with keepalive comments in
 between; the stream ends when the daemon shuts down. ``GET /api/v1/rooms/{room}/project``
 says which project the web room ``room`` works on (``{"project": null}`` when none). Both
 are under ``/api/`` so the bearer-token middleware guards them (the stream takes
@@ -21,8 +23,9 @@ from aiohttp import web
 from bot.commands.board import stage_detail, waiting_on
 from bot.http import WEB_ROOM, WEB_ROOM_RULE, error
 from bot.messages import session_key
-from bot.pipeline_api import item_json
+from bot.pipeline_api import agent_json, item_json
 from bot.sse import EventStreams, SseWriter
+from pipeline.agents.pool import AgentPool
 from pipeline.engine import Engine, PipelineEvent, ProjectNotFound
 from pipeline.model import Item
 
@@ -73,6 +76,12 @@ class BoardWatch:
         for flag in self._watchers.get(event.project, ()):
             flag.set()
 
+    def wake_all(self) -> None:
+        """Every listener reads its board again (an agent started, ended or queued)."""
+        for watchers in self._watchers.values():
+            for flag in watchers:
+                flag.set()
+
     def close(self) -> None:
         """Shutdown: wake every listener so its stream ends; later streams end at once."""
         self.closed = True
@@ -89,6 +98,7 @@ def mount(
     engine: Engine,
     keepalive_s: float = KEEPALIVE_S,
     max_streams: int = 32,
+    agents: AgentPool | None = None,
 ) -> BoardWatch:
     """Add the board routes to ``app`` (before the server starts) and follow ``engine``.
 
@@ -100,6 +110,8 @@ def mount(
     board = BoardWatch()
     streams = EventStreams(max_streams)
     unsubscribe = engine.subscribe(board.changed)
+    if agents is not None:
+        agents.watch(board.wake_all)
 
     async def close(app: web.Application) -> None:
         board.close()
@@ -126,7 +138,7 @@ def mount(
 
         async def body(stream: SseWriter) -> None:
             with board.watch(name) as flag:
-                await _stream(stream, engine, board, name, flag, keepalive_s)
+                await _stream(stream, Frames(engine, agents), board, name, flag, keepalive_s)
 
         return await streams.serve(request, f"project {name}", body)
 
@@ -137,9 +149,30 @@ def mount(
     return board
 
 
+class Frames:
+    """Reads one project's board frame: its items with their agents, and the slots."""
+
+    def __init__(self, engine: Engine, agents: AgentPool | None) -> None:
+        self.engine, self.agents = engine, agents
+
+    async def read(self, name: str) -> dict[str, object]:
+        runs = {run.item: run for run in await self.engine.store.agent_runs(name)}
+        items = await self.engine.items(name)
+        queued = self.agents.queued if self.agents is not None else (lambda p, n: False)
+        shown = [
+            {**row, "agent": agent_json(runs.get(item.number), queued(name, item.number))}
+            for item, row in zip(items, board_json(items), strict=True)
+        ]
+        frame: dict[str, object] = {"project": name, "items": shown}
+        if self.agents is not None:
+            busy, most = self.agents.slots()
+            frame["agents"] = {"busy": busy, "max": most}
+        return frame
+
+
 async def _stream(
     stream: SseWriter,
-    engine: Engine,
+    frames: Frames,
     board: BoardWatch,
     name: str,
     flag: asyncio.Event,
@@ -152,8 +185,7 @@ async def _stream(
     """
     while not board.closed:
         flag.clear()
-        frame = {"project": name, "items": board_json(await engine.items(name))}
-        await stream.send("items", frame)
+        await stream.send("items", await frames.read(name))
         while not flag.is_set():
             try:
                 await asyncio.wait_for(flag.wait(), keepalive_s)

@@ -326,7 +326,10 @@ class Daemon:
                 transport.mount(app)
         core.mcp.mount(app)
         mount_pipeline_api(app, core.engine)
-        mount_board_api(app, core.engine, max_streams=self.settings.http.max_streams_per_room)
+        mount_board_api(
+            app, core.engine, max_streams=self.settings.http.max_streams_per_room,
+            agents=core.agents,
+        )  # fmt: skip
         mount_item_api(app, core.engine, CostBook(db), core.access)
         mount_agent_api(app, core.engine, core.agents)
         server = HttpServer(app, self.settings.http.host, self.settings.http.port)

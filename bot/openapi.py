@@ -225,7 +225,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/projects/{name}/events": {
             "parameters": [_PROJECT],
             "get": {
-                "summary": "The project's board as SSE `items` snapshots.",
+                "summary": "The project's board as SSE `items` snapshots: `{project, items,"
+                " agents: {busy, max}}` (items as the items list, with `agent`).",
                 "parameters": [_TOKEN],
                 "responses": {"200": _SSE, "404": _ERROR, "429": _ERROR, **_REFUSALS},
             },

@@ -27,11 +27,15 @@ def item_json(item: Item) -> dict[str, object]:
     }
 
 
-def agent_json(run: AgentRun | None) -> dict[str, object] | None:
-    """An item's agent as the board shows it (A1), or None when it never had one."""
+def agent_json(run: AgentRun | None, queued: bool = False) -> dict[str, object] | None:
+    """An item's agent as the board shows it (A1), or None when it never had one.
+    ``queued``: the item waits for a slot (the pool's queue): its state says ``queued``."""
     if run is None:
-        return None
-    return {"state": run.state, "profile": run.profile, "started": run.started,
+        return None if not queued else {
+            "state": "queued", "profile": None, "started": None, "turns": 0, "cost_usd": 0.0,
+            "last": None, "attempts": 0, "reason": ""}  # fmt: skip
+    state = "queued" if queued else run.state
+    return {"state": state, "profile": run.profile, "started": run.started,
             "turns": run.turns, "cost_usd": run.cost_usd, "last": run.heartbeat,
             "attempts": run.attempts, "reason": run.reason[-500:]}  # fmt: skip
 

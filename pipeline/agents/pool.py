@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,24 @@ class AgentPool:
         self._jobs: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._closed = False
+        self._watchers: list[Callable[[], None]] = []
         parts.engine.on_purge(self.purge_step)
+
+    def watch(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever an agent starts, ends or is queued (the board's
+        indicators and slot count follow it; agent ops bypass the engine's listeners)."""
+        self._watchers.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._watchers:
+            try:
+                listener()
+            except Exception:
+                log.exception("an agent pool watcher failed")
+
+    def slots(self) -> tuple[int, int]:
+        """Agent slots in use and ``[agents] max_agents``."""
+        return len(self._active), self.parts.config.max_agents
 
     # --- bus subscriber -------------------------------------------------------------------
 
@@ -110,6 +128,7 @@ class AgentPool:
                 await self._stop(key, "its item is gone", record=False)
             if run.pid is not None and runs_in(run.pid, self._tree(key)):
                 await kill_verified(run.pid, self._tree(key))
+        self._changed()
         await self._fill()
 
     async def aclose(self) -> None:
@@ -153,6 +172,7 @@ class AgentPool:
             self._queue.pop(key, None)
             if len(self._active) >= self.parts.config.max_agents:
                 self._queue[key] = Queued(profile.name)
+                self._changed()
                 busy = len(self._active)
                 return f"#{number} is queued for {profile.name}: all {busy} agent slots are busy."
             await self._claim_and_run(key, Queued(profile.name))
@@ -173,7 +193,9 @@ class AgentPool:
                                    self.parts.node, attempts, resume=True)  # fmt: skip
                 end = EndAgent(*key, "failed", None, f"stopped: {why}", None, attempts)
                 await self.engine.store.append_many([claim, end], origin)
+        self._changed()
         if stopped:
+            await self._fill()  # its slot is free: the next queued item takes it
             return f"Stopped the agent on {item.label}; its worktree and branch are kept."
         if waiting:
             return f"{item.label} no longer waits for an agent (`start {number}` to resume)."
@@ -196,6 +218,7 @@ class AgentPool:
             log.error("purge of %s #%d: the worktree stays: %s", project, number, err)
         if self.parts.logbook.remove(project, number):
             layers.append("agent log")
+        self._changed()
         return layers
 
     def views(self) -> list[AgentView]:
@@ -257,6 +280,7 @@ class AgentPool:
             run = await self.engine.store.agent_run(project, number)
             async with self._lock:
                 await self._reconcile_item(record, item, run, fresh=True)
+        self._changed()
         await self._fill()
 
     async def _reconcile_item(
@@ -336,6 +360,7 @@ class AgentPool:
         active.task = asyncio.create_task(self._guard(run), name=f"agent:{key[0]}#{key[1]}")
         self._active[key] = active
         self._cancel_resume(key)
+        self._changed()
 
     async def _guard(self, run: ItemRun) -> None:
         """Run one item's agent; whatever happens, free its slot and fill it again."""
@@ -357,6 +382,7 @@ class AgentPool:
         row = await self.engine.store.agent_run(*key)
         if row is not None and row.state == "rate_limited" and row.resume_at is not None:
             self._arm_resume(key, row)
+        self._changed()
         if not self._closed:
             await self._fill()
 
@@ -381,6 +407,7 @@ class AgentPool:
             with contextlib.suppress(PipelineError):
                 await self.engine.store.append(end, POOL)
         active.last = f"stopped: {why}"
+        self._changed()
         return True
 
     def _arm_resume(self, key: Key, run: AgentRun) -> None:
@@ -394,6 +421,7 @@ class AgentPool:
         def fire() -> None:
             self._resume_at.pop(key, None)
             self._queue.setdefault(key, queued)
+            self._changed()
             job = loop.create_task(self._fill(), name=f"agent-resume:{key[0]}#{key[1]}")
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)

@@ -95,8 +95,9 @@ async def test_the_board_streams_on_connect_and_after_every_change(board: Board)
         assert login == {
             "number": 1, "kind": "story", "title": "Login page", "stage": "backlog",
             "column": "backlog", "badge": "active", "depends_on": [], "waiting_on": [],
-            "detail": "",
+            "detail": "", "agent": None,
         }  # fmt: skip
+        assert "agents" not in first  # no agent pool here: no slots to show
 
         await board.engine.create("demo", ItemKind.BUG, "Logout", ALICE, depends_on=[1])
         assert cards((await anext(frames))[1]) == [

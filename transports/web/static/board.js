@@ -8,6 +8,7 @@
 // Cards are also a way to issue commands (moves.js), open an item (item.js), and the
 // pane shows what turns cost (cost.js); none of them writes anything but chat commands.
 
+import { ACTIVE, AGENT_STATES } from "./agent.js";
 import { createCostChart } from "./cost.js";
 import { el } from "./dom.js";
 import { createItemPanel } from "./item.js";
@@ -56,6 +57,15 @@ function card(item) {
     if (item.badge === "frozen") tag.title = `frozen in ${item.column}`;
     meta.append(tag);
   }
+  const agent = item.agent?.state;
+  if (ACTIVE.has(agent)) {              // inline in the meta line: the card keeps its height
+    const says = `agent ${agent === "pending" ? "running" : AGENT_STATES[agent]}`;
+    const mark = el("span", "card-agent", says);
+    mark.dataset.state = agent;
+    mark.setAttribute("aria-label", says);
+    mark.title = item.agent.profile ? `${says} (${item.agent.profile})` : says;
+    meta.append(mark);
+  }
   li.append(meta);
 
   if (item.waiting_on?.length) {
@@ -87,6 +97,7 @@ export function createBoard({ api, token, send }) {
   const $ = (id) => document.getElementById(id);
   const ui = {
     project: $("board-project"), total: $("board-total"), note: $("board-note"),
+    slots: $("agent-slots"),
     picker: $("project-picker"),
     columns: $("board-columns"), archived: $("board-archived"),
     archivedCount: $("board-archived-count"), archivedList: $("board-archived-list"),
@@ -133,7 +144,7 @@ export function createBoard({ api, token, send }) {
   }
 
   const panel = createItemPanel({
-    api, onClose: (n) => ui.columns.querySelector(`.card[data-number="${n}"]`)?.focus(),
+    api, send, onClose: (n) => ui.columns.querySelector(`.card[data-number="${n}"]`)?.focus(),
   });
   const moves = createMoves({
     columns: ui.columns, send, restore: () => render(state.items),
@@ -181,8 +192,19 @@ export function createBoard({ api, token, send }) {
     if (focused) ui.columns.querySelector(`.card[data-number="${focused}"]`)?.focus();
   }
 
+  /** The header's `agents 2/3`: the pool's slots in use (hidden without a pool). */
+  function slots(agents) {
+    const known = agents && Number.isFinite(agents.busy) && Number.isFinite(agents.max);
+    ui.slots.hidden = !known;
+    if (!known) return;
+    ui.slots.textContent = `agents ${agents.busy}/${agents.max}`;
+    ui.slots.title = `${agents.busy} of ${agents.max} agent slots in use`;
+    ui.slots.dataset.busy = agents.busy > 0 ? "yes" : "no";
+  }
+
   function clear() {
     render([]);
+    slots(null);
     ui.total.textContent = "";
     note("");
   }
@@ -199,6 +221,7 @@ export function createBoard({ api, token, send }) {
       try { frame = JSON.parse(e.data); } catch { return; }  // ignore a bad frame
       if (frame.project !== state.project) return;
       render(frame.items || []);
+      slots(frame.agents);
       panel.refresh(frame.project);
     });
     es.onerror = () => {

@@ -2,7 +2,9 @@
 // pending timers, cost and its history from the op log (who, what, when, from where).
 // It reads GET /api/v1/projects/{p}/items/{n} and …/history, and reads them again after
 // every board frame while it is open, so it follows the item live. Text only, never markup.
+// Its Agent section (agent.js) shows the item's agent and offers Stop / Start.
 
+import { createAgentSection } from "./agent.js";
 import { el } from "./dom.js";
 
 const usd = (value) => `$${Number(value || 0).toFixed(4)}`;
@@ -10,20 +12,23 @@ const when = (ts) => new Date(ts * 1000).toLocaleString([], {
   year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
 });
 
-/** `api(url)` is the page's fetch helper; `onClose(n)` runs after the panel closes. */
-export function createItemPanel({ api, onClose }) {
+/** `api(url)` is the page's fetch helper; `send(text)` posts a chat command as the page's
+ * user; `onClose(n)` runs after the panel closes. */
+export function createItemPanel({ api, send, onClose }) {
   const $ = (id) => document.getElementById(id);
   const ui = {
     panel: $("item-panel"), title: $("item-title"), close: $("item-close"),
     body: $("item-body"),
   };
   const state = { project: null, number: null, gen: 0 };
+  const agent = createAgentSection({ api, send });
 
   function close() {
     if (state.number === null) return;
     const number = state.number;
     state.number = null;
     state.gen++;
+    agent.close();
     ui.panel.hidden = true;
     onClose(number);
   }
@@ -60,6 +65,7 @@ export function createItemPanel({ api, onClose }) {
     const gen = ++state.gen;
     ui.panel.hidden = false;
     ui.panel.dataset.number = number;
+    agent.follow(project, number);
     load(gen, true).catch((err) => gen === state.gen && ui.body.replaceChildren(
       el("p", "item-error", `Cannot load #${number}: ${err.message}`)));
   }
@@ -73,6 +79,7 @@ export function createItemPanel({ api, onClose }) {
       if (project !== state.project) { close(); return; }
       const gen = ++state.gen;
       load(gen, false).catch(() => {});    // the next frame tries again
+      agent.follow(state.project, state.number);
     },
     get number() { return state.number; },
   };
