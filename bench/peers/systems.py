@@ -84,6 +84,10 @@ MUSHER_VARIANTS: dict[str, dict[str, object]] = {
 }
 """Variant name → ``[dispatcher]`` keys on top of the defaults."""
 
+TYPING_VARIANTS = frozenset({"musher-quiet"})
+"""Variants whose client reports typing as the web page does: typing while it writes each
+message, ended by sending it (so the room is one whose batches close on the quiet time)."""
+
 
 class Musher(System):
     def __init__(self, on_message: OnMessage, variant: str = "musher") -> None:
@@ -165,6 +169,11 @@ class Musher(System):
 
     async def send(self, room: str, text: str) -> None:
         assert self._http is not None
+        if self.name in TYPING_VARIANTS:
+            typing = {"sender": "alice", "typing": True}
+            async with self._http.post(f"{self.url}/api/v1/rooms/{room}/typing", json=typing) as r:
+                if r.status >= 300:
+                    raise RuntimeError(f"{self.name}: typing answered {r.status}: {await r.text()}")
         body = {"sender": "alice", "text": text}
         async with self._http.post(f"{self.url}/api/v1/rooms/{room}/messages", json=body) as r:
             if r.status >= 300:
