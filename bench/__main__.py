@@ -10,8 +10,9 @@ retry storm) and ``whatsapp_intake`` (a signed Meta webhook); each takes
 ``--sweep``/``--reps``/``--duration`` for a full-size run. ``discord_gateway`` times a
 gateway message to its reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
 its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite.
-gateway message to its reply against a bare discord.py bot. ``steer`` is the peer workload
-W2 (messages during a running turn) in busy modes ``steer`` and ``collect``.
+``steer`` is the peer workload W2 (messages during a running turn) in busy modes ``steer``
+and ``collect``. ``merge`` and ``agents`` (B8) time a squash merge and an agent's spawn and
+gates against the same steps run directly.
 """
 
 from __future__ import annotations
