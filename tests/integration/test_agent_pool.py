@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,17 @@ from pipeline.errors import PipelineError
 from pipeline.transitions import Move
 from tests.integration.agent_env import (
     ALICE,
+    FAKE_AGENT,
     GOOD_GATE,
     PROJECT,
     agent_env,
     fake_profile,
     git_out,
+    make_repo,
 )
 from tests.unit.test_sandbox import need_bwrap
+
+BASE_PYTHON = os.path.realpath(sys.executable)  # the venv's python may live under /tmp
 
 
 async def test_an_item_entering_coding_gets_an_agent_whose_commit_reaches_qa(
@@ -271,9 +278,20 @@ async def test_in_bwrap_the_agent_commits_in_its_worktree_but_cannot_see_the_dat
     data = tmp_path / "data"
     hidden = ("sh", "-c", f"test ! -e {data}/node.key && test ! -e {data}/musher.db")
     escape = ("sh", "-c", f"touch {tmp_path}/escaped; true")  # /tmp is private in bwrap
+    # /tmp is private in bwrap: a checkout under /tmp (as CI's clone may be) is invisible
+    # there, so the agent runs from the repository's .git (bound for its commits) on the
+    # base interpreter (the fake agent needs only the standard library).
+    agent = make_repo(tmp_path / "repo") / ".git" / "fake_agent.py"
+    shutil.copy(FAKE_AGENT, agent)
+    python = BASE_PYTHON
+    profiles = [
+        fake_profile().model_copy(update={"command": [python, str(agent)]}),
+        fake_profile("qa", "qa").model_copy(update={"command": [python, str(agent)]}),
+    ]
     async with agent_env(
-        tmp_path, monkeypatch, sandbox="bwrap", data_dir=data, gates=[GOOD_GATE, hidden, escape]
-    ) as env:
+        tmp_path, monkeypatch, profiles=profiles, sandbox="bwrap", data_dir=data,
+        gates=[GOOD_GATE, hidden, escape],
+    ) as env:  # fmt: skip
         item = await env.story("Add a cart")
 
         await env.engine.apply(PROJECT, item.number, Move("coding"), ALICE)
