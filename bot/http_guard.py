@@ -1,6 +1,6 @@
 """Who may reach the daemon's HTTP server: the Host it serves, same-origin JSON, bearer identity.
 
-Three middlewares, in this order (each answers a JSON ``{"error"}``):
+One middleware, three checks in this order (each refusal is a JSON ``{"error"}``):
 
 1. **Host** (every route): the ``Host`` header must name the daemon: a loopback name, the
    bound address, the address the client connected to, or ``[http] public_hosts``;
@@ -124,7 +124,7 @@ def _is_port(text: str) -> bool:
 
 
 class HttpGuard:
-    """The three middlewares, configured once from the settings."""
+    """The guard's middleware, configured once from the settings."""
 
     def __init__(self, settings: Settings) -> None:
         http = settings.http
@@ -133,7 +133,27 @@ class HttpGuard:
         self.credentials = Credentials.from_settings(settings)
 
     def middlewares(self) -> list[Any]:
-        return [self._host, self._same_origin, self._identity]
+        """One middleware running the three checks in order (one handler call per request)."""
+        return [self._guard]
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = self.refusal(request)
+        return refused if refused is not None else await handler(request)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request the guard refuses (None: let it through); sets the
+        request's :class:`Identity` on ``/api/``."""
+        if not self.serves(request):
+            return _json_error(
+                421, "this server does not serve that Host (see [http] public_hosts)"
+            )
+        path = request.path
+        if request.method not in _SAFE_METHODS and path.startswith(_GUARDED_POSTS):
+            refused = self._same_origin(request)
+            if refused is not None:
+                return refused
+        return self._identity(request) if path.startswith("/api/") else None
 
     def serves(self, request: web.Request) -> bool:
         """Whether the request's ``Host`` names this daemon (see the module docstring)."""
@@ -148,18 +168,7 @@ class HttpGuard:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         return isinstance(sockname, tuple) and name == str(sockname[0]).lower()
 
-    @web.middleware
-    async def _host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self.serves(request):
-            return _json_error(
-                421, "this server does not serve that Host (see [http] public_hosts)"
-            )
-        return await handler(request)
-
-    @web.middleware
-    async def _same_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in _SAFE_METHODS or not request.path.startswith(_GUARDED_POSTS):
-            return await handler(request)
+    def _same_origin(self, request: web.Request) -> web.Response | None:
         if request.content_type != "application/json":
             return _json_error(415, "send the body as Content-Type: application/json")
         origin = request.headers.get("Origin")
@@ -167,7 +176,7 @@ class HttpGuard:
             return _json_error(
                 403, "cross-origin requests are refused (see [http] allowed_origins)"
             )
-        return await handler(request)
+        return None
 
     def _own_origin(self, origin: str, request: web.Request) -> bool:
         if origin in self.origins:
@@ -175,16 +184,13 @@ class HttpGuard:
         host = request.headers.get("Host", "").strip().lower()
         return bool(host) and origin in (f"http://{host}", f"https://{host}")
 
-    @web.middleware
-    async def _identity(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
-            return await handler(request)
+    def _identity(self, request: web.Request) -> web.Response | None:
         given = bearer(request)
         if given is None:
             return _json_error(401, "use the header Authorization: Bearer <token>")
         if not self.credentials.required:
             request[IDENTITY] = OPERATOR
-            return await handler(request)
+            return None
         if not given and request.path.endswith("/events"):
             given = request.query.get("token", "")  # EventSource cannot send headers
         identity = self.credentials.identify(given)
@@ -193,7 +199,7 @@ class HttpGuard:
         if not identity.can_post and request.method not in _SAFE_METHODS:
             return _json_error(403, "posting needs a [transports.web] users token")
         request[IDENTITY] = identity
-        return await handler(request)
+        return None
 
 
 def identity_of(request: web.Request) -> Identity:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from bot.db import Db
 from bot.messages import InboundMessage, session_key
@@ -63,6 +64,11 @@ CREATE TABLE IF NOT EXISTS stranger_replies (
 """
 
 DEDUPE_DAYS = 7
+T = TypeVar("T")
+
+
+def _nothing(conn: Conn) -> None:
+    return None
 
 
 class Kind(StrEnum):
@@ -158,9 +164,17 @@ class Journal:
 
     async def start_turn(self, session: str, ids: Iterable[int]) -> int:
         """Record that a turn now answers ``ids``; returns the turn id (D6)."""
+        turn_id, _ = await self.start_turn_reading(session, ids, _nothing)
+        return turn_id
+
+    async def start_turn_reading(
+        self, session: str, ids: Iterable[int], also: Callable[[Conn], T]
+    ) -> tuple[int, T]:
+        """:meth:`start_turn`, and ``also`` (a read the turn needs) run in the same
+        transaction: the turn id and what ``also`` returned, for one write and no read."""
         id_list = list(ids)
 
-        def job(conn: Conn) -> int:
+        def job(conn: Conn) -> tuple[int, T]:
             cursor = conn.execute(
                 "INSERT INTO turns (session, started_at) VALUES (?, ?) RETURNING id",
                 (session, time.time()),
@@ -169,7 +183,7 @@ class Journal:
             conn.executemany(
                 "UPDATE inbound SET turn_id = ? WHERE id = ?", [(turn_id, i) for i in id_list]
             )
-            return turn_id
+            return turn_id, also(conn)
 
         return await self.db.write(job)
 

@@ -45,7 +45,9 @@ def _build(registry: Registry, admin: bool) -> tuple[Tool, ...]:
 def tool_caller(registry: Registry, ctx: CommandContext, items: set[int] | None = None) -> CallTool:
     """A ``call_tool(name, arguments)`` that runs commands in ``ctx`` (``via="tool"``);
     the item numbers the calls name go into ``items`` (so a turn's cost can name its item)."""
-    by_tool = {tool_name(c.name): c.name for c in registry.commands() if c.tool}
+    by_tool: dict[str, str] = registry.cached(
+        ("tool names",), lambda: {tool_name(c.name): c.name for c in registry.commands() if c.tool}
+    )
 
     async def call_tool(name: str, arguments: dict[str, Any]) -> str:
         command = by_tool.get(name)

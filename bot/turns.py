@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +36,7 @@ from bot.tools import batch_is_admin, tool_caller, tools_for
 from config.errors import StoreError
 from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
-from pipeline.errors import PipelineError
+from pipeline.store import ProjectRecord
 
 log = logging.getLogger("musher.turns")
 
@@ -88,11 +89,13 @@ class TurnRunner:
         p, session = self.parts, Session.of(key)
         ids = [i for m in batch for i in m.journal_ids]
         crash_point("before-turn-start")
-        turn_id = await p.journal.start_turn(session, ids)
+        turn_id, record = await p.journal.start_turn_reading(
+            session, ids, partial(p.engine.room_project_in, session=session)
+        )
         crash_point("after-turn-start")
         started = time.monotonic()
         reminder = p.audit.drain(session)
-        project, cwd = await self._workspace(session)
+        project, cwd = self._workspace(record)
         items: set[int] = set()  # the items the turn's tool calls acted on
         request = self._request(session, batch, reminder, cwd if cwd != p.data_dir else None, items)
         steer = self._steer(request, turn_id, ids)
@@ -122,16 +125,14 @@ class TurnRunner:
         cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
         await p.journal.finish_turn(turn_id, ids, outcome, also=cost)
 
-    async def _workspace(self, session: str) -> tuple[str | None, Path]:
+    def _workspace(self, record: ProjectRecord | None) -> tuple[str | None, Path]:
         """The room's project and where the turn runs: the project's directory when it
-        exists on this machine, else the data dir."""
-        p = self.parts
-        try:
-            record = await p.engine.project(await p.engine.room_project(session))
-        except PipelineError:
-            return None, p.data_dir
+        exists on this machine, else the data dir. (One ``stat``, on the loop: cheaper
+        than the hop to a thread.)"""
+        if record is None:
+            return None, self.parts.data_dir
         path = Path(record.path)
-        return record.name, path if await asyncio.to_thread(path.is_dir) else p.data_dir
+        return record.name, path if path.is_dir() else self.parts.data_dir
 
     def _steer(self, request: TurnRequest, turn_id: int, ids: list[int]) -> TurnSteer | None:
         """The turn's side of its inbox (busy mode steer), or None.

@@ -39,6 +39,7 @@ from pipeline.model import (
     stage_name,
 )
 from pipeline.ops import KEEP, PROJECT_NAME, AddProject, Change, PurgeItem, SetRoom, UpdateItem
+from pipeline.storage import Conn
 from pipeline.store import OpStore, ProjectRecord
 from pipeline.text_rules import has_hidden
 from pipeline.transitions import Event, QaFail, Supersede, transition
@@ -179,6 +180,11 @@ class Engine:
         if self.default_project is None:
             raise ProjectNotFound("No project is set up yet.")
         return self.default_project
+
+    def room_project_in(self, conn: Conn, session: str) -> ProjectRecord | None:
+        """Inside a write job: the record :meth:`project` of :meth:`room_project` gives,
+        read in the job's transaction (no read of its own); None where those raise."""
+        return self.store.room_project_in(conn, session, self.default_project)
 
     async def switch(self, session: str, name: str, origin: Origin) -> ProjectRecord:
         """Make ``name`` the active project of ``session`` (one ``room.set`` op).

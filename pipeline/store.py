@@ -397,13 +397,19 @@ class OpStore:
     async def projects(self) -> list[ProjectRecord]:
         """Every registered project, by name."""
         rows = await self._storage.read(f"SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name")
-        return [
-            ProjectRecord(
-                r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5], r[6], r[7], r[8],
-                r[9], tuple(tuple(argv) for argv in loads(r[10])),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [_project(r) for r in rows]
+
+    @staticmethod
+    def room_project_in(conn: Conn, session: str, default: str | None) -> ProjectRecord | None:
+        """Inside a write job: the record of ``session``'s project (its ``switch``, else
+        ``default``), read in the job's own transaction; None when there is none."""
+        rows = conn.execute("SELECT project FROM rooms WHERE session = ?", (session,)).fetchall()
+        name = rows[0][0] if rows and rows[0][0] is not None else default
+        if name is None:
+            return None
+        query = f"SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?"
+        found = conn.execute(query, (name,)).fetchall()
+        return _project(found[0]) if found else None
 
     async def agent_runs(self, project: str | None = None) -> list[AgentRun]:
         """Every item's agent execution state (of ``project``, or of all), by item."""
@@ -431,6 +437,13 @@ class OpStore:
             (project, number),
         )
         return [AppliedOp(op, op.decode(), ()) for op in map(op_from_row, rows)]
+
+
+def _project(r: Any) -> ProjectRecord:
+    return ProjectRecord(
+        r[0], r[1], r[2], r[3], Origin.from_dict(loads(r[4])), r[5], r[6], r[7], r[8], r[9],
+        tuple(tuple(argv) for argv in loads(r[10])),
+    )  # fmt: skip
 
 
 def _room(row: Any) -> RoomRecord:

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
 from bot.cli import main
 from bot.commands.catalogue import build_registry
 from bot.messages import InboundMessage, Reply
 from bot.metrics import Metrics
 from bot.transport import FeedResult, Mailbox
+from config.errors import StoreUnavailable
 from config.models import SlackConfig
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.fakes.slack_payloads import SECRET, command, event
+from tests.fakes.slack_payloads import SECRET, command, event, json_request
 from transports.slack.app import SlackTransport
 from transports.slack.manifest import aliases, manifest
 from transports.slack.mrkdwn import to_mrkdwn
+from transports.slack.webhook import Webhook
 from transports.slack.wire import Bot, event_message, room_of, split_room
 
 
@@ -204,3 +210,31 @@ async def test_a_long_command_reply_continues_through_response_url() -> None:
         ack = await run_command(slack, SlowCommands(0.0, ["part one", "part two"]), "long")
         assert ack == {"text": "part one", "response_type": "ephemeral"}
         assert slack.responses("long") == [{"response_type": "ephemeral", "text": "part two"}]
+
+
+async def test_a_verified_event_is_journalled_before_its_200_and_a_store_failure_is_503() -> None:
+    handed: list[str] = []
+    failing = False
+
+    async def on_event(body: dict[str, object]) -> None:
+        if failing:
+            raise StoreUnavailable("the disk is full")
+        handed.append(str(body["event_id"]))
+
+    async def bolt(request: AsyncBoltRequest) -> BoltResponse:
+        raise AssertionError("an event_callback must not go through Bolt")
+
+    webhook = Webhook(SECRET, Metrics(), 1 << 20, time.time)
+    webhook.dispatch, webhook.on_event = bolt, on_event
+    app = web.Application()
+    webhook.mount(app)
+    async with TestClient(TestServer(app)) as client:
+        raw, headers = json_request(event("<@UBOT> hi", ts="1.5"))
+        ok = await client.post("/webhooks/slack", data=raw, headers=headers)
+        assert ok.status == 200 and len(handed) == 1
+        failing = True
+        raw, headers = json_request(event("<@UBOT> again", ts="2.5"))
+        refused = await client.post("/webhooks/slack", data=raw, headers=headers)
+        assert refused.status == 503  # not journalled: Slack delivers it again
+        assert "cannot store" in (await refused.json())["error"]
+        assert len(handed) == 1

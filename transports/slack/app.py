@@ -85,14 +85,15 @@ class SlackTransport:
             logger=logging.getLogger("musher.slack.bolt"),
             name="musher",
         )
-        Listeners(
+        self.listeners = Listeners(
             self._hand_in,
             lambda: self.bot,
             config.channels,
             command_aliases,
             self._follow_up,
             ack_budget_s,
-        ).register(self.bolt, config.command)
+        )
+        self.listeners.register(self.bolt, config.command)
         self.webhook = Webhook(secret, metrics, max_body_bytes, clock) if secret else None
         self._auth: AsyncSlackResponse | None = None
         self._sink: Sink | None = None
@@ -122,6 +123,7 @@ class SlackTransport:
             await self._connect_socket()
         elif self.webhook is not None:
             self.webhook.dispatch = self.bolt.async_dispatch
+            self.webhook.on_event = self.listeners.on_event
         log.info("slack: connected as %s (%s mode)", self.bot.user_id, self.config.mode)
 
     async def send(self, session: Session, reply: Reply) -> str | None:
@@ -151,6 +153,7 @@ class SlackTransport:
         self._sink = None
         if self.webhook is not None:
             self.webhook.dispatch = None
+            self.webhook.on_event = None
         if self._socket is not None:
             with contextlib.suppress(Exception):
                 await self._socket.close_async()  # type: ignore[no-untyped-call]

@@ -3,13 +3,18 @@
 The raw body is read (up to ``[http] max_body_bytes``) and its signature checked here,
 before Bolt or any parser sees it: a bad, missing or stale signature is counted
 (``webhook_rejected``) and answered 401, whatever the headers hold. A verified request is
-then handed to the Bolt app (``url_verification``, events and slash commands).
+then handed on: an Events API ``event_callback`` (nearly all the traffic) straight to the
+listener that Bolt would call (:meth:`~transports.slack.events.Listeners.on_event`, which
+journals before the 200 ack, I1), anything else (``url_verification``, slash commands,
+interactions) to the Bolt app.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -18,7 +23,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.http import error, read_body
 from bot.metrics import Metrics
-from config.errors import VerificationError
+from config.errors import StoreError, VerificationError
 from transports.slack.verify import verify
 
 log = logging.getLogger("musher.slack")
@@ -26,10 +31,12 @@ log = logging.getLogger("musher.slack")
 PATH = "/webhooks/slack"
 
 Dispatch = Callable[[AsyncBoltRequest], Awaitable[BoltResponse]]
+OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Webhook:
-    """The route's handler. ``dispatch`` is ``None`` until the transport has started."""
+    """The route's handler. ``dispatch`` (Bolt) and ``on_event`` (the events listener)
+    are ``None`` until the transport has started."""
 
     def __init__(
         self,
@@ -43,6 +50,7 @@ class Webhook:
         self.max_body_bytes = max_body_bytes
         self.clock = clock
         self.dispatch: Dispatch | None = None
+        self.on_event: OnEvent | None = None
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post(PATH, self.handle)
@@ -65,8 +73,15 @@ class Webhook:
             self.metrics.webhook_rejected.inc("slack")
             log.warning("refused a request to %s: %s", PATH, err)
             return error(401, "invalid or stale Slack signature")
-        if self.dispatch is None:
+        if self.dispatch is None or self.on_event is None:
             return error(503, "musher is not ready for Slack yet")
+        event = _event_callback(raw, request)
+        if event is not None:
+            try:
+                await self.on_event(event)
+            except StoreError as err:  # not journalled: Slack delivers the event again
+                return error(503, f"musher cannot store messages right now: {err}")
+            return web.Response(status=200)
         bolt_request = _bolt_request(raw, request)
         if bolt_request is None:
             return error(400, "the body is not a Slack payload")
@@ -85,3 +100,15 @@ def _bolt_request(raw: bytes, request: web.Request) -> AsyncBoltRequest | None:
         log.warning("a signed request to %s has an unreadable body: %r", PATH, err)
         return None
     return bolt_request if isinstance(bolt_request.body, dict) else None
+
+
+def _event_callback(raw: bytes, request: web.Request) -> dict[str, Any] | None:
+    """The body of an Events API ``event_callback``, or ``None`` for anything else (which
+    Bolt handles, and refuses when it is not a Slack payload)."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and body.get("type") == "event_callback" else None
