@@ -7,7 +7,7 @@ from collections.abc import Callable
 from playwright.sync_api import Locator, Page, expect
 
 OpenPage = Callable[..., Page]
-WAIT_MS = 10_000
+WAIT_MS = 20_000
 
 
 def say(page: Page, text: str) -> None:

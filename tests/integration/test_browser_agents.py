@@ -28,6 +28,7 @@ def last_bot(page: Page) -> Any:
 def test_the_panel_shows_a_running_agent_and_stop_ends_it(
     tmp_path: Path, make_daemon: MakeDaemon, open_page: OpenPage, monkeypatch: Any
 ) -> None:
+    expect.set_options(timeout=WAIT_MS)  # every check waits as long: CI machines get busy
     repo = make_repo(tmp_path / "projects" / "shop")
     (tmp_path / "calls").mkdir()
     monkeypatch.setenv("FAKE_AGENT_DIR", str(tmp_path / "calls"))
