@@ -220,8 +220,14 @@ class DiscordTransport:
             roles = frozenset({message.guild.self_role.id})
         me = Me(self.client.user.id, self.identities, roles)
         msg = message_in(message, me, self.cfg.channels)
-        if msg is not None:
-            await self._hand_in(msg)
+        if msg is None:
+            return
+        # Fed in this handler's task, not a new one: the sink has seen the message start
+        # arriving before a TYPING_START the gateway sent after it (else that typing would be
+        # ended by the message it follows, D1). Tracked so aclose() cancels it as a hand-in.
+        if (task := asyncio.current_task()) is not None:
+            self._track(task)
+        await self._sink.feed(msg)
 
     def on_typing(self, channel_id: int, user_id: int) -> None:
         """``TYPING_START``: the user types for up to 10 s (Discord sends no "stopped"; their
