@@ -107,7 +107,7 @@ class Leadership:
             if self.clock() < deadline:
                 log.warning("%s: renewing failed (%s); trying again", self.name, err)
                 return min(RETRY_S, deadline - self.clock())
-            await self._step_down(f"cannot renew the lease ({err or 'timed out'})", False)
+            await self._step_down(f"cannot renew the lease ({str(err) or 'timed out'})", False)
             return self.every
 
     async def _step_down(self, reason: str, release: bool) -> None:
