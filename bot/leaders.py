@@ -4,14 +4,15 @@ The Discord gateway, Slack Socket Mode and the Matrix sync loop each hold one lo
 connection per account; two daemons connected at once would take every message twice. On
 PostgreSQL every daemon opens such a transport (it can send and take webhooks) and a
 :class:`Leadership` per account tries the lease ``leader:<transport>:<account>``
-(:mod:`pipeline.leases`): the holder connects, the others retry every third of ``[store]
-lease_ttl_s``. The holder renews every third of the TTL; when a renewal is refused (the lease
-passed on) it disconnects at once, and when renewals fail (the database is unreachable) it
-disconnects once two thirds of the TTL have passed since the last renewal, so the
-connection is closed before ``expires_at`` and before another node may take over (fencing).
-The new leader connects and resumes from the position stored in the shared database
-(Matrix's ``next_batch``; Discord and Slack reconnect as after a restart). A clean shutdown
-releases the lease, so another node takes over at its next try.
+(:mod:`pipeline.leases`): the holder connects; the others try again every third of
+``[store] lease_ttl_s``, or as soon as the holder's lease runs out if sooner. The holder
+renews every third of the TTL; when a renewal is refused (the lease passed on) it
+disconnects at once, and when renewals fail (the database is unreachable) it disconnects
+once two thirds of the TTL have passed since the last renewal, so the connection is closed
+before ``expires_at`` and before another node may take over (fencing). The new leader
+connects and resumes from the position stored in the shared database (Matrix's
+``next_batch``; Discord and Slack reconnect as after a restart). A clean shutdown releases
+the lease, so another node takes over at its next try.
 
 On SQLite (one daemon) :meth:`Leaders.start` just starts the transport.
 """
@@ -35,6 +36,8 @@ log = logging.getLogger("musher.leaders")
 
 KIND = "leader"
 RETRY_S = 0.5  # how soon a failed renewal is tried again, while there is time
+EXPIRY_SLACK_S = 0.05  # a standby tries this long after the holder's lease runs out
+_EXPIRY = "SELECT expires_at FROM leases WHERE name = ?"
 
 
 class Leadership:
@@ -81,13 +84,23 @@ class Leadership:
             log.warning("%s: cannot try the lease: %s", self.name, err)
             return self.every
         if lease is None:
-            return self.every
+            return await self._until_expiry()
         if lease.token > 1:
             self.metrics.lease_transfers.inc(KIND)
         self.lease = lease
         log.info("%s: this node leads (token %d); connecting", self.name, lease.token)
         self._connecting = asyncio.create_task(self.transport.connect(), name=self.name)
         return self.every
+
+    async def _until_expiry(self) -> float:
+        """The next try: when the holder's lease runs out, if that is sooner than a third
+        of the TTL (a dead holder's account is taken over without waiting for the turn)."""
+        try:
+            rows = await self.storage.read(_EXPIRY, (self.name,))
+        except MusherError:
+            return self.every
+        left = float(rows[0][0]) - self.clock() if rows else 0.0
+        return min(self.every, max(left, 0.0) + EXPIRY_SLACK_S)
 
     async def _renew(self) -> float:
         assert self.lease is not None
