@@ -8,8 +8,9 @@ leader lease), the other waits. Then ``KILLS`` times: SIGKILL the daemon holding
 (the one connected at the fake), time until the other's gateway IDENTIFY reaches the fake,
 start the killed one again (it joins as standby) and wait for it to be ready.
 
-The lease cannot pass on before it expires, up to ``lease_ttl_s`` after the last renewal,
-and the standby tries every third of the TTL: the bound is the TTL plus a third. Figures:
+The lease cannot pass on before it expires, up to ``lease_ttl_s`` after its last renewal
+(renewals come every third of the TTL), and the standby tries as soon as it expires, then
+connects: expect between two thirds of the TTL and the TTL, plus a connect. Figures:
 failover p50/p99/max in seconds, and the p50 as a ratio of the TTL (the baseline: BENCH.md
 targets failover < ``lease_ttl_s``). Every process is stopped at the end. Asserts nothing.
 
@@ -124,7 +125,6 @@ def run(kills: int, ttl: float) -> dict[str, Any]:
         "daemons": "2 × python -m bot run on one PostgreSQL, fake Discord, echo provider",
         "kills": kills,
         "lease_ttl_s": ttl,
-        "bound_s": rnd(ttl * 4 / 3, 2),
         "target": "failover p50 < lease_ttl_s (ratio_p50_ttl < 1)",
         "machine": machine(),
         "wall_s": round(time.monotonic() - started, 1),
