@@ -1,10 +1,13 @@
 """Two daemons on one PostgreSQL with the Discord transport (K2): exactly one holds the
 gateway (its leader lease); SIGKILL it and the other connects and answers; a daemon whose
 database connections are killed closes its gateway before its lease can pass on, and
-rejoins as standby. The fake Discord counts gateway connections: never two at once."""
+rejoins as standby. The fake Discord counts gateway connections: never two at once. With
+Matrix on a real Synapse, the daemon taking over syncs from the position the dead one
+stored in the database: what was said in between is answered, once."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ import pytest
 
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.postgres import Postgres
+from tests.fakes.synapse import Bot, Human, Synapse
 from tests.integration.daemon import DaemonProcess
 from tests.integration.test_discord import discord_config, mention
 
@@ -38,17 +42,17 @@ class Cluster:
     """A database, one login role per daemon (so one daemon's connections can be cut),
     and daemons on it, each with its own data dir."""
 
-    def __init__(self, postgres: Postgres, make_daemon: MakeDaemon, fake: FakeDiscord) -> None:
-        self.postgres, self.make_daemon, self.fake = postgres, make_daemon, fake
+    def __init__(self, postgres: Postgres, make_daemon: MakeDaemon, transport: str) -> None:
+        self.postgres, self.make_daemon, self.transport = postgres, make_daemon, transport
         self.database = postgres.new_database().rsplit("/", 1)[1]
         self.roles: dict[DaemonProcess, str] = {}
 
-    def daemon(self) -> DaemonProcess:
+    def daemon(self, **kwargs: Any) -> DaemonProcess:
         role = f"node_{uuid.uuid4().hex[:8]}"
         self.admin(f"CREATE ROLE {role} LOGIN SUPERUSER")
         url = f"postgresql://{role}@127.0.0.1:{self.postgres.port}/{self.database}"
         store = f'\n[store]\nurl = "{url}"\nlease_ttl_s = {TTL_S}\n'
-        daemon = self.make_daemon(extra=discord_config(self.fake) + store)
+        daemon = self.make_daemon(extra=self.transport + store, **kwargs)
         self.roles[daemon] = role
         return daemon
 
@@ -70,7 +74,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(postgres: Postgres, make_daemon: MakeDaemon, fake_discord: FakeDiscord) -> Cluster:
-    return Cluster(postgres, make_daemon, fake_discord)
+    return Cluster(postgres, make_daemon, discord_config(fake_discord))
 
 
 def components(daemon: DaemonProcess) -> dict[str, Any]:
@@ -160,3 +164,31 @@ def test_a_daemon_cut_from_the_database_closes_its_gateway_and_rejoins(
     assert wait_until(lambda: role_of(first, fake) == "leader", TTL_S + SLACK_S)
     assert wait_until(lambda: fake.gateways_open == 1, SLACK_S)
     assert fake.most_gateways_open == 1
+
+
+@pytest.mark.timeout(120)
+async def test_matrix_resumes_on_another_daemon_from_the_stored_sync_position(
+    postgres: Postgres, make_daemon: MakeDaemon, synapse: Synapse, alice: Human
+) -> None:
+    bot = Bot(synapse)
+    room = await alice.room(invite=[bot.user_id])
+    cluster = Cluster(postgres, make_daemon, bot.config([room]))
+    first, second = cluster.daemon(window_ms=200), cluster.daemon(window_ms=200)
+    await asyncio.to_thread(first.start)
+    await alice.say(room, f"{bot.localpart}: before")
+    assert await alice.wait_for(room, bot.user_id, 1) == ["echo: before"]
+
+    first.kill()  # SIGKILL; then the second starts: it never synced, and its data dir is new
+    await alice.say(room, f"{bot.localpart}: while nobody synced")
+    await asyncio.to_thread(second.start)
+    await asyncio.to_thread(wait_until, lambda: role_of_matrix(second, bot.user_id) == "leader",
+                            TTL_S + SLACK_S)  # fmt: skip
+    bodies = await alice.wait_for(room, bot.user_id, 2)
+    assert bodies == ["echo: before", "echo: while nobody synced"]
+    await alice.say(room, f"{bot.localpart}: after")
+    assert (await alice.wait_for(room, bot.user_id, 3))[2:] == ["echo: after"]
+
+
+def role_of_matrix(daemon: DaemonProcess, user_id: str) -> str:
+    state = str(components(daemon).get(f"leader:matrix:{user_id}", "missing"))
+    return state.removeprefix("ok; ").split(" ")[0]
