@@ -3,7 +3,8 @@ gateway (its leader lease); SIGKILL it and the other connects and answers; a dae
 database connections are killed closes its gateway before its lease can pass on, and
 rejoins as standby. The fake Discord counts gateway connections: never two at once. With
 Matrix on a real Synapse, the daemon taking over syncs from the position the dead one
-stored in the database: what was said in between is answered, once."""
+stored in the database: what was said in between is answered, once. Slack Socket Mode
+likewise runs on one daemon."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import pytest
 
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.postgres import Postgres
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.slack_payloads import envelope, event
 from tests.fakes.synapse import Bot, Human, Synapse
 from tests.integration.daemon import DaemonProcess
 from tests.integration.test_discord import discord_config, mention
@@ -192,3 +195,28 @@ async def test_matrix_resumes_on_another_daemon_from_the_stored_sync_position(
 def role_of_matrix(daemon: DaemonProcess, user_id: str) -> str:
     state = str(components(daemon).get(f"leader:matrix:{user_id}", "missing"))
     return state.removeprefix("ok; ").split(" ")[0]
+
+
+def test_slack_socket_mode_runs_on_one_daemon_and_fails_over(
+    postgres: Postgres, make_daemon: MakeDaemon
+) -> None:
+    with FakeSlack() as slack:
+        config = (
+            f'\n[transports.slack]\nenabled = true\nmode = "socket"\nbot_token = "{BOT_TOKEN}"'
+            f'\napp_token = "{APP_TOKEN}"\napi_base_url = "{slack.api_url}"\n'
+        )
+        cluster = Cluster(postgres, make_daemon, config)
+        first = cluster.daemon().start()
+        assert wait_until(lambda: slack.connected == 1, SLACK_S)
+        second = cluster.daemon().start()
+        assert wait_until(lambda: components(second).get("leader:slack:T1:UBOT") == "ok; standby",
+                          SLACK_S)  # fmt: skip
+        assert slack.connected == 1 and len(slack.calls_to("apps.connections.open")) == 1
+
+        first.kill()
+        assert wait_until(lambda: len(slack.calls_to("apps.connections.open")) == 2,
+                          TTL_S + SLACK_S)  # fmt: skip
+        assert wait_until(lambda: slack.connected == 1, SLACK_S)
+        slack.push(envelope(event("<@UBOT> after the takeover")))
+        assert slack.wait(lambda: slack.posted)
+        assert [p.text for p in slack.posted] == ["echo: after the takeover"]

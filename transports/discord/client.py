@@ -178,6 +178,8 @@ class DiscordTransport:
     async def connect(self) -> None:
         """Connect the gateway, wait for READY and sync the application commands."""
         self._ready.clear()
+        if self.client.user is None:  # a failed login after the last disconnect
+            await self._login()
         self._listening = True
         self._gateway = asyncio.create_task(self._connect(), name="discord-gateway")
         await self._wait_ready()
