@@ -181,8 +181,12 @@ class Leaders:
         return float(sum(role.lease is not None for role in self.roles))
 
     def health(self) -> dict[str, str]:
-        """``{"leader:<transport>:<account>": "ok; leader (token N)" | "ok; standby"}``."""
-        return {role.name: role.health() for role in self.roles}
+        """On PostgreSQL: ``{"node": "ok; <key prefix>", "leader:<transport>:<account>":
+        "ok; leader (token N)" | "ok; standby", …}`` (the key as ``musher nodes`` shows it)."""
+        if not self.clustered:
+            return {}
+        roles = {role.name: role.health() for role in self.roles}
+        return {"node": f"ok; {self.owner[:12]}…", **roles}
 
     async def aclose(self) -> None:
         """Disconnect what this node leads and release its leases (before the transports

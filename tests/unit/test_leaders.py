@@ -216,7 +216,10 @@ async def test_on_postgresql_a_transport_is_opened_and_led(db: Db) -> None:
     await leaders.start(transport, NoSink())
     assert transport.opened and not transport.started
     await wait_until(lambda: transport.gateway.open == {A})
-    assert leaders.health() == {"leader:fake:bot-1": "ok; leader (token 1)"}
+    assert leaders.health() == {
+        "node": f"ok; {A[:12]}…",
+        "leader:fake:bot-1": "ok; leader (token 1)",
+    }
     assert 'musher_leases_held{kind="leader"} 1' in metrics.render()
     await leaders.aclose()
     assert not transport.gateway.open and await leases.holders(db, time.time()) == []
