@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from bench.common import emit, machine, percentile, progress, rnd
+from bench.discord_gateway import CONFIG as DISCORD_CONFIG
 from bench.intake import Server, start_daemon
 from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.fakes.postgres import start_postgres
@@ -37,18 +38,14 @@ KILLS = 10
 TTL_S = 3.0
 WAIT_S = 60.0
 
-CONFIG = """
-[transports.discord]
-enabled = true
-bot_token = "{token}"
-api_base_url = "{api}"
-gateway_url = "{gateway}"
-guilds = ["{guild}"]
-
+CONFIG = (
+    DISCORD_CONFIG
+    + """
 [store]
 url = "{url}"
 lease_ttl_s = {ttl}
 """
+)
 
 
 def until(check: Any, what: str, timeout: float = WAIT_S) -> None:
