@@ -351,12 +351,16 @@ class DiscordTransport:
     async def _wait_ready(self) -> None:
         assert self._gateway is not None
         ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait(
-            {ready, self._gateway}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:  # a cancelled connect (the lease was lost meanwhile) leaves no waiter behind
+            done, _ = await asyncio.wait(
+                {ready, self._gateway},
+                timeout=CONNECT_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
         if ready in done:
             return
-        ready.cancel()
         reason = self._state
         if self._gateway.done() and not self._gateway.cancelled():
             err = self._gateway.exception()
