@@ -124,6 +124,7 @@ class DiscordTransport:
         self._state = "starting"
         self._ready = asyncio.Event()
         self._listening = False  # gateway events are taken (see disconnect)
+        self._logging_in = asyncio.Lock()
         self._sink: Sink | None = None
         self._prefix = ""
         self._gateway: asyncio.Task[None] | None = None
@@ -178,8 +179,7 @@ class DiscordTransport:
     async def connect(self) -> None:
         """Connect the gateway, wait for READY and sync the application commands."""
         self._ready.clear()
-        if self.client.user is None:  # a failed login after the last disconnect
-            await self._login()
+        await self._rest()  # logged in again after a disconnect
         self._listening = True
         self._gateway = asyncio.create_task(self._connect(), name="discord-gateway")
         await self._wait_ready()
@@ -190,13 +190,23 @@ class DiscordTransport:
         log.info("discord: connected as %s (%s)", user.name, user.id)
 
     async def disconnect(self) -> None:
-        """Stop taking gateway events at once, close the gateway, and log in again over
-        REST with a fresh client so that replies still go out."""
+        """Stop taking gateway events at once and close the gateway; a fresh client logs in
+        over REST when the next reply goes out (:meth:`_rest`)."""
         self._listening = False
         await self._close_gateway()
         self.client = _Client(self)
-        await self._login()
         self.connected(STANDBY)
+
+    async def _rest(self) -> discord.http.HTTPClient:
+        """The REST client, logged in (again, after :meth:`disconnect`) on first use.
+
+        Raises :class:`PermanentError` when Discord refuses the token or cannot be reached.
+        """
+        if self.client.user is None:
+            async with self._logging_in:
+                if self.client.user is None:
+                    await self._login()
+        return self.client.http
 
     def _identify(self) -> None:
         user = self.client.user
@@ -213,7 +223,7 @@ class DiscordTransport:
             return None
         channel_id = Session.of(session).address
         key = reply.key or secrets.token_hex(8)
-        http = self.client.http
+        http = await self._rest()
         return await create_message(
             http, channel_id, reply.text, nonce(self._prefix, key), self.ctx.metrics
         )
@@ -224,7 +234,7 @@ class DiscordTransport:
         if task is not None:
             task.cancel()
         if active:
-            await send_typing(self.client.http, channel_id)
+            await send_typing(await self._rest(), channel_id)
             self._typing[channel_id] = asyncio.create_task(
                 self._keep_typing(channel_id), name=f"discord-typing-{channel_id}"
             )
@@ -296,7 +306,7 @@ class DiscordTransport:
 
     def _follow_up(self, it: InteractionIn) -> FollowUp:
         async def post(text: str, ephemeral: bool) -> None:
-            await follow_up(self.client.http, it.application_id, it.token, text, ephemeral)
+            await follow_up(await self._rest(), it.application_id, it.token, text, ephemeral)
 
         return post
 
@@ -321,7 +331,7 @@ class DiscordTransport:
         while True:
             await asyncio.sleep(TYPING_RENEW_S)
             try:
-                await send_typing(self.client.http, channel_id)
+                await send_typing(await self._rest(), channel_id)
             except (discord.HTTPException, aiohttp.ClientError) as err:
                 log.debug("typing in %s failed: %s", channel_id, err)
 
