@@ -14,7 +14,7 @@ connects: expect between two thirds of the TTL and the TTL, plus a connect. Figu
 failover p50/p99/max in seconds, and the p50 as a ratio of the TTL (the baseline: BENCH.md
 targets failover < ``lease_ttl_s``). Every process is stopped at the end. Asserts nothing.
 
-Run alone: ``python -m bench.failover`` (``--kills``, ``--ttl`` to resize).
+Run alone: ``python -m bench.leader_failover`` (``--kills``, ``--ttl`` to resize).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bench.intake import Server, start_daemon
 from tests.fakes.discord_api import TOKEN, FakeDiscord
 from tests.fakes.postgres import start_postgres
 
-NAME = "B7_failover"
+NAME = "B7_leader_failover"
 KILLS = 10
 TTL_S = 3.0
 WAIT_S = 60.0
@@ -130,7 +130,7 @@ def run(kills: int, ttl: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.failover")
+    parser = argparse.ArgumentParser(prog="python -m bench.leader_failover")
     parser.add_argument("--kills", type=int, default=KILLS, help="SIGKILLs (p50 over them)")
     parser.add_argument("--ttl", type=float, default=TTL_S, help="[store] lease_ttl_s")
     args = parser.parse_args()
