@@ -31,7 +31,7 @@ async def test_committed_notifications_arrive_and_rolled_back_ones_never(
     listener.subscribe("musher_test", got.append, lambda: connects.append(1))
     await listener.start()
     try:
-        await wait_until(lambda: connects)
+        await wait_until(lambda: bool(connects))
         await asyncio.to_thread(send, url, "musher_test", "dropped", commit=False)
         await asyncio.to_thread(send, url, "musher_test", "one")
         await asyncio.to_thread(send, url, "other_channel", "not ours")
@@ -57,9 +57,9 @@ async def test_a_killed_connection_reconnects_and_calls_on_connect_again(
     listener.subscribe("musher_test", got.append, lambda: connects.append(1))
     await listener.start()
     try:
-        await wait_until(lambda: connects)
+        await wait_until(lambda: bool(connects))
         listener.subscribe("musher_late", got.append, lambda: late.append(1))
-        await wait_until(lambda: late)  # a subscriber added after start is caught up too
+        await wait_until(lambda: bool(late))  # a subscriber added after start is caught up too
 
         await asyncio.to_thread(postgres.terminate_others)
         await wait_until(lambda: len(connects) >= 2 and len(late) >= 2)
