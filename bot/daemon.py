@@ -38,6 +38,7 @@ from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
 from bot.clock import Clock, LoopClock
+from bot.cluster_bus import Cluster, start_cluster
 from bot.commands.catalogue import build_registry
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import Registry
@@ -288,6 +289,7 @@ class Daemon:
         self.health: dict[str, str] = {}
         self.url = ""
         self._lock_file: Any = None
+        self._cluster: Cluster | None = None
 
     async def run(self) -> None:
         """Start, wait for SIGTERM/SIGINT (or :attr:`stopping`), shut down in order."""
@@ -347,6 +349,7 @@ class Daemon:
                 await transport.start(ingress)
                 self.health[f"transport:{transport.name}"] = "ok"
             await self._start_pipeline(core.pipeline)
+            self._cluster = await start_cluster(db, store, core.engine, core.pipeline, core.metrics)
             self.health["dispatcher"] = "ok"
             await ingress.replay()
             gc.collect()
@@ -382,6 +385,8 @@ class Daemon:
         await core.lanes.aclose(grace_s)  # 2. finish the commands already acknowledged
         await core.dispatcher.aclose()  # 3. park running turns (their questions are withdrawn)
         await core.approvals.aclose()
+        if self._cluster is not None:  # other daemons' changes stop arriving, then the bus
+            await self._cluster.aclose()
         await core.pipeline.bus.aclose()  # 4. subscribers in order; the timers' scheduler stops
         await core.provider.aclose()  # background jobs were stopped by the task group
 
