@@ -13,8 +13,9 @@ the events of the others' through :meth:`pipeline.engine.Engine.publish`, built 
 every other engine listener see them in log order. It keeps this daemon's caches true too: a
 ``room.set`` of another daemon changes who follows what, a ``timer.add``/``timer.cancel``
 reschedules the timers (every daemon schedules every timer; the firing claims the row, see
-:mod:`pipeline.claims`), and the followers are reloaded from the store and the shared
-journal when other daemons' ops arrive (rooms that ran commands there).
+:mod:`pipeline.claims`). :func:`start_cluster` also marks the followers shared, so they
+read the rooms that ran commands on other daemons from the journal
+(:meth:`bot.followers.Followers.refresh`).
 
 Who acts once: each op has one author, whose engine emitted it with ``remote`` off; chat
 notifications and dependency warnings come from that daemon only (:mod:`bot.notifier`,
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 
 from bot.db import Db
@@ -49,7 +49,6 @@ from pipeline.timers import Timers
 log = logging.getLogger("musher.cluster_bus")
 
 BATCH = 500  # ops read per query while catching up
-RELOAD_FOLLOWERS_S = 1.0  # at most one followers reload per this long
 RETRY_S = 1.0  # after a failed catch-up (the store's health says why)
 
 
@@ -82,7 +81,6 @@ class ClusterBus:
         self._heard = 0  # the newest insertion id seen in a notification or a read
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loaded_at = 0.0
         self.published = 0
 
     @property
@@ -140,7 +138,6 @@ class ClusterBus:
         self._wake.set()
 
     def _connected(self) -> None:
-        self._loaded_at = 0.0  # reload the followers too: commands may have run meanwhile
         self._wake.set()
 
     async def _run(self) -> None:
@@ -163,9 +160,6 @@ class ClusterBus:
         except Exception:
             log.exception("op %s of %s does not decode; skipped", op.rowid, op.author[:12])
             return 0
-        if time.monotonic() - self._loaded_at > RELOAD_FOLLOWERS_S:
-            self._loaded_at = time.monotonic()
-            await self._followers.load()
         match change:
             case SetRoom(session=session, project=project) if project is not KEEP:
                 if isinstance(project, str):
@@ -202,6 +196,7 @@ async def start_cluster(
     ``musher_bus_lag`` to ``/metrics``. None on SQLite, where nothing of this runs."""
     if not isinstance(db, PgDatabase):
         return None
+    pipeline.followers.shared = True
     listener = PgListener(db.url)
     bus = ClusterBus(db, store, engine, listener, followers=pipeline.followers,
                      timers=pipeline.timers)  # fmt: skip

@@ -301,9 +301,19 @@ class Journal:
 
     async def command_rooms(self) -> list[str]:
         """The sessions that ran a command in the journal's memory (about ``DEDUPE_DAYS``)."""
-        rows = await self.db.read("SELECT DISTINCT transport, room FROM inbound WHERE kind = ?",
-                                  (Kind.COMMAND.value,))  # fmt: skip
-        return sorted({session_key(transport, room) for transport, room in rows})
+        return (await self.command_rooms_after(0))[0]
+
+    async def command_rooms_after(self, after: int) -> tuple[list[str], int]:
+        """The sessions with a command journalled after row ``after``, and the last such
+        row (``after`` when there is none). Ids rise in commit order on both backends, so
+        reading on from the returned id misses no later command."""
+        rows = await self.db.read(
+            "SELECT transport, room, MAX(id) FROM inbound WHERE kind = ? AND id > ?"
+            " GROUP BY transport, room",
+            (Kind.COMMAND.value, after),
+        )
+        last = max((int(row[2]) for row in rows), default=after)
+        return sorted({session_key(transport, room) for transport, room, _ in rows}), last
 
     async def prune(self, days: float = DEDUPE_DAYS) -> int:
         """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""

@@ -15,8 +15,9 @@ a ``remote`` event (:mod:`bot.cluster_bus`), which this notifier ignores. So no 
 and no lease look-up is needed, and a room is never told twice however the room leases move.
 The committing daemon is where the room's command or turn ran (its lease holder), or where a
 timer fired or a promotion was written (each once, :mod:`pipeline.claims`); it knows the
-room follows from its own commands, or from the shared journal (the followers are reloaded
-when other daemons' ops arrive). Its message goes out through its outbox, like a turn's.
+room follows from its own commands, or from the shared journal (:meth:`Followers.refresh`
+reads the commands journalled since, before each line). Its message goes out through its
+outbox, like a turn's.
 
 :class:`AuditFeeder` (bus subscriber ``audit``) pushes one ``audit …`` line per change to
 the audit buffer of every following room, the causing room included: command text never
@@ -121,6 +122,7 @@ class Notifier:
         nothing for another daemon's change (that daemon tells the rooms)."""
         line = notice_line(event)
         if line is not None and not event.remote:
+            await self._followers.refresh()
             self.announce(event.project, line, exclude=origin_session(event.origin))
 
     async def reconcile(self) -> None:
@@ -199,6 +201,7 @@ class AuditFeeder:
         if change is None:
             return
         line = audit_line(event.ts, event.project, event.number, *change, _actor(event.origin))
+        await self._followers.refresh()
         for session in self._followers.following(event.project):
             self._buffer.push(session, line)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class PgListener:
     to on the connection; each subscriber's ``on_connect`` runs after every (re)connect,
     once its LISTEN is in place, so a catch-up read it does then misses no later commit;
     ``on_notify(payload)`` runs for each notification on its channel, in arrival order.
+    The connection's ``application_name`` is ``musher listen <pid>`` (``pg_stat_activity``).
     Callbacks run on the event loop and must not block; one that raises is logged and
     nobody else notices. Connection errors are logged and retried, never raised.
     """
@@ -87,8 +89,9 @@ class PgListener:
         """Connect, LISTEN to every channel, tell the subscribers, then deliver until the
         connection fails (raises)."""
         conn = await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S
-        )
+            self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
+            application_name=f"musher listen {os.getpid()}",
+        )  # fmt: skip
         self._conn = conn
         self.connects += 1
         self._failures = 0
