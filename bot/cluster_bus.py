@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from bot.db import Db
 from bot.followers import Followers
 from bot.metrics import Metrics
-from bot.pg_listen import PgListener
+from bot.pg_listen import PgListener, stop_task
 from bot.pgdb import PgDatabase
 from bot.subscribers import PipelineParts
 from pipeline.engine import Engine
@@ -103,10 +103,7 @@ class ClusterBus:
     async def aclose(self) -> None:
         """Stop reading; ops not yet published are left (a restart starts at the head)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def catch_up(self) -> int:
         """Handle every op after the applied id; returns how many events were published.

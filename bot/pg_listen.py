@@ -63,10 +63,7 @@ class PgListener:
     async def aclose(self) -> None:
         """Stop listening and close the connection. Idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         await self._close_conn()
 
     # --- internals ------------------------------------------------------------------------
@@ -117,6 +114,14 @@ class PgListener:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _call(callback: Callable[..., None], *args: Any) -> None:

@@ -131,6 +131,8 @@ def test_a_timer_due_while_both_run_fires_once_and_the_room_is_told_once(
     assert history.count(f"timers ({tid}): stage backlog → coding") == 1
     assert say(b, "timers") == f"No timers in {NAME}."
     assert not [t for t in b.bot_texts("lobby") + a.bot_texts("watch") if "did nothing" in t]
+    logs = a.log_text() + b.log_text()  # both fired it: one moved the item, one found it gone
+    assert (logs.count(f"timer {tid}: moved"), logs.count(f"timer {tid}: gone")) == (1, 1)
 
 
 def test_a_dependency_promotion_happens_once(make_daemon: MakeDaemon, postgres: Postgres) -> None:

@@ -46,6 +46,20 @@ async def node(
         yield env, bus, timers
 
 
+Node = tuple[PipelineEnv, ClusterBus, Timers]
+
+
+@asynccontextmanager
+async def two_nodes(
+    postgres: Postgres, tmp_path: Path
+) -> AsyncIterator[tuple[Node, Node, list[str]]]:
+    """Daemons ``a`` and ``b`` on one new database, and the timer reports of both."""
+    url = postgres.new_database()
+    reports: list[str] = []
+    async with node(url, tmp_path / "a", reports) as a, node(url, tmp_path / "b", reports) as b:
+        yield a, b, reports
+
+
 def remote(events: list[PipelineEvent]) -> list[tuple[str, int, str]]:
     out = []
     for event in events:
@@ -60,12 +74,7 @@ def remote(events: list[PipelineEvent]) -> list[tuple[str, int, str]]:
 async def test_each_daemon_sees_the_others_changes_once_and_in_order(
     postgres: Postgres, tmp_path: Path
 ) -> None:
-    url = postgres.new_database()
-    reports: list[str] = []
-    async with (
-        node(url, tmp_path / "a", reports) as (a, _, _),
-        node(url, tmp_path / "b", reports) as (b, bus_b, _),
-    ):
+    async with two_nodes(postgres, tmp_path) as ((a, _, _), (b, bus_b, _), _):
         one = await a.story("Login page")
         await a.engine.apply(PROJECT, one.number, Start(), ALICE)
         await b.story("Signup")  # b's own: told by its engine, never again by its bus
@@ -79,12 +88,7 @@ async def test_each_daemon_sees_the_others_changes_once_and_in_order(
 async def test_a_daemon_whose_listen_connection_dies_misses_nothing(
     postgres: Postgres, tmp_path: Path
 ) -> None:
-    url = postgres.new_database()
-    reports: list[str] = []
-    async with (
-        node(url, tmp_path / "a", reports) as (a, _, _),
-        node(url, tmp_path / "b", reports) as (b, bus_b, _),
-    ):
+    async with two_nodes(postgres, tmp_path) as ((a, _, _), (b, bus_b, _), _):
         await a.story("before")
         await wait_until(lambda: len(remote(b.events)) == 1)
         await asyncio.to_thread(postgres.terminate_others)  # every connection of both
@@ -100,12 +104,7 @@ async def test_a_daemon_whose_listen_connection_dies_misses_nothing(
 async def test_a_change_both_daemons_make_at_once_is_written_once(
     postgres: Postgres, tmp_path: Path
 ) -> None:
-    url = postgres.new_database()
-    reports: list[str] = []
-    async with (
-        node(url, tmp_path / "a", reports) as (a, _, _),
-        node(url, tmp_path / "b", reports) as (b, _, _),
-    ):
+    async with two_nodes(postgres, tmp_path) as ((a, _, _), (b, _, _), _):
         item = await a.story("Deploy")
         before = await b.engine.lookup(PROJECT, item.number)
         assert isinstance(before.stage, Backlog)
@@ -130,12 +129,7 @@ async def test_a_change_both_daemons_make_at_once_is_written_once(
 
 
 async def test_a_timer_due_on_both_daemons_fires_once(postgres: Postgres, tmp_path: Path) -> None:
-    url = postgres.new_database()
-    reports: list[str] = []
-    async with (
-        node(url, tmp_path / "a", reports) as (a, _, timers_a),
-        node(url, tmp_path / "b", reports) as (b, _, timers_b),
-    ):
+    async with two_nodes(postgres, tmp_path) as ((a, _, timers_a), (b, _, timers_b), reports):
         item = await a.story("Release")
         record: TimerRecord = await timers_a.add(PROJECT, item.number, a.clock.now + 3600,
                                                  "coding", ALICE)  # fmt: skip
