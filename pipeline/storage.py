@@ -86,6 +86,13 @@ def claim(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[Any]:
     return conn.execute(query, params).fetchall()
 
 
+def shared(conn: Conn) -> bool:
+    """Whether other daemons may write this store at the same time (PostgreSQL, K2): what a
+    compare-and-set guard needs to check. On SQLite one daemon's per-project locks and the
+    one writer already serialise every read-check-write."""
+    return getattr(conn, "claim", None) is not None
+
+
 def notify(conn: Conn, channel: str, payload: str) -> None:
     """Inside a write job: wake the listeners of ``channel`` once the job's transaction
     commits (never if it rolls back). PostgreSQL's ``pg_notify`` (a connection that can has a
