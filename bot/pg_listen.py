@@ -41,11 +41,12 @@ class PgListener:
     """
 
     def __init__(self, url: str) -> None:
-        self._url = url
+        self.url = url
         self._subs: list[tuple[str, Callable[[str], None], Callable[[], None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._failures = 0  # connection attempts failed in a row
+        self._tried = asyncio.Event()  # set once the first attempt listens or fails
         self.connects = 0  # how many times a connection was made (1 + reconnects)
 
     def subscribe(
@@ -56,9 +57,13 @@ class PgListener:
         self._subs.append((channel, on_notify, on_connect))
 
     async def start(self) -> None:
-        """Start listening on a named task (idempotent); returns at once."""
+        """Start listening on a named task (idempotent). Returns once the first connection
+        listens, or its first attempt failed (the retries go on in the background)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="pg-listen")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                    await self._tried.wait()
 
     async def aclose(self) -> None:
         """Stop listening and close the connection. Idempotent."""
@@ -78,7 +83,8 @@ class PgListener:
                 delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
                 self._failures += 1
                 log.warning("LISTEN on %s lost (%s); reconnecting in %.1f s",
-                            redact_url(self._url), exc, delay)  # fmt: skip
+                            redact_url(self.url), exc, delay)  # fmt: skip
+                self._tried.set()
                 await self._close_conn()
                 await asyncio.sleep(delay)
 
@@ -86,7 +92,7 @@ class PgListener:
         """Connect, LISTEN to every channel, tell the subscribers, then deliver until the
         connection fails (raises)."""
         conn = await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
+            self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
             application_name=f"musher listen {os.getpid()}",
         )  # fmt: skip
         self._conn = conn
@@ -102,6 +108,7 @@ class PgListener:
             for _, _, on_connect in self._subs[told:]:
                 _call(on_connect)
             told = len(self._subs)
+            self._tried.set()
             async for notice in conn.notifies(timeout=1.0):
                 for channel, on_notify, _ in list(self._subs):
                     if channel == notice.channel:

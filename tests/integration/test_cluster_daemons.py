@@ -177,7 +177,7 @@ def test_a_daemon_whose_listen_connection_dies_misses_no_change(
                 " WHERE application_name = %s",
                 (f"musher listen {a.proc.pid}",),
             ).fetchall()
-        assert killed == 1
+        assert killed >= 1  # its LISTEN connection (or connections, one per part)
         say(b, "new story Two")  # committed while a's LISTEN is down or reconnecting
         say(b, "move 1 coding")
         want = {"One": "coding", "Two": "backlog"}
