@@ -38,6 +38,7 @@ from bot.metrics import Metrics
 from bot.pg_listen import PgListener, stop_task
 from bot.pgdb import PgDatabase
 from bot.subscribers import PipelineParts
+from config.errors import StoreError
 from pipeline.engine import Engine
 from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row
 from pipeline.op_events import ITEM_KINDS, event_of
@@ -145,10 +146,14 @@ class ClusterBus:
                 await self.catch_up()
             except asyncio.CancelledError:
                 raise
+            except StoreError as err:  # the store's health says so too
+                log.warning("reading other daemons' ops failed (%s); retrying", err)
             except Exception:
                 log.exception("reading other daemons' ops failed; retrying")
-                await asyncio.sleep(RETRY_S)
-                self._wake.set()
+            else:
+                continue
+            await asyncio.sleep(RETRY_S)
+            self._wake.set()
 
     async def _handle(self, op: SignedOp) -> int:
         """Publish what another node's ``op`` changed; 1 if an event went out, else 0."""
@@ -159,7 +164,8 @@ class ClusterBus:
             return 0
         match change:
             case SetRoom(session=session, project=project) if project is not KEEP:
-                if isinstance(project, str):
+                project = project if isinstance(project, str) else self._engine.default_project
+                if project is not None:  # a switch (or its clearing: the default project)
                     self._followers.note(session, project)
             case AddTimer() | CancelTimer():
                 await self._timers.reconcile()
