@@ -191,10 +191,19 @@ def build_core(
     handoff = room_handoff(leases, journal, dispatcher, runner.stop, lanes,
                            settings.store.url or "")  # fmt: skip
 
-    async def stop_session(session: Session) -> None:
+    async def stop_here(key: str) -> None:
+        session = Session.of(key)
         await approvals.deny_pending(session, "denied by stop", "The room said stop: denied.")
         runner.stop(session)
         await dispatcher.stop(session)
+
+    async def stop_session(session: Session) -> None:
+        await stop_here(session)
+        if handoff is not None:  # the room's turn may run on another node
+            await handoff.stop_elsewhere(session)
+
+    if handoff is not None:
+        handoff.stop_here = stop_here
 
     async def tell(session: str, text: str) -> None:
         await outbox.send(session, Reply(text, notice=True))

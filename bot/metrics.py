@@ -92,7 +92,7 @@ class Metrics:
         self.cost_usd = Counter("musher_llm_cost_usd_total", "LLM spend in US dollars")
         self.lease_transfers = Counter(
             "musher_lease_transfers_total",
-            "Leases this node took over from another node or after they expired",
+            "Leases this node took from another node (released or expired)",
             "kind",
         )
         # PostgreSQL (K2): each holder of leases adds how many it holds now

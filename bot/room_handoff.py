@@ -36,8 +36,11 @@ from bot.room_leases import PREFIX, RoomLeases
 from config.errors import MusherError
 from config.models import Settings
 from pipeline import leases
+from pipeline.storage import Conn
 
 log = logging.getLogger("musher.handoff")
+
+STOP_CHANNEL = "musher_stop"
 
 Submit = Callable[[str, QueuedText], None]
 Replay = Callable[[Sequence[Pending], Submit], Awaitable[int]]
@@ -66,8 +69,10 @@ class RoomHandoff:
         self._rooms: dict[str, _Room] = {}
         self._known: set[int] = set()  # journalled here, on their way to submit()
         self._jobs: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._closed = False
+        # ``stop`` in a room whose turn runs on another node: stops it here (on the holder)
+        self.stop_here: Callable[[str], Awaitable[None]] | None = None
         leases.work.busy.append(self.busy)
 
     def busy(self, session: str) -> bool:
@@ -90,6 +95,8 @@ class RoomHandoff:
 
     def wake(self, session: str) -> None:
         """Catch ``session`` up (a notification, the sweep, a message waiting for its lease)."""
+        if self._closed:
+            return  # shutting down: the next holder answers it
         room = self._rooms.setdefault(session, _Room())
         room.dirty = True
         if room.task is None:
@@ -113,6 +120,7 @@ class RoomHandoff:
         finally:
             if self._rooms.get(session) is room:
                 del self._rooms[session]
+            self.leases.forget_lock(session)
 
     async def _catch_up_once(self, session: str, room: _Room) -> None:
         if self.leases.live(session) is None and await self._held_elsewhere(session):
@@ -155,12 +163,32 @@ class RoomHandoff:
             if held.get(PREFIX + session, self.leases.owner) == self.leases.owner:
                 self.wake(session)
 
+    async def stop_elsewhere(self, session: str) -> None:
+        """``stop`` was said here: the room's lease holder, if another node, stops too
+        (``musher_stop`` carries ``<this node's key> <session key>``)."""
+        if self.leases.live(session) is not None:
+            return  # the turn, if any, ran here and was stopped
+
+        def job(conn: Conn) -> None:
+            payload = f"{self.leases.owner} {session}"
+            conn.execute("SELECT pg_notify(?, ?)", (STOP_CHANNEL, payload))
+
+        await self.journal.db.write(job)
+
+    def _stop_notified(self, payload: str) -> None:
+        sender, _, session = payload.partition(" ")
+        stop, live = self.stop_here, self.leases.live(session) is not None
+        if sender != self.leases.owner and live and stop is not None:
+            log.info("stop said in room %s on another node: stopping its turn here", session)
+            self._spawn(stop(session), f"stop:{session}")
+
     async def start(self) -> None:
-        """Listen for journalled free text, sweep now and every third of the TTL, and keep
-        the held leases renewed."""
+        """Listen for journalled free text and ``stop``, sweep now and every third of the
+        TTL, and keep the held leases renewed."""
         self.listener.subscribe(NOTIFY_CHANNEL, self.wake, self._sweep_soon)
+        self.listener.subscribe(STOP_CHANNEL, self._stop_notified, _nothing)
         await self.listener.start()
-        self._sweeper = self._spawn(self._sweep_loop(), "room-sweep")
+        self._spawn(self._sweep_loop(), "room-sweep")
         self._renewer = self._spawn(self.leases.run(), "room-leases")
 
     def _sweep_soon(self) -> None:
@@ -186,6 +214,7 @@ class RoomHandoff:
 
     async def stop_intake(self) -> None:
         """Stop listening, sweeping and catching up (shutdown, before the dispatcher)."""
+        self._closed = True
         await self.listener.aclose()
         for task in list(self._jobs):
             if task is not self._renewer:
@@ -200,6 +229,10 @@ class RoomHandoff:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
         await self.leases.aclose()
+
+
+def _nothing() -> None:
+    return None
 
 
 def room_leases(settings: Settings, db: Db, owner: str, metrics: Metrics) -> RoomLeases | None:

@@ -124,6 +124,13 @@ class RoomLeases:
             lock = self._locks[session] = asyncio.Lock()
         return lock
 
+    def forget_lock(self, session: str) -> None:
+        """Drop ``session``'s lock once nothing uses it and the room is not held here (an
+        idle room costs nothing, D5)."""
+        lock = self._locks.get(session)
+        if lock is not None and not lock.locked() and session not in self._held:
+            del self._locks[session]
+
     def fence(self, session: str) -> RoomFence:
         return RoomFence(self, session)
 
@@ -184,8 +191,7 @@ class RoomLeases:
                     await self._renew(session, held)
                 else:
                     await self._release(session, held)
-            if session not in self._held:
-                self._locks.pop(session, None)
+            self.forget_lock(session)
 
     async def _renew(self, session: str, held: _Held) -> None:
         try:

@@ -5,6 +5,7 @@ TTL, tells it once, and answers everything exactly once."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -70,13 +71,39 @@ def test_a_burst_posted_to_both_daemons_runs_one_turn_at_a_time_and_answers_each
         assert answered(daemon, "lobby") == Counter(texts)
     ran = turns(url)
     assert len(ran) >= 2 and all(outcome == "ok" for _, _, outcome in ran)
-    for (_, end, _), (start, _, _) in zip(ran, ran[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(ran):
         assert end is not None and end <= start  # never two turns of the room at once
     with daemons[0].client() as client:
         metrics = client.get("/metrics").text
     assert "musher_leases_held" in metrics and "musher_lease_transfers_total" in metrics
     for daemon in daemons:
         assert daemon.terminate() == 0
+
+
+def wait_for_turn(url: str, room: str) -> str:
+    """Wait until a turn of ``room`` runs; the key of the node holding its lease."""
+    deadline = time.monotonic() + 15
+    while (owner := holder(url, room)) is None or not turns(url):
+        assert time.monotonic() < deadline, "no turn started"
+        time.sleep(0.05)
+    return owner
+
+
+def test_stop_said_to_the_other_daemon_stops_the_turn_on_the_holder(
+    make_daemon: MakeDaemon, postgres: Postgres
+) -> None:
+    url = postgres.new_database()
+    daemons = pair(make_daemon, url, delay=4)
+    keys = [load_or_create(d.data_dir).public_hex for d in daemons]
+    assert daemons[0].post("lobby", "long question", id="q").status_code == 202
+    other = daemons[1 - keys.index(wait_for_turn(url, "lobby"))]
+    assert other.post("lobby", "stop", id="s").status_code == 202
+    assert other.wait_for("lobby", 1) == ["Stopped."]
+    time.sleep(5)  # longer than the turn would have taken
+    assert other.bot_texts("lobby") == ["Stopped."]
+    with psycopg.connect(url) as conn:
+        [(state,)] = conn.execute("SELECT state FROM inbound WHERE event_id = 'q'").fetchall()
+    assert state == "stopped"
 
 
 def test_the_holder_killed_mid_turn_is_replaced_within_the_ttl_and_nothing_is_lost(
@@ -86,10 +113,7 @@ def test_the_holder_killed_mid_turn_is_replaced_within_the_ttl_and_nothing_is_lo
     daemons = pair(make_daemon, url, delay=8)
     keys = [load_or_create(d.data_dir).public_hex for d in daemons]
     assert daemons[0].post("lobby", "first", id="first").status_code == 202
-    deadline = time.monotonic() + 15
-    while (owner := holder(url, "lobby")) is None or not turns(url):
-        assert time.monotonic() < deadline, "no turn started"
-        time.sleep(0.05)
+    owner = wait_for_turn(url, "lobby")
     victim, survivor = (0, 1) if owner == keys[0] else (1, 0)
     assert daemons[survivor].post("lobby", "second", id="second").status_code == 202
     time.sleep(0.5)  # the holder collected it for its follow-up

@@ -1,0 +1,172 @@
+"""One node's room leases (K2): held while the room has work, released when idle, its turn's
+writes refused once the lease passed on, and a holder that cannot renew stops acting before
+the lease expires by its own clock. Two nodes on one store, a fake clock where it helps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from bot.db import Db
+from bot.messages import QueuedText
+from bot.metrics import Metrics
+from bot.room_leases import RoomLeases
+from bot.schema import DAEMON_SCHEMA
+from bot.store_url import open_db
+from config.errors import StoreUnavailable
+from pipeline.leases import LeaseLost
+from pipeline.storage import Conn
+
+A, B = "a" * 64, "b" * 64
+ROOM = "web:lobby"
+T = TypeVar("T")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def pair(store_url: str, tmp_path: Path) -> AsyncIterator[tuple[Db, Db]]:
+    first = await open_db(store_url, tmp_path, DAEMON_SCHEMA)
+    second = await open_db(store_url, tmp_path, DAEMON_SCHEMA)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+def node(db: Any, owner: str, clock: Any = time.time, ttl: float = 15.0) -> RoomLeases:
+    nodes = RoomLeases(db, owner, ttl, Metrics(), now=clock)
+    nodes.lost = []  # type: ignore[attr-defined]
+
+    async def on_lost(session: str) -> None:
+        nodes.lost.append(session)  # type: ignore[attr-defined]
+
+    nodes.on_lost = on_lost
+    return nodes
+
+
+async def log_line(db: Db, fence: Any, text: str) -> None:
+    def job(conn: Conn) -> None:
+        fence(conn)
+        conn.execute(
+            "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, 'bot', 'm', ?, 0)",
+            (ROOM, text),
+        )
+
+    await db.write(job)
+
+
+async def test_a_room_is_held_while_it_has_work_and_released_once_idle(
+    pair: tuple[Db, Db],
+) -> None:
+    clock = FakeClock()
+    a, b = node(pair[0], A, clock), node(pair[1], B, clock)
+    busy = {ROOM}
+    a.work.busy.append(lambda s: s in busy)
+    first = await a.take(ROOM)
+    assert first is not None and await b.take(ROOM) is None
+    clock.t += 10
+    await a.tick()  # busy: renewed, so it outlives its first expiry
+    clock.t += 10
+    assert a.live(ROOM) is not None and await b.take(ROOM) is None
+    busy.clear()
+    await a.tick()  # idle: released at once
+    assert a.held() == []
+    taken = await b.take(ROOM)
+    assert taken is not None and taken.token == first.token + 1
+    assert b.metrics.lease_transfers.values["room"] == 1  # a changed hands
+    await b.tick()  # idle on b too: released; taking it again is no transfer
+    assert await b.take(ROOM) is not None
+    assert b.metrics.lease_transfers.values["room"] == 1
+    assert "musher_leases_held 1" in b.metrics.render()
+
+
+async def test_a_turn_whose_lease_passed_on_is_refused_and_stopped(pair: tuple[Db, Db]) -> None:
+    clock = FakeClock()
+    a, b = node(pair[0], A, clock), node(pair[1], B, clock)
+    assert await a.take(ROOM) is not None
+    fence = a.fence(ROOM)
+    await log_line(pair[0], fence, "answer 1")  # the holder writes
+    clock.t += 20  # a froze past its expiry; b takes the room over
+    assert a.live(ROOM) is None
+    assert await b.take(ROOM) is not None
+    assert b.metrics.lease_transfers.values["room"] == 1
+    with pytest.raises(LeaseLost):
+        fence.check()  # nothing more is sent
+    stale = a._held[ROOM].lease  # even a node whose clock lags is refused by the store
+    with pytest.raises(LeaseLost):
+
+        def job(conn: Conn) -> None:
+            from pipeline.leases import fence as store_fence
+
+            store_fence(conn, stale, clock.t - 19)
+
+        await pair[0].write(job)
+    rows = await pair[0].read("SELECT text FROM room_log WHERE session = ?", (ROOM,))
+    assert [r[0] for r in rows] == ["answer 1"]
+
+    ran: list[str] = []
+
+    async def turn(session: str, batch: Sequence[QueuedText]) -> None:
+        ran.append(session)
+        raise LeaseLost("gone")
+
+    await a.guard_turns(turn)(ROOM, ())  # no live lease: the turn does not even start
+    assert ran == []
+    assert await b.take(ROOM) is not None
+    b_fence_turn = b.guard_turns(turn)
+    await b_fence_turn(ROOM, ())  # the turn's write refused: it ends, the room is dropped
+    await asyncio.sleep(0)
+    assert ran == [ROOM] and b.lost == [ROOM] and b.held() == []  # type: ignore[attr-defined]
+
+
+class Failing:
+    """A store whose writes fail once ``down`` is set (the database is gone)."""
+
+    def __init__(self, db: Db) -> None:
+        self.db, self.down = db, False
+
+    async def write(self, job: Any) -> Any:
+        if self.down:
+            raise StoreUnavailable("the database cannot be written: gone")
+        return await self.db.write(job)
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]:
+        return await self.db.read(sql, params)
+
+
+async def test_a_holder_that_cannot_renew_stops_before_its_lease_expires(
+    pair: tuple[Db, Db],
+) -> None:
+    store = Failing(pair[0])
+    a = node(store, A, ttl=0.9)
+    a.work.busy.append(lambda s: True)
+    lease = await a.take(ROOM)
+    assert lease is not None
+    store.down = True
+    stopped_at: list[float] = []
+    stopped = asyncio.Event()
+
+    async def on_lost(session: str) -> None:
+        stopped_at.append(time.time())
+        stopped.set()
+
+    a.on_lost = on_lost
+    renewing = asyncio.ensure_future(a.run())
+    try:
+        async with asyncio.timeout(5):
+            await stopped.wait()
+    finally:
+        renewing.cancel()
+    assert stopped_at[0] < lease.expires_at  # by its own clock, before anyone may take it
+    assert a.live(ROOM) is None and a.held() == []
