@@ -35,6 +35,7 @@ class PgListener:
         self._subscribers: dict[str, list[tuple[Callable[[str], None], Callable[[], None]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._pause = 0.2
 
     def subscribe(
         self, channel: str, on_notify: Callable[[str], None], on_connect: Callable[[], None]
@@ -62,15 +63,14 @@ class PgListener:
                 await task
 
     async def _run(self) -> None:
-        pause = 0.2
         while True:
             try:
                 await self._listen()
             except (psycopg.Error, OSError) as err:
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", err, pause)
+                log.warning("LISTEN connection lost (%s); retrying in %.1f s", err, self._pause)
             self._connected.set()  # start() waits no longer: the retries go on meanwhile
-            await asyncio.sleep(pause)
-            pause = min(MAX_BACKOFF_S, pause * 2)
+            await asyncio.sleep(self._pause)
+            self._pause = min(MAX_BACKOFF_S, self._pause * 2)
 
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
@@ -80,6 +80,7 @@ class PgListener:
             for channel in self._subscribers:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self._connected.set()
+            self._pause = 0.2
             for subscribers in self._subscribers.values():
                 for _, on_connect in subscribers:
                     _call(on_connect)

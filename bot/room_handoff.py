@@ -71,6 +71,7 @@ class RoomHandoff:
         self._jobs: set[asyncio.Task[None]] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
+        self._expiries: dict[str, asyncio.TimerHandle] = {}  # wake when another's lease ends
         # ``stop`` in a room whose turn runs on another node: stops it here (on the holder)
         self.stop_here: Callable[[str], Awaitable[None]] | None = None
         leases.work.busy.append(self.busy)
@@ -154,14 +155,32 @@ class RoomHandoff:
 
     async def sweep(self) -> None:
         """Catch up every room with unanswered free text whose lease is free, expired or
-        this node's (a node that died is replaced here)."""
+        this node's, and the others the moment their lease would expire (a node that died
+        is replaced within the TTL)."""
         now = self.leases.now()
-        held = {lease.name: lease.owner for lease in await leases.holders(self.journal.db, now)}
+        held = {
+            lease.name: (lease.owner, lease.expires_at)
+            for lease in await leases.holders(self.journal.db, now)
+        }
         rooms = {session_key(p.transport, p.room) for p in await self.journal.pending()
                  if p.kind is Kind.TEXT}  # fmt: skip
         for session in sorted(rooms):
-            if held.get(PREFIX + session, self.leases.owner) == self.leases.owner:
+            owner, expires_at = held.get(PREFIX + session, (self.leases.owner, now))
+            if owner == self.leases.owner:
                 self.wake(session)
+            else:  # look again the moment it would expire (its holder may have died)
+                self._wake_at(session, expires_at - now)
+
+    def _wake_at(self, session: str, delay: float) -> None:
+        old = self._expiries.pop(session, None)
+        if old is not None:
+            old.cancel()
+
+        def wake() -> None:
+            self._expiries.pop(session, None)
+            self.wake(session)
+
+        self._expiries[session] = asyncio.get_running_loop().call_later(delay + 0.05, wake)
 
     async def stop_elsewhere(self, session: str) -> None:
         """``stop`` was said here: the room's lease holder, if another node, stops too
@@ -215,6 +234,8 @@ class RoomHandoff:
     async def stop_intake(self) -> None:
         """Stop listening, sweeping and catching up (shutdown, before the dispatcher)."""
         self._closed = True
+        for timer in self._expiries.values():
+            timer.cancel()
         await self.listener.aclose()
         for task in list(self._jobs):
             if task is not self._renewer:
