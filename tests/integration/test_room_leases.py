@@ -129,3 +129,23 @@ def test_the_holder_killed_mid_turn_is_replaced_within_the_ttl_and_nothing_is_lo
     assert answered(daemons[survivor], "lobby") == Counter(["first", "second"])
     assert daemons[survivor].bot_texts("lobby").count(INTERRUPTED) == 1
     assert daemons[survivor].terminate() == 0
+
+
+def test_daemons_whose_connections_were_killed_rejoin_and_answer_each_message_once(
+    make_daemon: MakeDaemon, postgres: Postgres
+) -> None:
+    url = postgres.new_database()
+    daemons = pair(make_daemon, url, delay=0.3)
+    assert daemons[0].post("lobby", "before", id="before").status_code == 202
+    wait_answered(daemons[0], "lobby", ["before"], timeout=20)
+    postgres.terminate_others()  # every daemon connection, LISTEN ones included, is cut
+    texts = ["after1", "after2", "after3", "after4"]
+    for i, text in enumerate(texts):
+        response = daemons[(i + 1) % 2].post("lobby", text, id=text)
+        if response.status_code == 503:  # the store said so before the 2xx: send again
+            time.sleep(0.5)
+            response = daemons[(i + 1) % 2].post("lobby", text, id=text)
+        assert response.status_code == 202
+        time.sleep(0.3)
+    wait_answered(daemons[1], "lobby", ["before", *texts], timeout=30)
+    assert answered(daemons[1], "lobby") == Counter(["before", *texts])
