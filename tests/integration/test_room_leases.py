@@ -80,6 +80,15 @@ def test_a_burst_posted_to_both_daemons_runs_one_turn_at_a_time_and_answers_each
         assert daemon.terminate() == 0
 
 
+def holder_and_other(url: str, daemons: tuple[DaemonProcess, ...], text: str) -> tuple[int, int]:
+    """Post ``text`` to the first daemon and wait for its turn: which daemon holds the
+    room's lease, and which does not."""
+    keys = [load_or_create(d.data_dir).public_hex for d in daemons]
+    assert daemons[0].post("lobby", text, id=text).status_code == 202
+    held = keys.index(wait_for_turn(url, "lobby"))
+    return held, 1 - held
+
+
 def wait_for_turn(url: str, room: str) -> str:
     """Wait until a turn of ``room`` runs; the key of the node holding its lease."""
     deadline = time.monotonic() + 15
@@ -94,9 +103,7 @@ def test_stop_said_to_the_other_daemon_stops_the_turn_on_the_holder(
 ) -> None:
     url = postgres.new_database()
     daemons = pair(make_daemon, url, delay=4)
-    keys = [load_or_create(d.data_dir).public_hex for d in daemons]
-    assert daemons[0].post("lobby", "long question", id="q").status_code == 202
-    other = daemons[1 - keys.index(wait_for_turn(url, "lobby"))]
+    other = daemons[holder_and_other(url, daemons, "q")[1]]
     assert other.post("lobby", "stop", id="s").status_code == 202
     assert other.wait_for("lobby", 1) == ["Stopped."]
     time.sleep(5)  # longer than the turn would have taken
@@ -112,9 +119,7 @@ def test_the_holder_killed_mid_turn_is_replaced_within_the_ttl_and_nothing_is_lo
     url = postgres.new_database()
     daemons = pair(make_daemon, url, delay=8)
     keys = [load_or_create(d.data_dir).public_hex for d in daemons]
-    assert daemons[0].post("lobby", "first", id="first").status_code == 202
-    owner = wait_for_turn(url, "lobby")
-    victim, survivor = (0, 1) if owner == keys[0] else (1, 0)
+    victim, survivor = holder_and_other(url, daemons, "first")
     assert daemons[survivor].post("lobby", "second", id="second").status_code == 202
     time.sleep(0.5)  # the holder collected it for its follow-up
     daemons[victim].kill()

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -16,13 +15,13 @@ from bot.db import Db
 from bot.messages import QueuedText
 from bot.metrics import Metrics
 from bot.room_leases import RoomLeases
-from bot.schema import DAEMON_SCHEMA
-from bot.store_url import open_db
 from config.errors import StoreUnavailable
 from pipeline.leases import LeaseLost
 from pipeline.storage import Conn
+from tests.unit import test_leases
 
 A, B = "a" * 64, "b" * 64
+pair = test_leases.pair  # the fixture: two nodes on one store, on each backend
 ROOM = "web:lobby"
 T = TypeVar("T")
 
@@ -33,15 +32,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-async def pair(store_url: str, tmp_path: Path) -> AsyncIterator[tuple[Db, Db]]:
-    first = await open_db(store_url, tmp_path, DAEMON_SCHEMA)
-    second = await open_db(store_url, tmp_path, DAEMON_SCHEMA)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
 
 
 def node(db: Any, owner: str, clock: Any = time.time, ttl: float = 15.0) -> RoomLeases:
