@@ -103,6 +103,11 @@ class RoomHandoff:
         if room.task is None:
             room.task = self._spawn(self._catch_up(session, room), f"catch-up:{session}")
 
+    async def join(self) -> None:
+        """Wait until no room is being caught up here."""
+        while tasks := [room.task for room in self._rooms.values() if room.task is not None]:
+            await asyncio.wait(tasks)
+
     def _dispatch(self, session: str, message: QueuedText) -> None:
         seen = self.leases.seen(session)
         if all(i in seen for i in message.journal_ids):

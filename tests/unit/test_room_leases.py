@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.db import Db
-from bot.messages import QueuedText
+from bot.journal import Journal, Kind, Pending
+from bot.messages import InboundMessage, QueuedText, session_key
 from bot.metrics import Metrics
+from bot.room_handoff import RoomHandoff
 from bot.room_leases import RoomLeases
 from config.errors import StoreUnavailable
 from pipeline.leases import LeaseLost
@@ -160,3 +162,68 @@ async def test_a_holder_that_cannot_renew_stops_before_its_lease_expires(
         renewing.cancel()
     assert stopped_at[0] < lease.expires_at  # by its own clock, before anyone may take it
     assert a.live(ROOM) is None and a.held() == []
+
+
+class Unheard:
+    """A LISTEN that hears nothing: the test wakes the nodes itself, as notifies would."""
+
+    def subscribe(self, channel: str, on_notify: Any, on_connect: Any) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def handoff(db: Db, owner: str, clock: FakeClock) -> tuple[RoomHandoff, list[str]]:
+    """A node's hand-off over ``db``; what it hands its dispatcher lands in the list."""
+    dispatched: list[str] = []
+    node = RoomHandoff(
+        RoomLeases(db, owner, 15.0, Metrics(), now=clock),
+        Journal(db),
+        lambda session, message: dispatched.append(message.text),
+        Unheard(),  # type: ignore[arg-type]
+    )
+
+    async def replay(rows: Sequence[Pending], submit: Any) -> int:
+        for row in rows:
+            submit(session_key(row.transport, row.room), QueuedText(row.sender, row.text, row.id))
+        return len(rows)
+
+    node.replay = replay
+    return node, dispatched
+
+
+async def receive(node: RoomHandoff, text: str) -> None:
+    """``text`` arrives at ``node``: journalled there, then handed to its ``submit``."""
+    msg = InboundMessage("web", "lobby", "alice", text, 0.0, text)
+    recorded = await node.journal.record(msg, Kind.TEXT, text)
+    assert recorded is not None
+    node.journalled(ROOM, recorded[0])
+    node.submit(ROOM, QueuedText("alice", text, recorded[0]))
+    await node.join()
+
+
+async def test_the_lease_holder_answers_what_another_node_received_once_and_in_order(
+    pair: tuple[Db, Db],
+) -> None:
+    clock = FakeClock()
+    (a, on_a), (b, on_b) = handoff(pair[0], A, clock), handoff(pair[1], B, clock)
+    await receive(a, "one")  # the room was free: a takes it and answers
+    await receive(b, "two")  # a holds it: b leaves it to a
+    assert (on_a, on_b) == (["one"], [])
+    for _ in range(2):  # the journal's notify (twice, or a sweep) wakes a: once, no repeats
+        a.wake(ROOM)
+        await a.join()
+    await receive(a, "three")  # under a's live lease: straight to its dispatcher
+    assert (on_a, on_b) == (["one", "two", "three"], [])
+
+    clock.t += 20  # a died with all three unanswered; its lease expired
+    await b.sweep()
+    await b.join()
+    assert on_b == ["one", "two", "three"]  # replayed on b, in journal order
+    await b.sweep()
+    await b.join()
+    assert on_b == ["one", "two", "three"]
