@@ -284,9 +284,12 @@ class Ingress:
         """
         pending = await self.parts.journal.pending()
         fed, self._fed_before_replay = self._fed_before_replay or set(), None
-        return await self.replay_entries(
+        count = await self.replay_entries(
             [p for p in pending if p.id not in fed and p.kind in kinds]
         )
+        if count:
+            log.info("replayed %d unanswered messages after a restart", count)
+        return count
 
     async def replay_entries(self, pending: Sequence[Pending], submit: Submit | None = None) -> int:
         """Replay these unanswered journal rows as :meth:`replay` does, handing free text to
@@ -309,8 +312,6 @@ class Ingress:
             submit(session, QueuedText(entry.sender, entry.text, entry.id))
         if interrupted:
             await p.journal.close_interrupted(interrupted)
-        if pending:
-            log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)
 
 
