@@ -90,6 +90,8 @@ class RoomHandoff:
         if self.leases.live(session) is not None and session not in self._rooms:
             self._dispatch(session, message)
             return
+        if self._closed:
+            return  # shutting down: it stays unanswered in the journal for the next holder
         room = self._rooms.setdefault(session, _Room())
         room.waiting.append(message)
         self.wake(session)
@@ -123,6 +125,8 @@ class RoomHandoff:
                     await self._catch_up_once(session, room)
         except MusherError as err:  # the sweep tries again
             log.error("catching up room %s failed: %s", session, err)
+        except Exception:
+            log.exception("catching up room %s failed", session)
         finally:
             if self._rooms.get(session) is room:
                 del self._rooms[session]
@@ -228,6 +232,8 @@ class RoomHandoff:
             await self.sweep()
         except MusherError as err:
             log.error("room sweep failed: %s", err)
+        except Exception:
+            log.exception("room sweep failed")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

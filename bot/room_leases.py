@@ -218,7 +218,10 @@ class RoomLeases:
         """Renew and release every third of the TTL until cancelled."""
         while True:
             await asyncio.sleep(self.ttl / 3)
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a bug, not the store (that is handled per lease): go on
+                log.exception("renewing room leases failed")
 
     async def aclose(self) -> None:
         """Release every lease (shutdown: the rooms are free for the other nodes at once)."""
