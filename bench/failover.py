@@ -15,30 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-
 from bench.common import emit, machine, percentile, progress, rnd
 from pipeline.keys import load_or_create
 from tests.fakes.postgres import start_postgres
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, room_holder
 
 NAME = "B7_room_failover"
 TURN_S = 60  # the echo answer takes this long: every kill lands mid-turn
 
 
-def holder(url: str, room: str) -> str | None:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT owner FROM leases WHERE name = %s AND expires_at > %s",
-            (f"room:web:{room}", time.time()),
-        ).fetchone()
-    return None if row is None else str(row[0])
-
-
 def wait_holder(url: str, room: str, not_owner: str | None, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        owner = holder(url, room)
+        owner = room_holder(url, room)
         if owner is not None and owner != not_owner:
             return owner
         time.sleep(0.01)

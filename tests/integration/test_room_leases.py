@@ -14,7 +14,7 @@ import psycopg
 
 from pipeline.keys import load_or_create
 from tests.fakes.postgres import Postgres
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, room_holder
 
 MakeDaemon = Callable[..., DaemonProcess]
 TTL = 3
@@ -45,15 +45,6 @@ def turns(url: str) -> list[tuple[float, float | None, str | None]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT started_at, finished_at, outcome FROM turns ORDER BY id")
         return [(float(a), None if b is None else float(b), c) for a, b, c in rows.fetchall()]
-
-
-def holder(url: str, room: str) -> str | None:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT owner FROM leases WHERE name = %s AND expires_at > %s",
-            (f"room:web:{room}", time.time()),
-        ).fetchone()
-    return None if row is None else str(row[0])
 
 
 def test_a_burst_posted_to_both_daemons_runs_one_turn_at_a_time_and_answers_each_once(
@@ -92,7 +83,7 @@ def holder_and_other(url: str, daemons: tuple[DaemonProcess, ...], text: str) ->
 def wait_for_turn(url: str, room: str) -> str:
     """Wait until a turn of ``room`` runs; the key of the node holding its lease."""
     deadline = time.monotonic() + 15
-    while (owner := holder(url, room)) is None or not turns(url):
+    while (owner := room_holder(url, room)) is None or not turns(url):
         assert time.monotonic() < deadline, "no turn started"
         time.sleep(0.05)
     return owner
@@ -126,7 +117,7 @@ def test_the_holder_killed_mid_turn_is_replaced_within_the_ttl_and_nothing_is_lo
     killed_at = time.monotonic()
 
     deadline = killed_at + TTL + 2  # the lease expires within the TTL; the other wakes then
-    while holder(url, "lobby") != keys[survivor]:
+    while room_holder(url, "lobby") != keys[survivor]:
         assert time.monotonic() < deadline, "the room was not taken over"
         time.sleep(0.05)
     wait_answered(daemons[survivor], "lobby", ["first", "second"], timeout=30)
