@@ -193,14 +193,20 @@ class Cluster:
 
 
 async def start_cluster(
-    db: Db, store: OpStore, engine: Engine, pipeline: PipelineParts, metrics: Metrics
+    db: Db,
+    store: OpStore,
+    engine: Engine,
+    pipeline: PipelineParts,
+    metrics: Metrics,
+    listener: PgListener | None = None,
 ) -> Cluster | None:
-    """On PostgreSQL: start the LISTEN connection and the cross-daemon bus, and add
-    ``musher_bus_lag`` to ``/metrics``. None on SQLite, where nothing of this runs."""
+    """On PostgreSQL: start the LISTEN connection (``listener``, shared with the room
+    hand-off, or a new one) and the cross-daemon bus, and add ``musher_bus_lag`` to
+    ``/metrics``. None on SQLite, where nothing of this runs."""
     if not isinstance(db, PgDatabase):
         return None
     pipeline.followers.shared = True
-    listener = PgListener(db.url)
+    listener = listener or PgListener(db.url)
     bus = ClusterBus(db, store, engine, listener, followers=pipeline.followers,
                      timers=pipeline.timers)  # fmt: skip
     metrics.gauge("musher_bus_lag", "Ops committed by other daemons not yet on this bus",

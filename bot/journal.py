@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS stranger_replies (
 """
 
 DEDUPE_DAYS = 7
+NOTIFY_CHANNEL = "musher_journal"  # PostgreSQL: a session key, when its free text is journalled
 T = TypeVar("T")
+Guard = Callable[[Conn], None]  # a write job's fence (bot.room_leases): raises to refuse
 
 
 def _nothing(conn: Conn) -> None:
@@ -126,6 +128,7 @@ class Journal:
 
     def __init__(self, db: Db) -> None:
         self.db = db
+        self._notify = db.backend == "postgresql"  # wake the room's lease holder (K2)
 
     async def record(
         self, msg: InboundMessage, kind: Kind, text: str
@@ -158,6 +161,8 @@ class Journal:
             entry = None
             if state is State.PENDING:
                 entry = _append_log(conn, msg.session, "user", msg.sender, text, now)
+            if self._notify and kind is Kind.TEXT:
+                conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, str(msg.session)))
             return row_id, entry
 
         return await self.db.write(job)
@@ -168,13 +173,20 @@ class Journal:
         return turn_id
 
     async def start_turn_reading(
-        self, session: str, ids: Iterable[int], also: Callable[[Conn], T]
+        self,
+        session: str,
+        ids: Iterable[int],
+        also: Callable[[Conn], T],
+        fence: Guard | None = None,
     ) -> tuple[int, T]:
         """:meth:`start_turn`, and ``also`` (a read the turn needs) run in the same
-        transaction: the turn id and what ``also`` returned, for one write and no read."""
+        transaction: the turn id and what ``also`` returned, for one write and no read.
+        ``fence`` (the room's lease) may refuse the write."""
         id_list = list(ids)
 
         def job(conn: Conn) -> tuple[int, T]:
+            if fence is not None:
+                fence(conn)
             cursor = conn.execute(
                 "INSERT INTO turns (session, started_at) VALUES (?, ?) RETURNING id",
                 (session, time.time()),
@@ -263,11 +275,15 @@ class Journal:
             for r in rows
         ]
 
-    async def log_bot(self, session: str, sender: str, text: str) -> LogEntry:
-        """Append a bot message to the room log."""
+    async def log_bot(
+        self, session: str, sender: str, text: str, fence: Guard | None = None
+    ) -> LogEntry:
+        """Append a bot message to the room log (unless ``fence`` refuses the write)."""
         now = time.time()
 
         def job(conn: Conn) -> LogEntry:
+            if fence is not None:
+                fence(conn)
             return _append_log(conn, session, "bot", sender, text, now)
 
         return await self.db.write(job)
