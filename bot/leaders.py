@@ -162,7 +162,7 @@ class Leaders:
         self.roles: list[Leadership] = []
         self._runs: list[asyncio.Task[None]] = []
         if self.clustered:
-            metrics.leases_held.read_from(KIND, self.held)
+            metrics.leases_held.append(self.held)
 
     async def start(self, transport: Transport, sink: Sink) -> None:
         """Start ``transport``: connected at once, or under its account's leader lease."""

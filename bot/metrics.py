@@ -35,23 +35,6 @@ class Gauge:
         ]
 
 
-class LabelledGauge:
-    """A gauge with one value per label, each read at scrape time from its own source."""
-
-    def __init__(self, name: str, help: str, label: str) -> None:
-        self.name, self.help, self.label = name, help, label
-        self.reads: dict[str, Callable[[], float]] = {}
-
-    def read_from(self, label_value: str, read: Callable[[], float]) -> None:
-        self.reads[label_value] = read
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge"]
-        for value, read in sorted(self.reads.items()):
-            lines.append(f'{self.name}{{{self.label}="{value}"}} {read():g}')
-        return lines
-
-
 class Histogram:
     def __init__(self, name: str, help: str, buckets: Sequence[float]) -> None:
         self.name, self.help = name, help
@@ -107,15 +90,17 @@ class Metrics:
         )
         self.tokens = Counter("musher_llm_tokens_total", "LLM tokens by direction", "direction")
         self.cost_usd = Counter("musher_llm_cost_usd_total", "LLM spend in US dollars")
-        self.leases_held = LabelledGauge(
-            "musher_leases_held", "Live leases this node holds, by kind (room, leader)", "kind"
-        )
         self.lease_transfers = Counter(
             "musher_lease_transfers_total",
-            "Leases this node took after another holder's term ended, by kind (room, leader)",
+            "Leases this node took from another node (released or expired)",
             "kind",
         )
-        self.gauges: list[Gauge] = []
+        # PostgreSQL (K2): each holder of leases adds how many it holds now
+        self.leases_held: list[Callable[[], float]] = []
+        self.gauges: list[Gauge] = [
+            Gauge("musher_leases_held", "Leases this node holds",
+                  lambda: sum(read() for read in self.leases_held)),
+        ]  # fmt: skip
 
     def record_usage(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         self.tokens.inc("input", input_tokens)
@@ -135,7 +120,6 @@ class Metrics:
             self.sends_failed,
             self.sends_retried,
             self.webhook_rejected,
-            self.leases_held,
             self.lease_transfers,
         ):
             lines += metric.render()
