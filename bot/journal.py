@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS stranger_replies (
 
 DEDUPE_DAYS = 7
 T = TypeVar("T")
+BotLine = tuple[str, str, str, str]
+"""A room log line to append: ``(session, role, sender, text)``."""
 
 
 def _nothing(conn: Conn) -> None:
@@ -204,18 +206,25 @@ class Journal:
         also: Callable[[Conn], None] | None = None,
     ) -> None:
         """Mark the turn finished and its messages answered; ``also`` joins the transaction."""
-        id_list = list(ids)
+        await self.db.write(_finish_job(turn_id, list(ids), outcome, also))
 
-        def job(conn: Conn) -> None:
-            conn.execute(
-                "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
-                (time.time(), outcome, turn_id),
-            )
-            _set_state(conn, id_list, State.ANSWERED)
-            if also is not None:
-                also(conn)
+    async def finish_turn_saying(
+        self,
+        turn_id: int,
+        ids: Iterable[int],
+        outcome: str,
+        also: Callable[[Conn], None] | None,
+        line: BotLine,
+    ) -> LogEntry:
+        """:meth:`finish_turn`, and ``line`` (the turn's last reply) appended to the room log
+        in the same transaction: one write for both. Returns its log entry."""
+        finish = _finish_job(turn_id, list(ids), outcome, also)
 
-        await self.db.write(job)
+        def job(conn: Conn) -> LogEntry:
+            finish(conn)
+            return _append_log(conn, *line, time.time())
+
+        return await self.db.write(job)
 
     async def close_interrupted(self, turn_ids: Iterable[int]) -> None:
         """Record that the room was told these turns were cut short by a restart, so the
@@ -350,6 +359,21 @@ def _append_log(conn: Conn, session: str, role: str, sender: str, text: str, ts:
     )
     seq = int(cursor.fetchall()[0][0])
     return LogEntry(seq, session, role, sender, text, ts)
+
+
+def _finish_job(
+    turn_id: int, ids: Sequence[int], outcome: str, also: Callable[[Conn], None] | None
+) -> Callable[[Conn], None]:
+    def job(conn: Conn) -> None:
+        conn.execute(
+            "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
+            (time.time(), outcome, turn_id),
+        )
+        _set_state(conn, ids, State.ANSWERED)
+        if also is not None:
+            also(conn)
+
+    return job
 
 
 def _set_state(conn: Conn, ids: Sequence[int], state: State) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,11 +24,11 @@ from bot.approvals import ApprovalDesk
 from bot.audit_buffer import AuditBuffer
 from bot.commands.registry import CommandContext, Registry
 from bot.cost import CostBook
-from bot.journal import Journal
+from bot.journal import BotLine, Journal, LogEntry
 from bot.llm.base import Done, Failed, Provider, TextDelta, TurnRequest, Usage
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
-from bot.outbox import Outbox
+from bot.outbox import LogLast, Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.steer import Inboxes, TurnSteer
@@ -36,6 +36,7 @@ from bot.tools import batch_is_admin, tool_caller, tools_for
 from config.errors import StoreError
 from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
+from pipeline.storage import Conn
 from pipeline.store import ProjectRecord
 
 log = logging.getLogger("musher.turns")
@@ -101,12 +102,16 @@ class TurnRunner:
         steer = self._steer(request, turn_id, ids)
         if steer is not None:
             request = dataclasses.replace(request, steer=steer)
-        usage = Usage()
         await p.outbox.typing(session, True)
         outcome = "cancelled"
         cancel = self._cancels[session] = asyncio.Event()
         try:
-            outcome, usage = await self._stream(request, turn_id, cancel)
+            say = _Speaker(p.outbox, session, f"t{turn_id}")
+            outcome, usage, last = await self._stream(request, say, cancel)
+            tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
+            item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
+            cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
+            await self._finish(say, turn_id, ids, outcome, cost, last)
         finally:
             if steer is not None:
                 steer.close()
@@ -119,11 +124,30 @@ class TurnRunner:
             await asyncio.shield(p.outbox.typing(session, False))
             p.metrics.turns.inc(outcome)
             p.metrics.turn_seconds.observe(time.monotonic() - started)
-        tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
         p.metrics.record_usage(*tokens)
-        item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
-        cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
-        await p.journal.finish_turn(turn_id, ids, outcome, also=cost)
+
+    async def _finish(
+        self,
+        say: _Speaker,
+        turn_id: int,
+        ids: list[int],
+        outcome: str,
+        cost: Callable[[Conn], None],
+        last: str,
+    ) -> None:
+        """Say the turn's ``last`` paragraph and record the turn's end: one write for both
+        (the paragraph's room log line joins the closing transaction)."""
+        journal, said = self.parts.journal, False
+
+        async def log_last(line: BotLine) -> LogEntry:
+            nonlocal said
+            said = True
+            return await journal.finish_turn_saying(turn_id, ids, outcome, cost, line)
+
+        if last:
+            await say(last, log_last)
+        if not said:
+            await journal.finish_turn(turn_id, ids, outcome, also=cost)
 
     def _workspace(self, record: ProjectRecord | None) -> tuple[str | None, Path]:
         """The room's project and where the turn runs: the project's directory when it
@@ -179,13 +203,16 @@ class TurnRunner:
         )
 
     async def _stream(
-        self, request: TurnRequest, turn_id: int, cancel: asyncio.Event
-    ) -> tuple[str, Usage]:
+        self, request: TurnRequest, say: _Speaker, cancel: asyncio.Event
+    ) -> tuple[str, Usage, str]:
+        """Run the provider and say its answer paragraph by paragraph; the outcome, the
+        usage, and the closing paragraph (held back at ``Done``, the provider's last event,
+        for :meth:`_finish` to say)."""
         p = self.parts
         session = request.session
         paragraphs = ParagraphBuffer()
-        say = _Speaker(p.outbox, session, f"t{turn_id}")
         sent_any = False
+        held = ""  # the closing paragraph, once Done came
         usage = Usage()
         timeout = p.timeout_s
         try:
@@ -196,30 +223,33 @@ class TurnRunner:
                 async for event in events:
                     match event:
                         case TextDelta(text):
+                            if held:  # text after Done (never, by L1): said in order
+                                await say(held)
+                                held = ""
                             for paragraph in paragraphs.feed(text):
                                 await say(paragraph)
                                 sent_any = True
                         case Done(text):
-                            sent_any = await _flush(say, paragraphs) or sent_any
-                            if text and not sent_any:
-                                await say(text)
+                            rest = paragraphs.flush()
+                            held = rest or (text if text and not sent_any else "") or held
+                            sent_any = sent_any or bool(held)
                         case Failed(message):
-                            await _flush(say, paragraphs)
+                            await _flush(say, paragraphs, held)
                             await say(f"⚠️ {message}")
-                            return "error", usage
+                            return "error", usage, ""
                         case Usage():
                             usage = _add(usage, event)
             await _flush(say, paragraphs)
-            return "ok", usage
+            return "ok", usage, held
         except TimeoutError:
             await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
-            return "timeout", usage
+            return "timeout", usage, ""
         except (asyncio.CancelledError, StoreError):
             raise  # a store failure is the dispatcher's to retry (bot.turn_retry)
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await say(f"⚠️ The answer failed: {exc}")
-            return "error", usage
+            return "error", usage, ""
 
 
 class _Speaker:
@@ -228,16 +258,16 @@ class _Speaker:
     def __init__(self, outbox: Outbox, session: str, base: str) -> None:
         self.outbox, self.session, self.base, self.count = outbox, session, base, 0
 
-    async def __call__(self, text: str) -> None:
+    async def __call__(self, text: str, log_last: LogLast | None = None) -> None:
         self.count += 1
-        await self.outbox.send(self.session, Reply(text, key=f"{self.base}.{self.count}"))
+        reply = Reply(text, key=f"{self.base}.{self.count}")
+        await self.outbox.send(self.session, reply, log_last)
 
 
-async def _flush(say: _Speaker, paragraphs: ParagraphBuffer) -> bool:
-    rest = paragraphs.flush()
-    if rest:
-        await say(rest)
-    return bool(rest)
+async def _flush(say: _Speaker, paragraphs: ParagraphBuffer, held: str = "") -> None:
+    for text in (held, paragraphs.flush()):
+        if text:
+            await say(text)
 
 
 def _add(a: Usage, b: Usage) -> Usage:
