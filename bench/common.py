@@ -24,6 +24,7 @@ from typing import Any
 from bot.daemon import Core, build_core
 from bot.db import Database
 from bot.ingress import Ingress
+from bot.journal import LogEntry
 from bot.llm.base import Done, TurnEvent, TurnRequest
 from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
@@ -169,16 +170,25 @@ class Stack:
         self.turns_finished = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         journal = core.journal
-        original = journal.finish_turn
+        original, saying = journal.finish_turn, journal.finish_turn_saying
 
         async def finish_turn(
             turn_id: int, ids: Iterable[int], outcome: str, **kwargs: Any
         ) -> None:
             await original(turn_id, ids, outcome, **kwargs)
-            self.turns_finished += 1
-            self._wake()
+            self._finished()
+
+        async def finish_turn_saying(*args: Any) -> LogEntry:
+            entry = await saying(*args)
+            self._finished()
+            return entry
 
         journal.finish_turn = finish_turn  # type: ignore[method-assign]
+        journal.finish_turn_saying = finish_turn_saying  # type: ignore[method-assign]
+
+    def _finished(self) -> None:
+        self.turns_finished += 1
+        self._wake()
 
     @classmethod
     async def open(cls, directory: Path, settings: Settings, record: bool = True) -> Stack:

@@ -38,6 +38,10 @@ class AccessPolicy:
         return self.admins is not None and sender in self.admins
 
 
+_OPEN = AccessPolicy()
+"""The policy of a transport without a section: everyone, no admins."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccessPolicies:
     """Each enabled transport's policy by name; a transport without one lets nobody admin."""
@@ -54,7 +58,8 @@ class AccessPolicies:
         })  # fmt: skip
 
     def of(self, transport: str) -> AccessPolicy:
-        return self.by_transport.get(transport, AccessPolicy())
+        found = self.by_transport.get(transport)
+        return _OPEN if found is None else found
 
 
 class TransportAccess(Protocol):

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 
@@ -56,16 +58,25 @@ class Db(Storage, Protocol):
 
 class GroupWriter:
     """The writer half every backend shares: jobs queue up, and each group that arrived
-    together runs as one transaction on the backend's own writer thread (``_commit``)."""
+    together runs as one transaction on the backend's own writer thread (``_commit``).
+
+    The writer thread takes the queued jobs itself (a plain thread-safe queue), so the
+    next group starts as soon as the last commit is done, without waiting for the event
+    loop; the loop only hears back once per group, with every result at once.
+    """
 
     backend = ""
 
     def __init__(self, executor: ThreadPoolExecutor) -> None:
-        self._executor = executor
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._write_loop(), name="db-writer")
+        self._executor = executor  # the backend's own thread: connect and close run there
+        self._loop = asyncio.get_running_loop()
+        self._jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
         self.health = StoreHealth()
+        name = f"{self.backend or 'db'}-group-writer"
+        self._thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
+        self._thread.start()
 
     async def write(self, job: Callable[[Conn], T]) -> T:
         """Run ``job`` inside a transaction; return its result once the commit is durable.
@@ -77,8 +88,8 @@ class GroupWriter:
         """
         if self._closed:
             raise StoreError("the database is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((job, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((job, future))
         # No shield needed: a cancelled caller cancels only its future; the job stays queued
         # and the writer skips setting a result on a future that is already done.
         return await future
@@ -87,37 +98,55 @@ class GroupWriter:
         """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
         raise NotImplementedError
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _write_loop(self) -> None:
+        """The writer thread: take what is queued (up to ``_MAX_GROUP`` jobs), commit it as
+        one group, hand the outcomes to the loop; until :meth:`_stop_writer`."""
         closing = False
         while not closing:
-            first = await self._queue.get()
+            first = self._jobs.get()
             group = [] if first is None else [first]
             closing = first is None
-            while len(group) < _MAX_GROUP and not closing and not self._queue.empty():
-                item = self._queue.get_nowait()
+            while len(group) < _MAX_GROUP and not closing:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
                 if item is None:
                     closing = True
                 else:
                     group.append(item)
-            if not group:
+            if group:
+                outcomes = self._commit([job for job, _ in group])
+                self._to_loop(self._settle, group, outcomes)
+        self._to_loop(_resolve, self._stopped)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _settle(
+        self, group: list[tuple[Job, asyncio.Future[Any]]], outcomes: list[Outcome]
+    ) -> None:
+        """On the loop: give each job's caller its result."""
+        self.health.observe(outcomes)
+        for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+            if future.done():
                 continue
-            jobs = [job for job, _ in group]
-            outcomes = await loop.run_in_executor(self._executor, self._commit, jobs)
-            self.health.observe(outcomes)
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     async def _stop_writer(self) -> None:
-        """Finish queued writes and stop the writer loop (the caller closes connections)."""
+        """Finish queued writes and stop the writer thread (the caller closes connections)."""
         self._closed = True
-        self._queue.put_nowait(None)
-        await self._task
+        self._jobs.put(None)
+        await self._stopped
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Database(GroupWriter):
@@ -172,7 +201,13 @@ class Database(GroupWriter):
             return list(await cursor.fetchall())
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
-        return _commit_group(self._writer, jobs)
+        if not all(isinstance(job, SafeOnCrash) for job in jobs):
+            return _commit_group(self._writer, jobs)
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return _commit_group(self._writer, jobs)
+        finally:
+            self._writer.execute("PRAGMA synchronous=FULL")
 
     async def probe(self) -> None:
         """Whether the store takes writes again: a small real write, on a disk with at
@@ -196,6 +231,22 @@ class Database(GroupWriter):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._writer.close)
         self._executor.shutdown(wait=True)
+
+
+class SafeOnCrash(Generic[T]):
+    """A write job whose commit must survive the daemon's crash but need not wait for the
+    disk (the turn's start, D6): a group made only of such jobs commits without an fsync.
+    Its rows are in the WAL when :meth:`GroupWriter.write` returns, so a killed daemon
+    finds them; the next durable commit (or checkpoint) carries them to the disk too.
+    Other backends run it as any job."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Callable[[Conn], T]) -> None:
+        self.job = job
+
+    def __call__(self, conn: Conn) -> T:
+        return self.job(conn)
 
 
 def _connect_writer(path: Path, schema: str) -> sqlite3.Connection:

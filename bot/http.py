@@ -121,7 +121,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ValueError("the body is not UTF-8") from None
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as err:
@@ -132,6 +132,10 @@ def parse_json(raw: bytes) -> Any:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"malformed JSON: {name} is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""One decoder for every body (``json.loads`` with an option builds a new one per call)."""
 
 
 def _check_tree(value: Any) -> None:

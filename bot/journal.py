@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from bot.db import Db
+from bot.db import Db, SafeOnCrash
 from bot.messages import InboundMessage, session_key
 from config.errors import StoreUnavailable
 from pipeline.storage import Conn
@@ -67,6 +67,8 @@ DEDUPE_DAYS = 7
 NOTIFY_CHANNEL = "musher_journal"  # PostgreSQL: a session key, when its free text is journalled
 T = TypeVar("T")
 Guard = Callable[[Conn], None]  # a write job's fence (bot.room_leases): raises to refuse
+BotLine = tuple[str, str, str, str]
+"""A room log line to append: ``(session, role, sender, text)``."""
 
 
 def _nothing(conn: Conn) -> None:
@@ -197,7 +199,9 @@ class Journal:
             )
             return turn_id, also(conn)
 
-        return await self.db.write(job)
+        # Committed before the LLM is called (D6), visible to a restarted daemon; not worth
+        # an fsync of its own: the answer's writes (durable) carry it to the disk.
+        return await self.db.write(SafeOnCrash(job))
 
     async def join_turn(self, turn_id: int, ids: Sequence[int]) -> None:
         """Record that the running turn ``turn_id`` also answers ``ids`` (busy mode steer)."""
@@ -216,18 +220,25 @@ class Journal:
         also: Callable[[Conn], None] | None = None,
     ) -> None:
         """Mark the turn finished and its messages answered; ``also`` joins the transaction."""
-        id_list = list(ids)
+        await self.db.write(_finish_job(turn_id, list(ids), outcome, also))
 
-        def job(conn: Conn) -> None:
-            conn.execute(
-                "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
-                (time.time(), outcome, turn_id),
-            )
-            _set_state(conn, id_list, State.ANSWERED)
-            if also is not None:
-                also(conn)
+    async def finish_turn_saying(
+        self,
+        turn_id: int,
+        ids: Iterable[int],
+        outcome: str,
+        also: Callable[[Conn], None] | None,
+        line: BotLine,
+    ) -> LogEntry:
+        """:meth:`finish_turn`, and ``line`` (the turn's last reply) appended to the room log
+        in the same transaction: one write for both. Returns its log entry."""
+        finish = _finish_job(turn_id, list(ids), outcome, also)
 
-        await self.db.write(job)
+        def job(conn: Conn) -> LogEntry:
+            finish(conn)
+            return _append_log(conn, *line, time.time())
+
+        return await self.db.write(job)
 
     async def close_interrupted(self, turn_ids: Iterable[int]) -> None:
         """Record that the room was told these turns were cut short by a restart, so the
@@ -376,6 +387,21 @@ def _append_log(conn: Conn, session: str, role: str, sender: str, text: str, ts:
     )
     seq = int(cursor.fetchall()[0][0])
     return LogEntry(seq, session, role, sender, text, ts)
+
+
+def _finish_job(
+    turn_id: int, ids: Sequence[int], outcome: str, also: Callable[[Conn], None] | None
+) -> Callable[[Conn], None]:
+    def job(conn: Conn) -> None:
+        conn.execute(
+            "UPDATE turns SET finished_at = ?, outcome = ? WHERE id = ?",
+            (time.time(), outcome, turn_id),
+        )
+        _set_state(conn, ids, State.ANSWERED)
+        if also is not None:
+            also(conn)
+
+    return job
 
 
 def _set_state(conn: Conn, ids: Sequence[int], state: State) -> None:

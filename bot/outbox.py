@@ -6,10 +6,11 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.feed import RoomFeed, Typing
-from bot.journal import Journal
+from bot.journal import BotLine, Journal, LogEntry
 from bot.messages import Reply, Session
 from bot.metrics import Metrics
 from bot.paragraphs import split_text
@@ -17,6 +18,9 @@ from bot.transport import Transport
 from pipeline.storage import Conn
 
 log = logging.getLogger("musher.outbox")
+
+LogLast = Callable[[BotLine], Awaitable[LogEntry]]
+"""Writes a reply's last room log line (and more in the same transaction); its entry."""
 
 
 class Fence(Protocol):
@@ -42,21 +46,29 @@ class Outbox:
         """Deliver ``transport.name``'s sessions through ``transport`` from now on."""
         self._transports[transport.name] = transport
 
-    async def send(self, key: str, reply: Reply, fence: Fence | None = None) -> None:
+    async def send(
+        self,
+        key: str,
+        reply: Reply,
+        fence: Fence | None = None,
+        log_last: LogLast | None = None,
+    ) -> None:
         """Deliver ``reply`` to ``session`` in chunks the transport accepts, in order.
 
         A delivery failure is logged and counted, never raised to the caller: the turn or
         command that produced the reply has already happened. Every chunk delivered (or
-        attempted) is in the room log. A ``fence`` (a turn under a room lease) is checked
-        before each chunk goes out and guards its log write; what it raises passes. Chunk
-        ``i`` gets the key ``<reply.key>.<i>`` (a random base when the reply has none), so a
-        transport's retries of one chunk are idempotent.
+        attempted) is in the room log; the last one is logged by ``log_last`` when given
+        (a turn's closing write). A ``fence`` (a turn under a room lease) is checked before
+        each chunk goes out and guards its log write (``log_last`` fences its own write);
+        what it raises passes. Chunk ``i`` gets the key ``<reply.key>.<i>`` (a random base
+        when the reply has none), so a transport's retries of one chunk are idempotent.
         """
         session = Session.of(key)
         transport = self._transports.get(session.transport)
         limit = transport.capabilities.max_length if transport else 4000
         base = reply.key or uuid.uuid4().hex
-        for i, chunk in enumerate(split_text(reply.text, limit)):
+        chunks = split_text(reply.text, limit)
+        for i, chunk in enumerate(chunks):
             if fence is not None:
                 fence.check()
             if transport is not None:
@@ -70,7 +82,10 @@ class Outbox:
                     self.metrics.sends_failed.inc(transport.name)
             else:
                 log.warning("no transport for %s; reply only logged", session)
-            entry = await self.journal.log_bot(session, self.bot_name, chunk, fence)
+            if log_last is not None and i == len(chunks) - 1:
+                entry = await log_last((session, "bot", self.bot_name, chunk))
+            else:
+                entry = await self.journal.log_bot(session, self.bot_name, chunk, fence)
             self.feed.publish(session, entry)
 
     async def typing(self, key: str, active: bool) -> None:

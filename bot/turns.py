@@ -24,11 +24,11 @@ from bot.approvals import ApprovalDesk
 from bot.audit_buffer import AuditBuffer
 from bot.commands.registry import CommandContext, Registry
 from bot.cost import CostBook
-from bot.journal import Journal
+from bot.journal import BotLine, Journal, LogEntry
 from bot.llm.base import Done, Failed, Provider, TextDelta, TurnRequest, Usage
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
-from bot.outbox import Fence, Outbox
+from bot.outbox import Fence, LogLast, Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.steer import Inboxes, TurnSteer
@@ -105,12 +105,16 @@ class TurnRunner:
         steer = self._steer(request, turn_id, ids)
         if steer is not None:
             request = dataclasses.replace(request, steer=steer)
-        usage = Usage()
         await p.outbox.typing(session, True)
         outcome = "cancelled"
         cancel = self._cancels[session] = asyncio.Event()
         try:
-            outcome, usage = await self._stream(request, turn_id, cancel, fence)
+            say = _Speaker(p.outbox, session, f"t{turn_id}", fence)
+            outcome, usage, last = await self._stream(request, say, cancel)
+            tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
+            item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
+            cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
+            await self._finish(say, turn_id, ids, outcome, _fenced(cost, fence), last)
         finally:
             if steer is not None:
                 steer.close()
@@ -123,11 +127,30 @@ class TurnRunner:
             await asyncio.shield(p.outbox.typing(session, False))
             p.metrics.turns.inc(outcome)
             p.metrics.turn_seconds.observe(time.monotonic() - started)
-        tokens = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
         p.metrics.record_usage(*tokens)
-        item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
-        cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
-        await p.journal.finish_turn(turn_id, ids, outcome, also=_fenced(cost, fence))
+
+    async def _finish(
+        self,
+        say: _Speaker,
+        turn_id: int,
+        ids: list[int],
+        outcome: str,
+        cost: Callable[[Conn], None],
+        last: str,
+    ) -> None:
+        """Say the turn's ``last`` paragraph and record the turn's end: one write for both
+        (the paragraph's room log line joins the closing transaction)."""
+        journal, said = self.parts.journal, False
+
+        async def log_last(line: BotLine) -> LogEntry:
+            nonlocal said
+            said = True
+            return await journal.finish_turn_saying(turn_id, ids, outcome, cost, line)
+
+        if last:
+            await say(last, log_last)
+        if not said:
+            await journal.finish_turn(turn_id, ids, outcome, also=cost)
 
     def _workspace(self, record: ProjectRecord | None) -> tuple[str | None, Path]:
         """The room's project and where the turn runs: the project's directory when it
@@ -183,13 +206,16 @@ class TurnRunner:
         )
 
     async def _stream(
-        self, request: TurnRequest, turn_id: int, cancel: asyncio.Event, fence: Fence | None
-    ) -> tuple[str, Usage]:
+        self, request: TurnRequest, say: _Speaker, cancel: asyncio.Event
+    ) -> tuple[str, Usage, str]:
+        """Run the provider and say its answer paragraph by paragraph; the outcome, the
+        usage, and the closing paragraph (held back at ``Done``, the provider's last event,
+        for :meth:`_finish` to say)."""
         p = self.parts
         session = request.session
         paragraphs = ParagraphBuffer()
-        say = _Speaker(p.outbox, session, f"t{turn_id}", fence)
         sent_any = False
+        held = ""  # the closing paragraph, once Done came
         usage = Usage()
         timeout = p.timeout_s
         try:
@@ -200,31 +226,34 @@ class TurnRunner:
                 async for event in events:
                     match event:
                         case TextDelta(text):
+                            if held:  # text after Done (never, by L1): said in order
+                                await say(held)
+                                held = ""
                             for paragraph in paragraphs.feed(text):
                                 await say(paragraph)
                                 sent_any = True
                         case Done(text):
-                            sent_any = await _flush(say, paragraphs) or sent_any
-                            if text and not sent_any:
-                                await say(text)
+                            rest = paragraphs.flush()
+                            held = rest or (text if text and not sent_any else "") or held
+                            sent_any = sent_any or bool(held)
                         case Failed(message):
-                            await _flush(say, paragraphs)
+                            await _flush(say, paragraphs, held)
                             await say(f"⚠️ {message}")
-                            return "error", usage
+                            return "error", usage, ""
                         case Usage():
                             usage = _add(usage, event)
             await _flush(say, paragraphs)
-            return "ok", usage
+            return "ok", usage, held
         except TimeoutError:
             await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
-            return "timeout", usage
+            return "timeout", usage, ""
         except (asyncio.CancelledError, StoreError, LeaseLost):
             raise  # a store failure is the dispatcher's to retry (bot.turn_retry); a lost
             # lease ends the turn at once (bot.room_leases)
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await say(f"⚠️ The answer failed: {exc}")
-            return "error", usage
+            return "error", usage, ""
 
 
 class _Speaker:
@@ -234,17 +263,16 @@ class _Speaker:
         self.outbox, self.session, self.base, self.count = outbox, session, base, 0
         self.fence = fence
 
-    async def __call__(self, text: str) -> None:
+    async def __call__(self, text: str, log_last: LogLast | None = None) -> None:
         self.count += 1
         reply = Reply(text, key=f"{self.base}.{self.count}")
-        await self.outbox.send(self.session, reply, self.fence)
+        await self.outbox.send(self.session, reply, self.fence, log_last)
 
 
-async def _flush(say: _Speaker, paragraphs: ParagraphBuffer) -> bool:
-    rest = paragraphs.flush()
-    if rest:
-        await say(rest)
-    return bool(rest)
+async def _flush(say: _Speaker, paragraphs: ParagraphBuffer, held: str = "") -> None:
+    for text in (held, paragraphs.flush()):
+        if text:
+            await say(text)
 
 
 def _add(a: Usage, b: Usage) -> Usage:

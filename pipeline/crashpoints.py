@@ -1,6 +1,8 @@
 """``MUSHER_CRASH_AT=<label>``: SIGKILL the process at a named point, for crash tests.
 
-Unset (always, outside tests), :func:`crash_point` is one dictionary lookup. The labels, in
+Unset (always, outside tests), :func:`crash_point` is one comparison: the variable is read
+once, when this module is imported (a test sets it in the environment of the daemon it
+starts). The labels, in
 the order a message meets them (README, "Crash safety"):
 
 * ``after-journal``: an inbound message is durably journalled, not yet acknowledged or acted
@@ -41,13 +43,15 @@ LABELS = frozenset(
 )
 
 log = logging.getLogger("musher.crash")
+_ARMED = os.environ.get(ENV)
+"""The label to die at, if any (read at import: ``os.environ`` lookups cost on hot paths)."""
 T = TypeVar("T")
 A = TypeVar("A")
 
 
 def crash_point(label: str) -> None:
     """SIGKILL this process now if ``$MUSHER_CRASH_AT`` names ``label``; else nothing."""
-    if os.environ.get(ENV) == label:
+    if _ARMED is not None and label == _ARMED:
         log.warning("MUSHER_CRASH_AT=%s: killing the process", label)
         for handler in logging.getLogger().handlers:
             handler.flush()
