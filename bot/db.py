@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -201,13 +201,7 @@ class Database(GroupWriter):
             return list(await cursor.fetchall())
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
-        if not all(isinstance(job, SafeOnCrash) for job in jobs):
-            return _commit_group(self._writer, jobs)
-        self._writer.execute("PRAGMA synchronous=NORMAL")
-        try:
-            return _commit_group(self._writer, jobs)
-        finally:
-            self._writer.execute("PRAGMA synchronous=FULL")
+        return _commit_group(self._writer, jobs)
 
     async def probe(self) -> None:
         """Whether the store takes writes again: a small real write, on a disk with at
@@ -231,22 +225,6 @@ class Database(GroupWriter):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._writer.close)
         self._executor.shutdown(wait=True)
-
-
-class SafeOnCrash(Generic[T]):
-    """A write job whose commit must survive the daemon's crash but need not wait for the
-    disk (the turn's start, D6): a group made only of such jobs commits without an fsync.
-    Its rows are in the WAL when :meth:`GroupWriter.write` returns, so a killed daemon
-    finds them; the next durable commit (or checkpoint) carries them to the disk too.
-    Other backends run it as any job."""
-
-    __slots__ = ("job",)
-
-    def __init__(self, job: Callable[[Conn], T]) -> None:
-        self.job = job
-
-    def __call__(self, conn: Conn) -> T:
-        return self.job(conn)
 
 
 def _connect_writer(path: Path, schema: str) -> sqlite3.Connection:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from bot.db import Db, SafeOnCrash
+from bot.db import Db
 from bot.messages import InboundMessage, session_key
 from config.errors import StoreUnavailable
 from pipeline.storage import Conn
@@ -199,9 +199,7 @@ class Journal:
             )
             return turn_id, also(conn)
 
-        # Committed before the LLM is called (D6), visible to a restarted daemon; not worth
-        # an fsync of its own: the answer's writes (durable) carry it to the disk.
-        return await self.db.write(SafeOnCrash(job))
+        return await self.db.write(job)
 
     async def join_turn(self, turn_id: int, ids: Sequence[int]) -> None:
         """Record that the running turn ``turn_id`` also answers ``ids`` (busy mode steer)."""
