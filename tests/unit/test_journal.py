@@ -54,6 +54,33 @@ async def test_turns_settle_pending_messages(store_url: str, tmp_path: Path) -> 
     await db.aclose()
 
 
+async def test_a_turn_and_its_last_reply_end_together_and_survive_a_restart(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A restarted daemon sees the turn's start; its last reply and its end land in one
+    transaction."""
+    db = await open_db(store_url, tmp_path, SCHEMA)
+    journal = Journal(db)
+    recorded = await journal.record(message("e1", "hello"), Kind.TEXT, "hello")
+    assert recorded is not None
+    turn = await journal.start_turn("web:lobby", [recorded[0]])
+    await db.aclose()
+
+    db = await open_db(store_url, tmp_path, SCHEMA)
+    journal = Journal(db)
+    assert [(p.id, p.turn_id) for p in await journal.pending()] == [(recorded[0], turn)]
+    entry = await journal.finish_turn_saying(
+        turn, [recorded[0]], "ok", None, ("web:lobby", "bot", "musher", "hi alice")
+    )
+    assert await journal.pending() == []
+    assert [(e.seq, e.role, e.text) for e in await journal.history("web:lobby")][-1] == (
+        entry.seq,
+        "bot",
+        "hi alice",
+    )
+    await db.aclose()
+
+
 async def test_room_log_keeps_user_and_bot_lines_in_order(store_url: str, tmp_path: Path) -> None:
     db = await open_db(store_url, tmp_path, SCHEMA)
     journal = Journal(db)
