@@ -199,17 +199,27 @@ def _store_of(args: argparse.Namespace) -> tuple[str, Path, Settings]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    url, data_dir, _ = _store_of(args)
-    return asyncio.run(_verify(url, data_dir))
+    url, data_dir, settings = _store_of(args)
+    return asyncio.run(_verify(url, data_dir, _trusted(data_dir, settings)))
 
 
-async def _verify(url: str, data_dir: Path) -> int:
+def _trusted(data_dir: Path, settings: Settings) -> set[str]:
+    """``[store] trusted_keys`` and the data dir's own key, if it has one."""
+    trusted = set(settings.store.trusted_keys)
+    if (data_dir / "node.key").exists():
+        from pipeline.keys import load_or_create
+
+        trusted.add(load_or_create(data_dir).public_hex)
+    return trusted
+
+
+async def _verify(url: str, data_dir: Path, trusted: set[str]) -> int:
     from bot.store_url import open_db
     from pipeline.audit import verify
 
     db = await open_db(url, data_dir)
     try:
-        report = await verify(db)
+        report = await verify(db, trusted)
     finally:
         await db.aclose()
     print(report)
@@ -226,12 +236,7 @@ def _store_copy(args: argparse.Namespace) -> int:
 
 def _nodes(args: argparse.Namespace) -> int:
     url, data_dir, settings = _store_of(args)
-    trusted = set(settings.store.trusted_keys)
-    if (data_dir / "node.key").exists():
-        from pipeline.keys import load_or_create
-
-        trusted.add(load_or_create(data_dir).public_hex)
-    print(asyncio.run(_node_lines(url, data_dir, trusted)))
+    print(asyncio.run(_node_lines(url, data_dir, _trusted(data_dir, settings))))
     return 0
 
 

@@ -24,6 +24,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── OpLogError                 the op log failed verification [pipeline.audit]
         ├── LeaseLost                  a lease expired or passed on: stop acting [pipeline.leases]
         ├── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
+        ├── UntrustedKeyError          an op's author key is not trusted [pipeline.node_ops]
         ├── ProjectExists              a project of that name is registered [pipeline.projects]
         ├── ProjectFileError           a .musher/project.toml is unreadable [pipeline.project_file]
         ├── GitError                   a git step failed; says which [pipeline.gitops]

@@ -349,3 +349,26 @@ async def test_nodes_lists_this_daemon_trusted_and_the_leases_it_holds(chat: Cha
     assert lines[0].startswith(f"here  {author[:12]}…  daemon  trusted  heartbeat ")
     assert lines[0].endswith("leases: room:web:lobby")
     assert lines[1].startswith(f"there  {'c' * 12}…  agent  untrusted  heartbeat 30 s ago")
+
+
+async def test_node_trust_and_revoke_are_admin_ops_the_nodes_list_follows(chat: Chat) -> None:
+    key = "ab" * 32
+    await nodes.heartbeat(chat.db, key, "builder", "agent", time.time())
+    before = await chat.ops()
+    assert (await chat.say(f"node trust {key}", sender="bob", admin=False)).startswith("Sorry")
+    assert "Usage: node trust <pubkey>" in await chat.say("node trust xyz")
+    assert await chat.ops() == before
+
+    assert await chat.say(f"node trust {key.upper()}") == (
+        f"Trusted {key[:12]}…: its ops are accepted from now on."
+    )
+    assert "builder  abababababab…  agent  trusted" in await chat.say("nodes")
+    assert await chat.say(f"node trust {key}") == f"{key[:12]}… is already trusted."
+    own = chat.core.engine.store.author
+    assert "own key" in await chat.say(f"node revoke {own}")
+    assert await chat.ops() == before + 1
+
+    assert (await chat.say(f"node revoke {key}")).startswith("Revoked")
+    assert "agent  untrusted" in await chat.say("nodes")
+    assert "not trusted" in await chat.say(f"node revoke {key}")
+    assert await chat.ops() == before + 2
