@@ -1,5 +1,5 @@
 """``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``store copy``,
-``nodes``, ``slack-manifest``, ``discord-invite``."""
+``nodes``, ``agent``, ``slack-manifest``, ``discord-invite``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--data-dir", help="overrides [daemon] data_dir")
     nodes.add_argument("--store", help="the database URL; overrides [store] url")
     nodes.set_defaults(handler=_nodes)
+
+    agent = sub.add_parser("agent", help="run a headless build node on the shared store")
+    agent.add_argument("--config")
+    agent.add_argument("--store", help="the database URL; overrides [store] url")
+    agent.add_argument("--name", help="this node's name (default: the host name)")
+    agent.add_argument("--max-agents", type=int, help="overrides [agents] max_agents")
+    agent.add_argument("--workdir", default=".musher-agent", help="clones, worktrees, node key")
+    agent.add_argument("--print-key", action="store_true", help="print the node key and exit")
+    agent.set_defaults(handler=_agent)
 
     store = sub.add_parser("store", help="move the state between store backends")
     store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -224,6 +233,35 @@ async def _verify(url: str, data_dir: Path, trusted: set[str]) -> int:
         await db.aclose()
     print(report)
     return 0 if report.ok else 1
+
+
+def _agent(args: argparse.Namespace) -> int:
+    import socket
+
+    from bot.headless import run_node
+    from pipeline.keys import load_or_create
+
+    workdir = Path(args.workdir)
+    if args.print_key:
+        print(load_or_create(workdir).public_hex)
+        return 0
+    settings, _ = _settings(args)
+    url = args.store or settings.store.url
+    if not url:
+        raise ConfigError(["musher agent: --store or [store] url must name the shared store"])
+    if args.max_agents is not None:
+        if args.max_agents < 1:
+            raise ConfigError(["musher agent: --max-agents must be at least 1"])
+        agents = settings.agents.model_copy(update={"max_agents": args.max_agents})
+        settings = settings.model_copy(update={"agents": agents})
+    logging.basicConfig(
+        level=settings.daemon.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    name = args.name or socket.gethostname()
+    asyncio.run(run_node(settings, url, workdir, name))
+    return 0
 
 
 def _store_copy(args: argparse.Namespace) -> int:

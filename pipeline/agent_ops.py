@@ -7,14 +7,18 @@ these ops in their own transaction. The states: ``pending`` (claimed, not yet sp
 leaves their rows ``running`` (parked); its reconciler resumes them after the restart.
 
     kind            columns (project, item)  payload keys
-    agent.claim     project, number          profile, role, node, attempts, resume
+    agent.claim     project, number          profile, role, node, attempts, resume,
+                                             [takeover] (the node whose claim lapsed)
     agent.progress  project, number          some of pid, session_id, turns
     agent.end       project, number          state, exit, reason, resume_at, attempts,
                                              cost_usd (this run's spend)
     agent.clear     project, number          {}
 
 ``agent.claim`` is the one-agent-per-item claim: it is refused while the item's row is
-``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run).
+``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run of
+the same node) or ``takeover`` names the node that holds it (a build node taking over the
+claim of a node that stopped heartbeating for ``[store] claim_ttl_s``; whether it did is
+the claimant's check, made just before, see :mod:`bot.claims`).
 """
 
 from __future__ import annotations
@@ -58,12 +62,15 @@ class ClaimAgent:
     node: str
     attempts: int = 0
     resume: bool = False
+    takeover: str | None = None
 
     def __post_init__(self) -> None:
         project_name(self.project)
         require_positive(self.number, "item number")
         require_text(self.profile, "profile", spaces=False, limit=64)
         require_text(self.node, "node", limit=200)
+        if self.takeover is not None:
+            require_text(self.takeover, "takeover", limit=200)
         require_count(self.attempts, "attempts")
         if self.role not in ROLES:
             raise PipelineError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
@@ -74,14 +81,16 @@ class ClaimAgent:
         return self.project, self.number
 
     def to_payload(self) -> dict[str, Any]:
-        return {"profile": self.profile, "role": self.role, "node": self.node,
-                "attempts": self.attempts, "resume": self.resume}  # fmt: skip
+        payload = {"profile": self.profile, "role": self.role, "node": self.node,
+                   "attempts": self.attempts, "resume": self.resume}  # fmt: skip
+        return payload if self.takeover is None else {**payload, "takeover": self.takeover}
 
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        keys(p, {"profile", "role", "node", "attempts", "resume"})
+        keys(p, {"profile", "role", "node", "attempts", "resume"}, frozenset({"takeover"}))
         return cls(project_name(project), require_positive(item, "item number"), p["profile"],
-                   p["role"], p["node"], p["attempts"], p["resume"])  # fmt: skip
+                   p["role"], p["node"], p["attempts"], p["resume"],
+                   p.get("takeover"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

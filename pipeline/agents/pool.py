@@ -290,6 +290,11 @@ class AgentPool:
         if item is None:
             return
         key = (record.name, item.number)
+        if run is not None and run.active and run.node != self.parts.node:
+            if key in self._active:  # fenced: the claim passed to another node
+                await self._stop(key, f"{run.node} took the item over", record=False)
+            self._queue.pop(key, None)
+            return  # another node's agent works on it
         role = role_for(item.stage, record.qa)
         active = self._active.get(key)
         if active is not None and active.profile.role != role:

@@ -39,6 +39,11 @@ Say = Callable[[str, str], None]
 """``say(project, line)``: tell the rooms that follow ``project``."""
 RecordCost = Callable[[str, int, str, float], Awaitable[None]]
 """``record_cost(project, item, profile, usd)``: book an agent run's spend (L5)."""
+Checkout = Callable[[ProjectRecord, int], Awaitable[Path]]
+"""``checkout(record, number)``: the repository item worktrees are made from (a build
+node's clone of the remote; the daemon's is the project's own path)."""
+Publish = Callable[[ProjectRecord, Path, str], Awaitable[None]]
+"""``publish(record, worktree, branch)``: push the item's branch (a build node)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +74,14 @@ class Parts:
     say: Say
     record_cost: RecordCost | None
     gate_timeout_s: float = 1800.0
+    checkout: Checkout | None = None
+    publish: Publish | None = None
+
+    async def repo_of(self, record: ProjectRecord, number: int) -> Path:
+        """Where item ``number``'s worktree is made from."""
+        if self.checkout is None:
+            return Path(record.path)
+        return await self.checkout(record, number)
 
 
 def origin_of(profile: AgentProfile) -> Origin:
@@ -106,7 +119,7 @@ class ItemRun:
         while True:
             record = await self.p.engine.project(self.a.project)
             item = await self.p.engine.lookup(*self.key)
-            repo = Path(record.path)
+            repo = await self.p.repo_of(record, item.number)
             tree = await ensure_worktree(
                 repo, self.p.data_dir, record.name, item.number, record.base_branch
             )
@@ -179,6 +192,8 @@ class ItemRun:
         if self.a.profile.role == "qa":
             return await self._qa_verdict(outcome)
         moved = await head(job.worktree) != before
+        if moved and self.p.publish is not None:  # pushed at each attempt: a reclaim resumes
+            await self.p.publish(record, job.worktree, job.branch)
         if outcome.exit != 0 and not moved:
             return f"the agent exited with code {outcome.exit} without new commits"
         if await commits_ahead(job.worktree, record.base_branch) == 0:

@@ -1,0 +1,119 @@
+"""``musher agent``: a headless build node (K3) on the shared store.
+
+No HTTP server, no transports. The node opens the store under its own key (kept in
+``--workdir``, so a restarted node keeps its identity), registers in ``nodes`` with role
+``agent`` and heartbeats, and every ``POLL_S`` brings its agent pool in line with the
+store: items in Coding that no live node works on are claimed (the same ``agent.claim``
+the daemon's pool uses, one claim per item cluster-wide, see
+:func:`pipeline.agent_rows.apply_agent`), worked on a clone of the project's ``remote``
+and pushed (:class:`pipeline.agents.remote.RemoteCheckouts`). Claims of agent nodes that
+stopped heartbeating for ``[store] claim_ttl_s`` are released first
+(:mod:`bot.claims`), so another node takes them over; a node that finds its claim taken
+stops its agent (the pool's reconcile). Its ops are refused until its key is trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from bot.claims import release_stale
+from bot.store_url import open_db
+from config.models import Settings
+from pipeline import leases, nodes
+from pipeline.agents.logbook import Logbook
+from pipeline.agents.pool import AgentPool
+from pipeline.agents.remote import RemoteCheckouts
+from pipeline.agents.work import Parts
+from pipeline.engine import Engine
+from pipeline.errors import PipelineError
+from pipeline.keys import NodeKey, load_or_create
+from pipeline.sandbox import Sandbox, make_sandbox
+from pipeline.storage import Storage
+from pipeline.store import OpStore, ProjectRecord
+
+log = logging.getLogger("musher.agent")
+
+POLL_S = 1.0
+ROLE = "agent"
+
+
+def node_label(name: str) -> str:
+    """What ``agent_runs.node`` says of a build node called ``name``."""
+    return f"{ROLE}:{name}"
+
+
+def build_pool(settings: Settings, engine: Engine, workdir: Path, name: str) -> AgentPool:
+    """The node's pool: the daemon's, on clones of the remotes, pushing each attempt."""
+    network = settings.projects.sandbox_network
+    checkouts = RemoteCheckouts(workdir)
+
+    def sandbox_for(record: ProjectRecord) -> Sandbox:
+        return make_sandbox(record.sandbox, data_dir=workdir, network=network)
+
+    def say(project: str, line: str) -> None:
+        log.info("%s: %s", project, line)
+
+    parts = Parts(
+        engine=engine, config=settings.agents, data_dir=workdir, node=node_label(name),
+        logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
+        checkout=checkouts.checkout, publish=checkouts.publish,
+    )  # fmt: skip
+    return AgentPool(parts)
+
+
+async def trusted(store: OpStore, key: NodeKey, settings: Settings) -> bool:
+    """Whether the store accepts this node's ops (trusted by an op or by the config)."""
+    if key.public_hex in settings.store.trusted_keys:
+        return True
+    return key.public_hex in await store.trusted_keys()
+
+
+async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> None:
+    """Run the build node until SIGTERM/SIGINT; then park its agents (killed, verified)."""
+    key = load_or_create(workdir)
+    db = await open_db(url, workdir, nodes.SCHEMA + leases.SCHEMA)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        store = await OpStore.open(db, key, trusted=settings.store.trusted_keys,
+                                   self_trusted=False)  # fmt: skip
+        pool = build_pool(settings, Engine(store), workdir, name)
+        interval = settings.store.lease_ttl_s / 3
+        beat = asyncio.create_task(nodes.keep_beating(db, key.public_hex, name, ROLE, interval))
+        log.info("build node %s (key %s) on %s", name, key.public_hex, db.describe())
+        try:
+            await _work(db, store, key, settings, pool, stop)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            await pool.aclose()
+    finally:
+        await db.aclose()
+
+
+async def _work(
+    db: Storage, store: OpStore, key: NodeKey, settings: Settings, pool: AgentPool,
+    stop: asyncio.Event,
+) -> None:  # fmt: skip
+    told = False
+    while not stop.is_set():
+        if not await trusted(store, key, settings):
+            if not told:
+                log.warning("this node's key is not trusted yet; an admin runs `node trust %s`",
+                            key.public_hex)  # fmt: skip
+                told = True
+        else:
+            try:
+                await release_stale(db, store, pool.parts.node, settings.store.claim_ttl_s)
+                await pool.reconcile()
+            except PipelineError as err:
+                log.error("build node pass failed: %s", err)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_S)
