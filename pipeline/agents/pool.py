@@ -290,11 +290,13 @@ class AgentPool:
         if item is None:
             return
         key = (record.name, item.number)
-        if run is not None and run.active and run.node != self.parts.node:
-            if key in self._active:  # fenced: the claim passed to another node
+        if run is not None and run.node != self.parts.node:
+            if key in self._active:  # fenced: the claim passed to another node; its row
+                log.warning("%s #%d: %s took the item over; stopping", *key, run.node)
                 await self._stop(key, f"{run.node} took the item over", record=False)
-            self._queue.pop(key, None)
-            return  # another node's agent works on it
+            if run.active:
+                self._queue.pop(key, None)
+                return  # another node's agent works on it
         role = role_for(item.stage, record.qa)
         active = self._active.get(key)
         if active is not None and active.profile.role != role:

@@ -1,0 +1,282 @@
+"""``musher agent`` (K3, issue 15): headless build nodes on a real PostgreSQL, working a
+project whose remote is a real bare repository served by ``git daemon`` on 127.0.0.1, with
+the fake agent CLI. The daemon's side (creating and moving items, trusting keys, merging
+from its own checkout) runs in the test through the same engine and merge code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bot.store_url import open_db
+from pipeline.agents.kill import kill_verified
+from pipeline.agents.merge import MergeJob, merge_item
+from pipeline.agents.naming import worktree_path
+from pipeline.engine import Engine
+from pipeline.keys import load_or_create
+from pipeline.model import ItemKind, SystemOrigin, UserOrigin
+from pipeline.node_ops import TrustNode
+from pipeline.ops import SetProject
+from pipeline.sandbox import make_sandbox
+from pipeline.storage import Storage
+from pipeline.store import OpStore
+from pipeline.transitions import Merged, Move
+from tests.fakes.git_server import bare_repo, git, git_daemon
+from tests.fakes.postgres import Postgres
+
+FAKE_AGENT = Path(__file__).resolve().parents[1] / "fakes" / "fake_agent.py"
+ADMIN = UserOrigin("web", "admin", "lobby")
+SETUP = SystemOrigin("test", "setup")
+PROJECT = "shop"
+GATE = '["grep", "-q", "good", "result.txt"]'
+UNION = "result.txt merge=union\n"
+"""Every fake agent writes ``result.txt``: the merges of several items keep all their lines."""
+
+
+@dataclass
+class Cluster:
+    tmp: Path
+    url: str
+    remote: str
+    served: Path
+    db: Storage
+    store: OpStore
+    engine: Engine
+    checkout: Path
+    config: Path
+    calls: Path
+    nodes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=dict)
+
+    def workdir(self, name: str) -> Path:
+        return self.tmp / f"node-{name}"
+
+    def key_of(self, name: str) -> str:
+        argv = [*self._musher(), "--print-key", "--workdir", str(self.workdir(name))]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+    def _musher(self) -> list[str]:
+        return [sys.executable, "-m", "bot", "agent", "--config", str(self.config)]
+
+    def start(self, name: str) -> None:
+        log = (self.tmp / f"node-{name}.log").open("ab")
+        argv = [*self._musher(), "--name", name, "--workdir", str(self.workdir(name))]
+        env = {**os.environ, "FAKE_AGENT_DIR": str(self.calls)}
+        self.nodes[name] = (subprocess.Popen(argv, stdout=log, stderr=log, env=env), log)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc, log = self.nodes.pop(name)
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        finally:
+            log.close()
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"node-{name}.log").read_text()
+
+    async def trust(self, name: str) -> None:
+        await self.store.append(TrustNode(self.key_of(name)), ADMIN)
+
+    async def coding(self, title: str) -> int:
+        created = await self.engine.create(PROJECT, ItemKind.STORY, title, ADMIN)
+        await self.engine.apply(PROJECT, created.item.number, Move("coding"), ADMIN)
+        return created.item.number
+
+    async def wait(self, check: Callable[[], Any]) -> None:
+        """Until ``await check()`` is true (fails after 40 s)."""
+        async with asyncio.timeout(40):
+            while True:
+                if await check():
+                    return
+                await asyncio.sleep(0.2)
+
+    async def stages(self) -> dict[int, str]:
+        return {i.number: type(i.stage).__name__ for i in await self.engine.items(PROJECT)}
+
+    async def claims(self, number: int) -> list[dict[str, Any]]:
+        ops = await self.store.item_ops(PROJECT, number)
+        return [json.loads(op.op.payload) for op in ops if op.op.kind == "agent.claim"]
+
+    def calls_of(self, number: int) -> list[dict[str, Any]]:
+        path = self.calls / "calls.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        calls = [json.loads(line) for line in lines]
+        return [c for c in calls if f"#{number} " in c["prompt"]]
+
+
+@asynccontextmanager
+async def cluster(
+    tmp_path: Path, postgres: Postgres, claim_ttl_s: float = 60
+) -> AsyncIterator[Cluster]:
+    url = postgres.new_database()
+    served = tmp_path / "served"
+    served.mkdir()
+    bare_repo(served, PROJECT, {"README.md": "shop\n", ".gitattributes": UNION}, branch="main")
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[store]\nurl = "{url}"\nlease_ttl_s = 3.0\nclaim_ttl_s = {claim_ttl_s}\n'
+        "[agents]\nmax_agents = 1\ninactivity_timeout_s = 0\n"
+        f'[[agents.profile]]\nname = "coder"\nrole = "coder"\n'
+        f'command = ["{sys.executable}", "{FAKE_AGENT}"]\n'
+    )
+    with git_daemon(served, push=True) as base:
+        remote = f"{base}/{PROJECT}.git"
+        checkout = tmp_path / "daemon-checkout"
+        git("clone", "--quiet", remote, str(checkout), cwd=tmp_path)
+        daemon_dir = tmp_path / "daemon"
+        db = await open_db(url, daemon_dir)
+        store = await OpStore.open(db, load_or_create(daemon_dir))
+        engine = Engine(store)
+        await engine.ensure_project(PROJECT, str(checkout), origin=SETUP)
+        gates = (tuple(json.loads(GATE)),)
+        await store.append(SetProject(PROJECT, qa="server", gates=gates, remote=remote), SETUP)
+        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls)
+        try:
+            yield env
+        finally:
+            for name in list(env.nodes):
+                env.stop(name)
+            await db.aclose()
+
+
+async def merge_all(env: Cluster) -> list[str]:
+    """What the daemon's merge queue does for each item in Merge: fetch, squash, push."""
+    record = await env.engine.project(PROJECT)
+    commits = []
+    for item in await env.engine.items(PROJECT):
+        if type(item.stage).__name__ != "Merge":
+            continue
+        job = MergeJob(record, item.number, item.title, env.tmp / "daemon",
+                       make_sandbox("none", data_dir=env.tmp / "daemon"),
+                       ("Musher", "musher@example.org"))  # fmt: skip
+        result = await merge_item(job)
+        await env.engine.apply(PROJECT, item.number, Merged(result.commit), SETUP)
+        commits.append(result.commit)
+    return commits
+
+
+async def test_two_build_nodes_claim_each_item_once_and_every_item_merges_once(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres) as env:
+        env.start("a")
+        first = await env.coding("story 1")
+        await env.wait(lambda: _logged(env, "a", "not trusted yet"))
+        assert await env.claims(first) == []  # an untrusted node writes nothing
+
+        await env.trust("a")
+        await env.trust("b")
+        env.start("b")
+        await env.wait(lambda: _logged(env, "b", "build node b"))
+        numbers = [first] + [await env.coding(f"story {n} fake:slow") for n in range(2, 7)]
+        await env.wait(lambda: _all_in(env, numbers, "Merge"))
+
+        nodes = set()
+        for number in numbers:
+            [claim] = await env.claims(number)  # one claim per item, cluster-wide
+            nodes.add(claim["node"])
+            assert len(env.calls_of(number)) == 1
+        assert nodes == {"agent:a", "agent:b"}
+        pushed = git("for-each-ref", "--format=%(refname:short)", cwd=env.served / "shop.git")
+        assert {f"musher/shop-{n}" for n in numbers} <= set(pushed.split())
+
+        commits = await merge_all(env)
+        assert len(commits) == len(numbers) == len(set(commits))
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        assert sorted(line for line in log if line.startswith("musher: merge")) == sorted(
+            f"musher: merge #{n} story {n}{' fake:slow' * (n != first)}" for n in numbers
+        )
+        assert set((await env.stages()).values()) == {"Done"}
+        assert await merge_all(env) == []  # nothing merges twice
+
+        verify = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "audit", "verify", "--config", str(env.config),
+             "--data-dir", str(tmp_path / "daemon")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "by 3 author(s)" in verify.stdout
+
+
+async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_return(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        await env.trust("a")
+        await env.trust("b")
+        env.start("a")
+        number = await env.coding("flaky fake:hang-once")
+        await env.wait(lambda: _running_on(env, number, "agent:a"))
+        env.stop("a", signal.SIGKILL)
+        [hung] = env.calls_of(number)
+        await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
+
+        env.start("b")
+        await env.wait(lambda: _all_in(env, [number], "Merge"))
+        claims = await env.claims(number)
+        assert next(c.get("takeover") for c in claims if c["node"] == "agent:b") == "agent:a"
+        assert len([c for c in claims if c.get("takeover")]) == 1  # handed over once
+
+        env.start("a")  # back after its claim was taken: it does not race the new owner
+        await env.wait(lambda: _logged(env, "a", "build node a"))
+        await asyncio.sleep(3)
+        assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
+        assert (await env.stages())[number] == "Merge"
+
+
+async def _logged(env: Cluster, name: str, text: str) -> bool:
+    return text in env.log(name)
+
+
+async def _all_in(env: Cluster, numbers: list[int], stage: str) -> bool:
+    stages = await env.stages()
+    return all(stages.get(n) == stage for n in numbers)
+
+
+async def _running_on(env: Cluster, number: int, node: str) -> bool:
+    run = await env.store.agent_run(PROJECT, number)
+    return run is not None and run.state == "running" and run.node == node
+
+
+async def test_a_node_cut_off_past_the_ttl_stops_its_agent_when_it_returns(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        await env.trust("a")
+        await env.trust("b")
+        env.start("a")
+        number = await env.coding("flaky fake:hang-once")
+        await env.wait(lambda: _running_on(env, number, "agent:a"))
+        [hung] = env.calls_of(number)
+        env.nodes["a"][0].send_signal(signal.SIGSTOP)  # cut off: no heartbeat, agent runs on
+        try:
+            env.start("b")
+            await env.wait(lambda: _all_in(env, [number], "Merge"))
+        finally:
+            env.nodes["a"][0].send_signal(signal.SIGCONT)
+        await env.wait(lambda: _logged(env, "a", "agent:b took the item over"))
+        await env.wait(lambda: _gone(hung["pid"]))  # a killed its agent instead of racing
+        run = await env.store.agent_run(PROJECT, number)
+        assert run is not None and (run.node, run.state) == ("agent:b", "completed")
+        assert (await env.stages())[number] == "Merge"
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
