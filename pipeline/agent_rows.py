@@ -134,9 +134,16 @@ def _claim(conn: Conn, c: ClaimAgent, old: AgentRun | None, ts: float, stage: An
         raise busy
 
 
+def _fence(c: AgentProgress | EndAgent, old: AgentRun) -> None:
+    """Refuse a node's write to a run it no longer holds (its claim was taken over)."""
+    if c.node is not None and c.node != old.node:
+        raise PipelineError(f"#{c.number} is worked by {old.node} now, not {c.node}")
+
+
 def _progress(conn: Conn, c: AgentProgress, old: AgentRun | None, ts: float) -> None:
     if old is None or not old.active:
         raise PipelineError(f"#{c.number} has no running agent")
+    _fence(c, old)
     f = c.fields
     conn.execute(
         "UPDATE agent_runs SET state = 'running', pid = ?, session_id = ?, turns = ?,"
@@ -149,6 +156,7 @@ def _progress(conn: Conn, c: AgentProgress, old: AgentRun | None, ts: float) -> 
 def _end(conn: Conn, c: EndAgent, old: AgentRun | None, ts: float) -> None:
     if old is None:
         raise PipelineError(f"#{c.number} has no agent")
+    _fence(c, old)
     conn.execute(
         "UPDATE agent_runs SET state = ?, pid = NULL, heartbeat = ?, exit_code = ?,"
         " resume_at = ?, reason = ?, attempts = ?, cost_usd = ? WHERE project = ? AND item = ?",

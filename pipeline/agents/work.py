@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from config.agents import AgentProfile, AgentsConfig
@@ -266,4 +266,6 @@ class ItemRun:
             self.note(f"could not move it: {err}")
 
     async def _write(self, change: AgentProgress | ClaimAgent | EndAgent) -> None:
+        if isinstance(change, AgentProgress | EndAgent):  # fenced: only while this node holds it
+            change = replace(change, node=self.p.node)
         await self.p.engine.store.append(change, origin_of(self.a.profile))
