@@ -15,12 +15,14 @@ from bot.messages import Session
 from bot.schema import DAEMON_SCHEMA
 from config import load_settings
 from pipeline import leases, nodes
+from pipeline.agent_ops import AgentProgress, ClaimAgent
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.model import Archived, Backlog, Coding, Frozen, Qa, SystemOrigin
 from pipeline.store import OpStore
 
 HOUR = 3600.0
+SYSTEM = SystemOrigin("test", "node")
 
 
 class Clock:
@@ -372,3 +374,15 @@ async def test_node_trust_and_revoke_are_admin_ops_the_nodes_list_follows(chat: 
     assert "agent  untrusted" in await chat.say("nodes")
     assert "not trusted" in await chat.say(f"node revoke {key}")
     assert await chat.ops() == before + 2
+
+
+async def test_agents_lists_the_agents_build_nodes_run(chat: Chat) -> None:
+    await chat.say("new story Remote work")
+    store = chat.core.engine.store
+    await store.append(ClaimAgent("webshop", 1, "coder", "coder", "agent:b"), SYSTEM)
+    await store.append(AgentProgress("webshop", 1, {"pid": 99, "turns": 4}), SYSTEM)
+
+    listing = await chat.say("agents --all")
+
+    assert listing.startswith("webshop #1: coder running ")
+    assert "4 turns" in listing and "pid 99" in listing and listing.endswith("— on agent:b")
