@@ -215,13 +215,8 @@ async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_
     tmp_path: Path, postgres: Postgres
 ) -> None:
     async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
-        await env.trust("a")
-        await env.trust("b")
-        env.start("a")
-        number = await env.coding("flaky fake:hang-once")
-        await env.wait(lambda: _running_on(env, number, "agent:a"))
+        number, hung = await hung_on_a(env)
         env.stop("a", signal.SIGKILL)
-        [hung] = env.calls_of(number)
         await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
 
         env.start("b")
@@ -235,6 +230,18 @@ async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_
         await asyncio.sleep(3)
         assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
         assert (await env.stages())[number] == "Merge"
+
+
+async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
+    """Both nodes trusted, only ``a`` started, working an item whose first run hangs:
+    the item and that run's call."""
+    await env.trust("a")
+    await env.trust("b")
+    env.start("a")
+    number = await env.coding("flaky fake:hang-once")
+    await env.wait(lambda: _running_on(env, number, "agent:a"))
+    [hung] = env.calls_of(number)
+    return number, hung
 
 
 async def _logged(env: Cluster, name: str, text: str) -> bool:
@@ -255,12 +262,7 @@ async def test_a_node_cut_off_past_the_ttl_stops_its_agent_when_it_returns(
     tmp_path: Path, postgres: Postgres
 ) -> None:
     async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
-        await env.trust("a")
-        await env.trust("b")
-        env.start("a")
-        number = await env.coding("flaky fake:hang-once")
-        await env.wait(lambda: _running_on(env, number, "agent:a"))
-        [hung] = env.calls_of(number)
+        number, hung = await hung_on_a(env)
         env.nodes["a"][0].send_signal(signal.SIGSTOP)  # cut off: no heartbeat, agent runs on
         try:
             env.start("b")
