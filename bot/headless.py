@@ -10,6 +10,8 @@ and pushed (:class:`pipeline.agents.remote.RemoteCheckouts`). Claims of agent no
 stopped heartbeating for ``[store] claim_ttl_s`` are released first
 (:mod:`bot.claims`), so another node takes them over; a node that finds its claim taken
 stops its agent (the pool's reconcile). Its ops are refused until its key is trusted.
+With ``[agents] merge_on = "agent"`` it also merges the items it worked, in its clone, and
+pushes the base branch (the daemon then leaves build nodes' items alone).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bot.store_url import open_db
 from config.models import Settings
 from pipeline import leases, nodes
 from pipeline.agents.logbook import Logbook
+from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.agents.pool import AgentPool
 from pipeline.agents.remote import RemoteCheckouts
 from pipeline.agents.work import Parts
@@ -46,23 +49,34 @@ def node_label(name: str) -> str:
     return f"{ROLE}:{name}"
 
 
-def build_pool(settings: Settings, engine: Engine, workdir: Path, name: str) -> AgentPool:
-    """The node's pool: the daemon's, on clones of the remotes, pushing each attempt."""
+def say(project: str, line: str) -> None:
+    """A node has no rooms: what the pool and the merges would tell them goes to the log."""
+    log.info("%s: %s", project, line)
+
+
+def build_pool(
+    settings: Settings, engine: Engine, workdir: Path, name: str
+) -> tuple[AgentPool, MergeQueue | None]:
+    """The node's pool (the daemon's, on clones of the remotes, pushing each attempt) and,
+    with ``[agents] merge_on = "agent"``, its merge queue for the items it worked."""
     network = settings.projects.sandbox_network
     checkouts = RemoteCheckouts(workdir)
+    me = node_label(name)
 
     def sandbox_for(record: ProjectRecord) -> Sandbox:
         return make_sandbox(record.sandbox, data_dir=workdir, network=network)
 
-    def say(project: str, line: str) -> None:
-        log.info("%s: %s", project, line)
-
     parts = Parts(
-        engine=engine, config=settings.agents, data_dir=workdir, node=node_label(name),
+        engine=engine, config=settings.agents, data_dir=workdir, node=me,
         logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
         checkout=checkouts.checkout, publish=checkouts.publish,
     )  # fmt: skip
-    return AgentPool(parts)
+    if settings.agents.merge_on != "agent":
+        return AgentPool(parts), None
+    git_user = (settings.projects.git_user_name, settings.projects.git_user_email)
+    merging = MergeSettings(workdir, sandbox_for, git_user, checkout=checkouts.checkout,
+                            wants=lambda run: run is not None and run.node == me)  # fmt: skip
+    return AgentPool(parts), MergeQueue(engine, merging, say)
 
 
 async def trusted(store: OpStore, key: NodeKey, settings: Settings) -> bool:
@@ -83,25 +97,28 @@ async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> No
     try:
         store = await OpStore.open(db, key, trusted=settings.store.trusted_keys,
                                    self_trusted=False)  # fmt: skip
-        pool = build_pool(settings, Engine(store), workdir, name)
+        pool, merges = build_pool(settings, Engine(store), workdir, name)
         interval = settings.store.lease_ttl_s / 3
         beat = asyncio.create_task(nodes.keep_beating(db, key.public_hex, name, ROLE, interval))
         log.info("build node %s (key %s) on %s", name, key.public_hex, db.describe())
         try:
-            await _work(db, store, key, settings, pool, stop)
+            await _work(db, store, key, settings, (pool, merges), stop)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             await pool.aclose()
+            if merges is not None:
+                await merges.aclose()
     finally:
         await db.aclose()
 
 
 async def _work(
-    db: Storage, store: OpStore, key: NodeKey, settings: Settings, pool: AgentPool,
-    stop: asyncio.Event,
+    db: Storage, store: OpStore, key: NodeKey, settings: Settings,
+    parts: tuple[AgentPool, MergeQueue | None], stop: asyncio.Event,
 ) -> None:  # fmt: skip
+    pool, merges = parts
     told = False
     while not stop.is_set():
         if not await trusted(store, key, settings):
@@ -113,6 +130,8 @@ async def _work(
             try:
                 await release_stale(db, store, pool.parts.node, settings.store.claim_ttl_s)
                 await pool.reconcile()
+                if merges is not None:
+                    await merges.reconcile()
             except PipelineError as err:
                 log.error("build node pass failed: %s", err)
         with contextlib.suppress(TimeoutError):

@@ -116,7 +116,7 @@ class Cluster:
 
 @asynccontextmanager
 async def cluster(
-    tmp_path: Path, postgres: Postgres, claim_ttl_s: float = 60
+    tmp_path: Path, postgres: Postgres, claim_ttl_s: float = 60, merge_on: str = "daemon"
 ) -> AsyncIterator[Cluster]:
     url = postgres.new_database()
     served = tmp_path / "served"
@@ -127,7 +127,8 @@ async def cluster(
     config = tmp_path / "bot.toml"
     config.write_text(
         f'[store]\nurl = "{url}"\nlease_ttl_s = 3.0\nclaim_ttl_s = {claim_ttl_s}\n'
-        "[agents]\nmax_agents = 1\ninactivity_timeout_s = 0\n"
+        f'[agents]\nmax_agents = 1\ninactivity_timeout_s = 0\nmerge_on = "{merge_on}"\n'
+        '[projects]\ngit_user_name = "Musher"\ngit_user_email = "musher@example.org"\n'
         f'[[agents.profile]]\nname = "coder"\nrole = "coder"\n'
         f'command = ["{sys.executable}", "{FAKE_AGENT}"]\n'
     )
@@ -230,6 +231,20 @@ async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_
         await asyncio.sleep(3)
         assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
         assert (await env.stages())[number] == "Merge"
+
+
+async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, merge_on="agent") as env:
+        await env.trust("a")
+        env.start("a")
+        numbers = [await env.coding(f"story {n}") for n in (1, 2)]
+        await env.wait(lambda: _all_in(env, numbers, "Done"))
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        merged = sorted(line for line in log if line.startswith("musher: merge"))
+        assert merged == ["musher: merge #1 story 1", "musher: merge #2 story 2"]
+        assert "✅" in env.log("a")
 
 
 async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
