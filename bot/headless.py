@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bot.claims import release_stale
 from bot.store_url import open_db
+from config.errors import MusherError
 from config.models import Settings
 from pipeline import leases, nodes
 from pipeline.agents.logbook import Logbook
@@ -32,7 +33,6 @@ from pipeline.agents.pool import AgentPool
 from pipeline.agents.remote import RemoteCheckouts
 from pipeline.agents.work import Parts
 from pipeline.engine import Engine
-from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey, load_or_create
 from pipeline.sandbox import Sandbox, make_sandbox
 from pipeline.storage import Storage
@@ -70,6 +70,7 @@ def build_pool(
         engine=engine, config=settings.agents, data_dir=workdir, node=me,
         logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
         checkout=checkouts.checkout, publish=checkouts.publish,
+        works_on=lambda record: bool(record.remote),
     )  # fmt: skip
     if settings.agents.merge_on != "agent":
         return AgentPool(parts), None
@@ -132,7 +133,7 @@ async def _work(
                 await pool.reconcile()
                 if merges is not None:
                     await merges.reconcile()
-            except PipelineError as err:
+            except MusherError as err:  # the store or git failed: try again next pass
                 log.error("build node pass failed: %s", err)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), POLL_S)

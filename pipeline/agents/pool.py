@@ -114,7 +114,11 @@ class AgentPool:
     async def reconcile(self) -> None:
         """Bring the running agents in line with the store (idempotent)."""
         runs = {(r.project, r.item): r for r in await self.engine.store.agent_runs()}
+        works_on = self.parts.works_on
         for record in await self.engine.projects():
+            if works_on is not None and not works_on(record):  # not ours: leave it be
+                runs = {key: run for key, run in runs.items() if key[0] != record.name}
+                continue
             for item in await self.engine.items(record.name):
                 key = (record.name, item.number)
                 seen = runs.pop(key, None)

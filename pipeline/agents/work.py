@@ -76,6 +76,9 @@ class Parts:
     gate_timeout_s: float = 1800.0
     checkout: Checkout | None = None
     publish: Publish | None = None
+    works_on: Callable[[ProjectRecord], bool] | None = None
+    """Which projects this pool takes items of (None: all; a build node: those it can
+    clone)."""
 
     async def repo_of(self, record: ProjectRecord, number: int) -> Path:
         """Where item ``number``'s worktree is made from."""

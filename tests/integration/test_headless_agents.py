@@ -239,8 +239,12 @@ async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base
     async with cluster(tmp_path, postgres, merge_on="agent") as env:
         await env.trust("a")
         env.start("a")
+        await env.engine.ensure_project("plain", str(tmp_path), origin=SETUP)  # no remote
+        local = await env.engine.create("plain", ItemKind.STORY, "not for nodes", ADMIN)
+        await env.engine.apply("plain", local.item.number, Move("coding"), ADMIN)
         numbers = [await env.coding(f"story {n}") for n in (1, 2)]
         await env.wait(lambda: _all_in(env, numbers, "Done"))
+        assert await env.store.agent_run("plain", local.item.number) is None  # left alone
         log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
         merged = sorted(line for line in log if line.startswith("musher: merge"))
         assert merged == ["musher: merge #1 story 1", "musher: merge #2 story 2"]
