@@ -34,6 +34,7 @@ from pipeline.transitions import Block, QaPass, Submit
 log = logging.getLogger("musher.agents")
 
 HEARTBEAT_S = 30.0
+PUSH_EVERY_S = 2.0
 TELL_EVERY_S = 20.0
 Say = Callable[[str, str], None]
 """``say(project, line)``: tell the rooms that follow ``project``."""
@@ -101,6 +102,8 @@ class ItemRun:
         self.session = session
         self.failure = ""
         self._beat = 0.0
+        self._pushing: tuple[ProjectRecord, Job] | None = None
+        self._pushed = ("", 0.0)  # the head pushed last, and when it was looked at
 
     @property
     def key(self) -> tuple[str, int]:
@@ -128,6 +131,7 @@ class ItemRun:
             )
             job = Job(record.name, item.number, item.title, item.body, tree.path, tree.branch,
                       record.base_branch, self.failure)  # fmt: skip
+            self._pushing = (record, job)
             outcome, before = await self._spawn(record, repo, job)
             if outcome is None or self.a.stopping:
                 return
@@ -185,6 +189,24 @@ class ItemRun:
             await self._write(AgentProgress(*self.key, {**fields, "turns": process.stream.turns}))
         if seen.log:
             self.note(seen.log, tell=seen.notable)
+        await self._push_commits(now)
+
+    async def _push_commits(self, now: float) -> None:
+        """A build node pushes the branch while the agent works (at most every
+        ``PUSH_EVERY_S``, when its head moved), so a node that dies loses no commit."""
+        last, looked = self._pushed
+        if self.p.publish is None or self._pushing is None or now - looked < PUSH_EVERY_S:
+            return
+        record, job = self._pushing
+        tip = await head(job.worktree)
+        self._pushed = (last, now)
+        if tip and tip != last and await commits_ahead(job.worktree, job.base_branch):
+            try:
+                await self.p.publish(record, job.worktree, job.branch)
+            except PipelineError as err:
+                self.note(f"could not push {job.branch}: {err}")
+                return
+            self._pushed = (tip, now)
 
     async def _verdict(
         self, record: ProjectRecord, repo: Path, job: Job, outcome: Outcome, before: str

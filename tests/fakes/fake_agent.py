@@ -10,7 +10,8 @@ else ``$FAKE_AGENT_MODE``, else ``commit``:
 * ``rate-limit`` — report a hard rate limit (reset in 2 s) the first time, then ``commit``;
 * ``hang`` — start a child ``sleep`` in the worktree, then print nothing more, forever;
 * ``slow`` — ``commit`` after two seconds (keeps an agent slot busy);
-* ``hang-once`` — ``hang`` the first time (per item, needs ``$FAKE_AGENT_DIR``), then ``commit``;
+* ``hang-once`` — the first time (per item, needs ``$FAKE_AGENT_DIR``): commit ``wip.txt``,
+  say so three seconds later, then ``hang``; later times ``commit``;
 * ``crash-on-resume`` — exit 3 before any output when given ``--resume``, else ``commit``;
 * ``budget`` — report a result costing $99, then hang.
 
@@ -92,6 +93,12 @@ def main() -> int:
         time.sleep(2)
     if mode == "hang-once" and state and not (Path(state) / f"hung-{item}").exists():
         (Path(state) / f"hung-{item}").touch()
+        Path("wip.txt").write_text("half done\n")
+        git("add", "wip.txt")
+        git("-c", "user.name=Fake Agent", "-c", "user.email=agent@example.org",
+            "commit", "-q", "-m", f"fake agent: work in progress on #{item}")  # fmt: skip
+        time.sleep(3)
+        emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "WIP."}]}})
         hang()
     if mode == "budget":
         emit({"type": "result", "result": "spent", "total_cost_usd": 99.0, "num_turns": 1})

@@ -217,11 +217,14 @@ async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_
 ) -> None:
     async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
         number, hung = await hung_on_a(env)
+        await env.wait(lambda: _pushed(env, number))  # its commit, pushed while it works
         env.stop("a", signal.SIGKILL)
         await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
 
         env.start("b")
         await env.wait(lambda: _all_in(env, [number], "Merge"))
+        branch = git("log", "--format=%s", f"musher/shop-{number}", cwd=env.served / "shop.git")
+        assert f"fake agent: work in progress on #{number}" in branch  # a's pushed commit kept
         claims = await env.claims(number)
         assert next(c.get("takeover") for c in claims if c["node"] == "agent:b") == "agent:a"
         assert len([c for c in claims if c.get("takeover")]) == 1  # handed over once
@@ -261,6 +264,11 @@ async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
     await env.wait(lambda: _running_on(env, number, "agent:a"))
     [hung] = env.calls_of(number)
     return number, hung
+
+
+async def _pushed(env: Cluster, number: int) -> bool:
+    refs = git("for-each-ref", "--format=%(refname:short)", cwd=env.served / "shop.git")
+    return f"musher/shop-{number}" in refs.split()
 
 
 async def _logged(env: Cluster, name: str, text: str) -> bool:
