@@ -387,3 +387,7 @@ async def test_agents_lists_the_agents_build_nodes_run(chat: Chat) -> None:
     assert listing.startswith("webshop #1: coder running ")
     assert "4 turns" in listing and "pid 99" in listing and listing.endswith("— on agent:b")
     assert "Agent: coder running on agent:b for " in await chat.say("status 1")
+    await nodes.heartbeat(chat.db, "b" * 64, "b", "agent", time.time())
+    assert "agent  untrusted  heartbeat 0 s ago  leases: none  claims: webshop #1" in (
+        await chat.say("nodes")
+    )
