@@ -7,149 +7,29 @@ from its own checkout) runs in the test through the same engine and merge code.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bot.store_url import open_db
 from pipeline.agents.kill import kill_verified
 from pipeline.agents.merge import MergeJob, merge_item
 from pipeline.agents.naming import worktree_path
-from pipeline.engine import Engine
-from pipeline.keys import load_or_create
-from pipeline.model import ItemKind, SystemOrigin, UserOrigin
-from pipeline.node_ops import TrustNode
-from pipeline.ops import SetProject
+from pipeline.model import ItemKind
 from pipeline.sandbox import make_sandbox
-from pipeline.storage import Storage
-from pipeline.store import OpStore
 from pipeline.transitions import Merged, Move
-from tests.fakes.git_server import bare_repo, git, git_daemon
+from tests.fakes.git_server import git
 from tests.fakes.postgres import Postgres
-
-FAKE_AGENT = Path(__file__).resolve().parents[1] / "fakes" / "fake_agent.py"
-ADMIN = UserOrigin("web", "admin", "lobby")
-SETUP = SystemOrigin("test", "setup")
-PROJECT = "shop"
-GATE = '["grep", "-q", "good", "result.txt"]'
-UNION = "result.txt merge=union\n"
-"""Every fake agent writes ``result.txt``: the merges of several items keep all their lines."""
-
-
-@dataclass
-class Cluster:
-    tmp: Path
-    url: str
-    remote: str
-    served: Path
-    db: Storage
-    store: OpStore
-    engine: Engine
-    checkout: Path
-    config: Path
-    calls: Path
-    nodes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=dict)
-
-    def workdir(self, name: str) -> Path:
-        return self.tmp / f"node-{name}"
-
-    def key_of(self, name: str) -> str:
-        argv = [*self._musher(), "--print-key", "--workdir", str(self.workdir(name))]
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
-
-    def _musher(self) -> list[str]:
-        return [sys.executable, "-m", "bot", "agent", "--config", str(self.config)]
-
-    def start(self, name: str) -> None:
-        log = (self.tmp / f"node-{name}.log").open("ab")
-        argv = [*self._musher(), "--name", name, "--workdir", str(self.workdir(name))]
-        env = {**os.environ, "FAKE_AGENT_DIR": str(self.calls)}
-        self.nodes[name] = (subprocess.Popen(argv, stdout=log, stderr=log, env=env), log)
-
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc, log = self.nodes.pop(name)
-        proc.send_signal(sig)
-        try:
-            proc.wait(15)
-        finally:
-            log.close()
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"node-{name}.log").read_text()
-
-    async def trust(self, name: str) -> None:
-        await self.store.append(TrustNode(self.key_of(name)), ADMIN)
-
-    async def coding(self, title: str) -> int:
-        created = await self.engine.create(PROJECT, ItemKind.STORY, title, ADMIN)
-        await self.engine.apply(PROJECT, created.item.number, Move("coding"), ADMIN)
-        return created.item.number
-
-    async def wait(self, check: Callable[[], Any]) -> None:
-        """Until ``await check()`` is true (fails after 40 s)."""
-        async with asyncio.timeout(40):
-            while True:
-                if await check():
-                    return
-                await asyncio.sleep(0.2)
-
-    async def stages(self) -> dict[int, str]:
-        return {i.number: type(i.stage).__name__ for i in await self.engine.items(PROJECT)}
-
-    async def claims(self, number: int) -> list[dict[str, Any]]:
-        ops = await self.store.item_ops(PROJECT, number)
-        return [json.loads(op.op.payload) for op in ops if op.op.kind == "agent.claim"]
-
-    def calls_of(self, number: int) -> list[dict[str, Any]]:
-        path = self.calls / "calls.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        calls = [json.loads(line) for line in lines]
-        return [c for c in calls if f"#{number} " in c["prompt"]]
-
-
-@asynccontextmanager
-async def cluster(
-    tmp_path: Path, postgres: Postgres, claim_ttl_s: float = 60, merge_on: str = "daemon"
-) -> AsyncIterator[Cluster]:
-    url = postgres.new_database()
-    served = tmp_path / "served"
-    served.mkdir()
-    bare_repo(served, PROJECT, {"README.md": "shop\n", ".gitattributes": UNION}, branch="main")
-    calls = tmp_path / "calls"
-    calls.mkdir()
-    config = tmp_path / "bot.toml"
-    config.write_text(
-        f'[store]\nurl = "{url}"\nlease_ttl_s = 3.0\nclaim_ttl_s = {claim_ttl_s}\n'
-        f'[agents]\nmax_agents = 1\ninactivity_timeout_s = 0\nmerge_on = "{merge_on}"\n'
-        '[projects]\ngit_user_name = "Musher"\ngit_user_email = "musher@example.org"\n'
-        f'[[agents.profile]]\nname = "coder"\nrole = "coder"\n'
-        f'command = ["{sys.executable}", "{FAKE_AGENT}"]\n'
-    )
-    with git_daemon(served, push=True) as base:
-        remote = f"{base}/{PROJECT}.git"
-        checkout = tmp_path / "daemon-checkout"
-        git("clone", "--quiet", remote, str(checkout), cwd=tmp_path)
-        daemon_dir = tmp_path / "daemon"
-        db = await open_db(url, daemon_dir)
-        store = await OpStore.open(db, load_or_create(daemon_dir))
-        engine = Engine(store)
-        await engine.ensure_project(PROJECT, str(checkout), origin=SETUP)
-        gates = (tuple(json.loads(GATE)),)
-        await store.append(SetProject(PROJECT, qa="server", gates=gates, remote=remote), SETUP)
-        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls)
-        try:
-            yield env
-        finally:
-            for name in list(env.nodes):
-                env.stop(name)
-            await db.aclose()
+from tests.integration.headless_env import (
+    ADMIN,
+    PROJECT,
+    SETUP,
+    Cluster,
+    all_in,
+    cluster,
+)
 
 
 async def merge_all(env: Cluster) -> list[str]:
@@ -182,7 +62,7 @@ async def test_two_build_nodes_claim_each_item_once_and_every_item_merges_once(
         env.start("b")
         await env.wait(lambda: _logged(env, "b", "build node b"))
         numbers = [first] + [await env.coding(f"story {n} fake:slow") for n in range(2, 7)]
-        await env.wait(lambda: _all_in(env, numbers, "Merge"))
+        await env.wait(lambda: all_in(env, numbers, "Merge"))
 
         nodes = set()
         for number in numbers:
@@ -222,7 +102,7 @@ async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_
         await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
 
         env.start("b")
-        await env.wait(lambda: _all_in(env, [number], "Merge"))
+        await env.wait(lambda: all_in(env, [number], "Merge"))
         branch = git("log", "--format=%s", f"musher/shop-{number}", cwd=env.served / "shop.git")
         assert f"fake agent: work in progress on #{number}" in branch  # a's pushed commit kept
         claims = await env.claims(number)
@@ -246,7 +126,7 @@ async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base
         local = await env.engine.create("plain", ItemKind.STORY, "not for nodes", ADMIN)
         await env.engine.apply("plain", local.item.number, Move("coding"), ADMIN)
         numbers = [await env.coding(f"story {n}") for n in (1, 2)]
-        await env.wait(lambda: _all_in(env, numbers, "Done"))
+        await env.wait(lambda: all_in(env, numbers, "Done"))
         assert await env.store.agent_run("plain", local.item.number) is None  # left alone
         log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
         merged = sorted(line for line in log if line.startswith("musher: merge"))
@@ -275,11 +155,6 @@ async def _logged(env: Cluster, name: str, text: str) -> bool:
     return text in env.log(name)
 
 
-async def _all_in(env: Cluster, numbers: list[int], stage: str) -> bool:
-    stages = await env.stages()
-    return all(stages.get(n) == stage for n in numbers)
-
-
 async def _running_on(env: Cluster, number: int, node: str) -> bool:
     run = await env.store.agent_run(PROJECT, number)
     return run is not None and run.state == "running" and run.node == node
@@ -293,7 +168,7 @@ async def test_a_node_cut_off_past_the_ttl_stops_its_agent_when_it_returns(
         env.nodes["a"][0].send_signal(signal.SIGSTOP)  # cut off: no heartbeat, agent runs on
         try:
             env.start("b")
-            await env.wait(lambda: _all_in(env, [number], "Merge"))
+            await env.wait(lambda: all_in(env, [number], "Merge"))
         finally:
             env.nodes["a"][0].send_signal(signal.SIGCONT)
         await env.wait(lambda: _logged(env, "a", "agent:b took the item over"))
