@@ -9,7 +9,8 @@ modules: ``intake`` (the web API), ``slack_intake`` (a signed Slack event, plus 
 retry storm) and ``whatsapp_intake`` (a signed Meta webhook); each takes
 ``--sweep``/``--reps``/``--duration`` for a full-size run. ``discord_gateway`` times a
 gateway message to its reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
-its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite.
+its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite;
+``failover`` (also B7) SIGKILLs a room's lease holder mid-turn and times the takeover.
 ``steer`` is the peer workload W2 (messages during a running turn) in busy modes ``steer``
 and ``collect``. ``merge`` and ``agents`` (B8) time a squash merge and an agent's spawn and
 gates against the same steps run directly; ``headless`` (B8) times a build node's claim
@@ -36,6 +37,7 @@ BENCHES = [
     ("B5", "spawn", "B5_turn_spawn"),
     ("B6", "sessions", "session_scale"),
     ("B7", "pg_driver", "pg_driver"),
+    ("B7", "failover", "B7_room_failover"),
     ("B8", "merge", "B8_merge"),
     ("W2", "steer", "W2_steer"),
     ("B8", "agents", "B8_agents"),

@@ -38,6 +38,7 @@ from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
 from bot.clock import Clock, LoopClock
+from bot.cluster_bus import Cluster, start_cluster
 from bot.commands.catalogue import build_registry
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import Registry
@@ -48,7 +49,7 @@ from bot.feed import RoomFeed
 from bot.http import HttpServer, build_app
 from bot.ingress import Ingress, IngressParts
 from bot.item_api import mount as mount_item_api
-from bot.journal import Journal, State
+from bot.journal import Journal, Kind, State
 from bot.journal import migrate as migrate_journal
 from bot.kv import TransportState
 from bot.lanes import Lanes
@@ -60,6 +61,7 @@ from bot.metrics import Metrics
 from bot.node_trust import NodeTrust
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
+from bot.room_handoff import RoomHandoff, room_handoff, room_leases
 from bot.schema import DAEMON_SCHEMA
 from bot.steer import Inboxes
 from bot.store_url import open_db
@@ -118,6 +120,7 @@ class Core:
     access: AccessPolicies
     approvals: ApprovalDesk
     agents: AgentPool
+    handoff: RoomHandoff | None = None  # PostgreSQL: free text goes by room lease (K2)
 
     def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
         """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
@@ -126,7 +129,7 @@ class Core:
             registry=self.registry,
             rooms=self.engine,
             access=self.access,
-            submit=self.dispatcher.submit,
+            submit=self.handoff.submit if self.handoff else self.dispatcher.submit,
             send=self.outbox.send,
             feed=self.feed,
             metrics=self.metrics,
@@ -134,8 +137,12 @@ class Core:
             bot_name=self.settings.daemon.name,
             strangers=self.settings.access,
             typing=self.dispatcher.typing,
+            journalled=self.handoff.journalled if self.handoff else None,
         )
-        return Ingress(parts, identities)
+        ingress = Ingress(parts, identities)
+        if self.handoff is not None:
+            self.handoff.replay = ingress.replay_entries
+        return ingress
 
 
 def build_core(
@@ -172,18 +179,32 @@ def build_core(
         access=settings.llm.tools, send=outbox.send, rules=engine, log=ApprovalLog(db),
         clock=clock, timeout_s=settings.llm.permission_timeout_s,
     )  # fmt: skip
-    inboxes = Inboxes()
+    inboxes, leases = Inboxes(), room_leases(settings, db, store.author, metrics)
     runner = TurnRunner(
         TurnParts(journal, outbox, provider, registry, engine, audit, mcp, costs, metrics,
-                  access, settings.llm.turn_timeout_s, data_dir, approvals, inboxes)
+                  access, settings.llm.turn_timeout_s, data_dir, approvals, inboxes,
+                  leases.fence if leases else None)
     )  # fmt: skip
     retrying = TurnRetry(runner.run, db.health, db.probe, outbox.send)
-    dispatcher = _dispatcher(settings, metrics, clock, retrying, _discarder(journal), inboxes)
+    run_turn = leases.guard_turns(retrying) if leases else retrying
+    dispatcher = _dispatcher(settings, metrics, clock, run_turn, _discarder(journal), inboxes)
+    lanes = Lanes()
+    handoff = room_handoff(leases, journal, dispatcher, runner.stop, lanes,
+                           settings.store.url or "")  # fmt: skip
 
-    async def stop_session(session: Session) -> None:
+    async def stop_here(key: str) -> None:
+        session = Session.of(key)
         await approvals.deny_pending(session, "denied by stop", "The room said stop: denied.")
         runner.stop(session)
         await dispatcher.stop(session)
+
+    async def stop_session(session: Session) -> None:
+        await stop_here(session)
+        if handoff is not None:  # the room's turn may run on another node
+            await handoff.stop_elsewhere(session)
+
+    if handoff is not None:
+        handoff.stop_here = stop_here
 
     async def tell(session: str, text: str) -> None:
         await outbox.send(session, Reply(text, notice=True))
@@ -215,7 +236,7 @@ def build_core(
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     bus_gauges(metrics, pipeline.bus)
     return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
-                mcp, runner, dispatcher, Lanes(), access, approvals, agents)  # fmt: skip
+                mcp, runner, dispatcher, lanes, access, approvals, agents, handoff)  # fmt: skip
 
 
 def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
@@ -290,6 +311,7 @@ class Daemon:
         self.health: dict[str, str] = {}
         self.url = ""
         self._lock_file: Any = None
+        self._cluster: Cluster | None = None
 
     async def run(self) -> None:
         """Start, wait for SIGTERM/SIGINT (or :attr:`stopping`), shut down in order."""
@@ -350,8 +372,16 @@ class Daemon:
                 await transport.start(ingress)
                 self.health[f"transport:{transport.name}"] = "ok"
             await self._start_pipeline(core.pipeline)
+            listener = core.handoff.listener if core.handoff else None  # one LISTEN connection
+            self._cluster = await start_cluster(
+                db, store, core.engine, core.pipeline, core.metrics, listener
+            )
             self.health["dispatcher"] = "ok"
-            await ingress.replay()
+            if core.handoff is None:
+                await ingress.replay()
+            else:  # free text is replayed room by room, under each room's lease
+                await ingress.replay(kinds=(Kind.COMMAND,))
+                await core.handoff.start()
             gc.collect()
             gc.freeze()  # what startup built lives on: later full collections skip it
             self._write_daemon_json()
@@ -382,9 +412,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await transport.aclose()
         await server.aclose()
+        if core.handoff is not None:
+            await core.handoff.stop_intake()
         await core.lanes.aclose(grace_s)  # 2. finish the commands already acknowledged
         await core.dispatcher.aclose()  # 3. park running turns (their questions are withdrawn)
+        if core.handoff is not None:
+            await core.handoff.aclose()  # the parked rooms' leases go to the other nodes
         await core.approvals.aclose()
+        if self._cluster is not None:  # other daemons' changes stop arriving, then the bus
+            await self._cluster.aclose()
         await core.pipeline.bus.aclose()  # 4. subscribers in order; the timers' scheduler stops
         await core.provider.aclose()  # background jobs were stopped by the task group
 

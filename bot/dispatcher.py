@@ -201,14 +201,15 @@ class Dispatcher:
         typing_until = max((sess.typing or {}).values(), default=0.0)
         return min(max(sess.last_at, typing_until) + self._quiet, cap)
 
-    async def stop(self, session: str) -> bool:
+    async def stop(self, session: str, *, discard: bool = True) -> bool:
         """Cancel ``session``'s turn, wait for it to end, and drop everything it was holding.
 
         The cancelled batch, the queue and the coalescing batch go to ``discard`` (once, in
-        arrival order, after the turn has finished). Messages submitted while this waits are
-        kept and run afterwards. Stopping an idle session changes nothing. If this call is
-        itself cancelled while waiting, the turn still ends but ``discard`` is not called, so
-        the messages stay unanswered in the journal.
+        arrival order, after the turn has finished), unless ``discard`` is False (the room's
+        lease was lost: its messages stay unanswered for the next holder). Messages submitted
+        while this waits are kept and run afterwards. Stopping an idle session changes
+        nothing. If this call is itself cancelled while waiting, the turn still ends but
+        ``discard`` is not called, so the messages stay unanswered in the journal.
 
         Returns:
             True if the session was held in memory, False if unknown or already evicted.
@@ -229,7 +230,7 @@ class Dispatcher:
         elif not own:
             task.cancel()
             await asyncio.wait({task})
-        if dropped:
+        if dropped and discard:
             await self._discard(session, dropped)
         if task is not None and own:  # a turn stopping itself: the cancel lands at its next await
             task.cancel()
@@ -239,6 +240,11 @@ class Dispatcher:
         """Whether a turn is running (or still finishing its cancellation) for ``session``."""
         sess = self._sessions.get(session)
         return sess is not None and sess.task is not None
+
+    def active(self, session: str) -> bool:
+        """Whether ``session`` has a turn running or messages waiting for one."""
+        sess = self._sessions.get(session)
+        return sess is not None and (sess.task is not None or bool(sess.pending))
 
     def session_count(self) -> int:
         """How many sessions are held in memory, idle ones awaiting eviction included."""

@@ -25,6 +25,8 @@ class Followers:
         self._engine = engine
         self._journal = journal
         self._active: dict[str, str | None] = {}  # session → its switch (None: the default)
+        self._read_to = 0  # the last journal row load/refresh read
+        self.shared = False  # set when other daemons journal commands too (see refresh)
 
     def note(self, session: str, project: str) -> None:
         """``session`` just worked on ``project`` (its active project): it follows it now."""
@@ -50,6 +52,20 @@ class Followers:
         for session, project in rooms.items():
             if project is not None:
                 self._active[session] = project
-        for session in await self._journal.command_rooms():
+        sessions, self._read_to = await self._journal.command_rooms_after(0)
+        for session in sessions:
             self._active.setdefault(session, rooms.get(session))
         return len(self._active)
+
+    async def refresh(self) -> None:
+        """When :attr:`shared` (several daemons on one store, K2): add the rooms that ran a
+        command on any daemon since the last load or refresh, so this daemon tells them of
+        its changes too. One read of the journal's new rows; nothing on one daemon, whose
+        :meth:`note` already saw every command."""
+        if not self.shared:
+            return
+        sessions, self._read_to = await self._journal.command_rooms_after(self._read_to)
+        for session in sessions:
+            if session not in self._active:
+                room = await self._engine.store.room(session)
+                self._active[session] = room.project if room is not None else None

@@ -8,7 +8,7 @@ the daemon's pool uses, one claim per item cluster-wide, see
 :func:`pipeline.agent_rows.apply_agent`), worked on a clone of the project's ``remote``
 and pushed (:class:`pipeline.agents.remote.RemoteCheckouts`). Claims of agent nodes that
 stopped heartbeating for ``[store] claim_ttl_s`` are released first
-(:mod:`bot.claims`), so another node takes them over; a node that finds its claim taken
+(:mod:`bot.claim_ttl`), so another node takes them over; a node that finds its claim taken
 stops its agent (the pool's reconcile). Its ops are refused until its key is trusted.
 With ``[agents] merge_on = "agent"`` it also merges the items it worked, in its clone, and
 pushes the base branch (the daemon then leaves build nodes' items alone).
@@ -22,7 +22,7 @@ import logging
 import signal
 from pathlib import Path
 
-from bot.claims import release_stale
+from bot.claim_ttl import release_stale
 from bot.store_url import open_db
 from config.errors import MusherError
 from config.models import Settings

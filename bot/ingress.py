@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +74,9 @@ class IngressParts:
     bot_name: str
     strangers: AccessConfig  # ``reply_to_strangers``, read per message
     typing: Typing | None = None
+    # PostgreSQL: told each free text's journal id as soon as it is journalled, before it
+    # reaches ``submit`` (bot.room_handoff: a room's catch-up read leaves it to this intake)
+    journalled: Callable[[str, int], None] | None = None
 
 
 class Ingress:
@@ -199,6 +202,8 @@ class Ingress:
         crash_point("after-journal")
         if self._fed_before_replay is not None:
             self._fed_before_replay.add(journal_id)
+        if p.journalled is not None and kind is Kind.TEXT:
+            p.journalled(msg.session, journal_id)
         if entry is not None:
             p.feed.publish(msg.session, entry)
         if kind is Kind.IGNORED:
@@ -270,18 +275,27 @@ class Ingress:
         if queued is not None and queued[1] == journal_id:
             del self._ambient_queued[session]
 
-    async def replay(self) -> int:
+    async def replay(self, kinds: Container[Kind] = (Kind.TEXT, Kind.COMMAND)) -> int:
         """Re-dispatch what a crash left unanswered (D6); returns how many messages.
 
         Rooms whose turn had already started are told the answer was interrupted; an
-        interrupted command is reported, not re-run (it may have taken effect).
+        interrupted command is reported, not re-run (it may have taken effect). ``kinds``:
+        which messages (on PostgreSQL free text is replayed room by room under its lease).
         """
         pending = await self.parts.journal.pending()
         fed, self._fed_before_replay = self._fed_before_replay or set(), None
-        return await self._replay([p for p in pending if p.id not in fed])
+        count = await self.replay_entries(
+            [p for p in pending if p.id not in fed and p.kind in kinds]
+        )
+        if count:
+            log.info("replayed %d unanswered messages after a restart", count)
+        return count
 
-    async def _replay(self, pending: Sequence[Pending]) -> int:
+    async def replay_entries(self, pending: Sequence[Pending], submit: Submit | None = None) -> int:
+        """Replay these unanswered journal rows as :meth:`replay` does, handing free text to
+        ``submit`` (default: the dispatcher's). Also a room taken over from a node that died."""
         p = self.parts
+        submit = submit or p.submit
         told: set[str] = set()
         interrupted: set[int] = set()
         for entry in pending:
@@ -295,11 +309,9 @@ class Ingress:
                 if session not in told:
                     told.add(session)
                     await p.send(session, Reply(INTERRUPTED, key=f"r{entry.turn_id}"))
-            p.submit(session, QueuedText(entry.sender, entry.text, entry.id))
+            submit(session, QueuedText(entry.sender, entry.text, entry.id))
         if interrupted:
             await p.journal.close_interrupted(interrupted)
-        if pending:
-            log.info("replayed %d unanswered messages after a restart", len(pending))
         return len(pending)
 
 

@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS stranger_replies (
 """
 
 DEDUPE_DAYS = 7
+NOTIFY_CHANNEL = "musher_journal"  # PostgreSQL: a session key, when its free text is journalled
 T = TypeVar("T")
+Guard = Callable[[Conn], None]  # a write job's fence (bot.room_leases): raises to refuse
 
 
 def _nothing(conn: Conn) -> None:
@@ -126,6 +128,7 @@ class Journal:
 
     def __init__(self, db: Db) -> None:
         self.db = db
+        self._notify = db.backend == "postgresql"  # wake the room's lease holder (K2)
 
     async def record(
         self, msg: InboundMessage, kind: Kind, text: str
@@ -158,6 +161,8 @@ class Journal:
             entry = None
             if state is State.PENDING:
                 entry = _append_log(conn, msg.session, "user", msg.sender, text, now)
+            if self._notify and kind is Kind.TEXT:
+                conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, str(msg.session)))
             return row_id, entry
 
         return await self.db.write(job)
@@ -168,13 +173,20 @@ class Journal:
         return turn_id
 
     async def start_turn_reading(
-        self, session: str, ids: Iterable[int], also: Callable[[Conn], T]
+        self,
+        session: str,
+        ids: Iterable[int],
+        also: Callable[[Conn], T],
+        fence: Guard | None = None,
     ) -> tuple[int, T]:
         """:meth:`start_turn`, and ``also`` (a read the turn needs) run in the same
-        transaction: the turn id and what ``also`` returned, for one write and no read."""
+        transaction: the turn id and what ``also`` returned, for one write and no read.
+        ``fence`` (the room's lease) may refuse the write."""
         id_list = list(ids)
 
         def job(conn: Conn) -> tuple[int, T]:
+            if fence is not None:
+                fence(conn)
             cursor = conn.execute(
                 "INSERT INTO turns (session, started_at) VALUES (?, ?) RETURNING id",
                 (session, time.time()),
@@ -263,11 +275,15 @@ class Journal:
             for r in rows
         ]
 
-    async def log_bot(self, session: str, sender: str, text: str) -> LogEntry:
-        """Append a bot message to the room log."""
+    async def log_bot(
+        self, session: str, sender: str, text: str, fence: Guard | None = None
+    ) -> LogEntry:
+        """Append a bot message to the room log (unless ``fence`` refuses the write)."""
         now = time.time()
 
         def job(conn: Conn) -> LogEntry:
+            if fence is not None:
+                fence(conn)
             return _append_log(conn, session, "bot", sender, text, now)
 
         return await self.db.write(job)
@@ -301,9 +317,19 @@ class Journal:
 
     async def command_rooms(self) -> list[str]:
         """The sessions that ran a command in the journal's memory (about ``DEDUPE_DAYS``)."""
-        rows = await self.db.read("SELECT DISTINCT transport, room FROM inbound WHERE kind = ?",
-                                  (Kind.COMMAND.value,))  # fmt: skip
-        return sorted({session_key(transport, room) for transport, room in rows})
+        return (await self.command_rooms_after(0))[0]
+
+    async def command_rooms_after(self, after: int) -> tuple[list[str], int]:
+        """The sessions with a command journalled after row ``after``, and the last such
+        row (``after`` when there is none). Ids rise in commit order on both backends, so
+        reading on from the returned id misses no later command."""
+        rows = await self.db.read(
+            "SELECT transport, room, MAX(id) FROM inbound WHERE kind = ? AND id > ?"
+            " GROUP BY transport, room",
+            (Kind.COMMAND.value, after),
+        )
+        last = max((int(row[2]) for row in rows), default=after)
+        return sorted({session_key(transport, room) for transport, room, _ in rows}), last
 
     async def prune(self, days: float = DEDUPE_DAYS) -> int:
         """Forget finished journal rows older than ``days`` (dedupe lasts at least that long)."""

@@ -90,7 +90,17 @@ class Metrics:
         )
         self.tokens = Counter("musher_llm_tokens_total", "LLM tokens by direction", "direction")
         self.cost_usd = Counter("musher_llm_cost_usd_total", "LLM spend in US dollars")
-        self.gauges: list[Gauge] = []
+        self.lease_transfers = Counter(
+            "musher_lease_transfers_total",
+            "Leases this node took from another node (released or expired)",
+            "kind",
+        )
+        # PostgreSQL (K2): each holder of leases adds how many it holds now
+        self.leases_held: list[Callable[[], float]] = []
+        self.gauges: list[Gauge] = [
+            Gauge("musher_leases_held", "Leases this node holds",
+                  lambda: sum(read() for read in self.leases_held)),
+        ]  # fmt: skip
 
     def record_usage(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         self.tokens.inc("input", input_tokens)
@@ -110,6 +120,7 @@ class Metrics:
             self.sends_failed,
             self.sends_retried,
             self.webhook_rejected,
+            self.lease_transfers,
         ):
             lines += metric.render()
         for gauge in self.gauges:

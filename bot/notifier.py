@@ -8,6 +8,17 @@ one notification message per window however many changes land (a storm is summar
 command's reply already said so. Other parts of the daemon (dependency warnings, timer
 reports) post through :meth:`Notifier.announce` and :meth:`Notifier.post`, merged likewise.
 
+Several daemons on one store (K2): a change is notified once cluster-wide, by the daemon
+that committed it. Each op is committed by exactly one daemon, whose engine emits its event
+exactly once with ``remote`` off; the same change reaches every other daemon's bus only as
+a ``remote`` event (:mod:`bot.cluster_bus`), which this notifier ignores. So no claim row
+and no lease look-up is needed, and a room is never told twice however the room leases move.
+The committing daemon is where the room's command or turn ran (its lease holder), or where a
+timer fired or a promotion was written (each once, :mod:`pipeline.claims`); it knows the
+room follows from its own commands, or from the shared journal (:meth:`Followers.refresh`
+reads the commands journalled since, before each line). Its message goes out through its
+outbox, like a turn's.
+
 :class:`AuditFeeder` (bus subscriber ``audit``) pushes one ``audit …`` line per change to
 the audit buffer of every following room, the causing room included: command text never
 reaches the LLM (C1), so this is how the room's next turn learns of it, once.
@@ -107,9 +118,11 @@ class Notifier:
         self._closed = False
 
     async def handle(self, event: PipelineEvent) -> None:
-        """Queue the event's line for every following room but the one that caused it."""
+        """Queue the event's line for every following room but the one that caused it;
+        nothing for another daemon's change (that daemon tells the rooms)."""
         line = notice_line(event)
-        if line is not None:
+        if line is not None and not event.remote:
+            await self._followers.refresh()
             self.announce(event.project, line, exclude=origin_session(event.origin))
 
     async def reconcile(self) -> None:
@@ -188,6 +201,7 @@ class AuditFeeder:
         if change is None:
             return
         line = audit_line(event.ts, event.project, event.number, *change, _actor(event.origin))
+        await self._followers.refresh()
         for session in self._followers.following(event.project):
             self._buffer.push(session, line)
 

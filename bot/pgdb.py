@@ -65,6 +65,16 @@ class PgConn:
             query = b"SELECT seq FROM musher_sequence WHERE name = %s FOR UPDATE"
             self.raw.execute(query, (table,))
 
+    def claim(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """See :func:`pipeline.storage.claim`: ``sql`` with ``FOR UPDATE SKIP LOCKED``."""
+        translated = pg_sql.statement(sql)
+        query = translated.query + b" FOR UPDATE SKIP LOCKED"
+        return list(self.raw.execute(query, translated.params(parameters)).fetchall())
+
+    def notify(self, channel: str, payload: str) -> None:
+        """See :func:`pipeline.storage.notify`: ``pg_notify``, delivered at commit."""
+        self.raw.execute(b"SELECT pg_notify(%s, %s)", (channel, payload))
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         translated = pg_sql.statement(sql)
         cursor = self.raw.cursor()

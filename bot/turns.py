@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,7 @@ from bot.journal import Journal
 from bot.llm.base import Done, Failed, Provider, TextDelta, TurnRequest, Usage
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
-from bot.outbox import Outbox
+from bot.outbox import Fence, Outbox
 from bot.paragraphs import ParagraphBuffer
 from bot.prompt import build_prompt
 from bot.steer import Inboxes, TurnSteer
@@ -36,6 +36,8 @@ from bot.tools import batch_is_admin, tool_caller, tools_for
 from config.errors import StoreError
 from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
+from pipeline.leases import LeaseLost
+from pipeline.storage import Conn
 from pipeline.store import ProjectRecord
 
 log = logging.getLogger("musher.turns")
@@ -65,6 +67,7 @@ class TurnParts:
     data_dir: Path
     approvals: ApprovalDesk  # asks the room before the LLM uses its own tools (L7)
     inboxes: Inboxes | None = None  # busy mode steer: what the room says during a turn (D3)
+    fence: Callable[[str], Fence] | None = None  # PostgreSQL: the room lease's guard (K2)
 
 
 class TurnRunner:
@@ -88,9 +91,10 @@ class TurnRunner:
         """Answer ``batch`` in session ``key``. Cancelling leaves the messages unanswered."""
         p, session = self.parts, Session.of(key)
         ids = [i for m in batch for i in m.journal_ids]
+        fence = p.fence(session) if p.fence is not None else None
         crash_point("before-turn-start")
         turn_id, record = await p.journal.start_turn_reading(
-            session, ids, partial(p.engine.room_project_in, session=session)
+            session, ids, partial(p.engine.room_project_in, session=session), fence
         )
         crash_point("after-turn-start")
         started = time.monotonic()
@@ -106,7 +110,7 @@ class TurnRunner:
         outcome = "cancelled"
         cancel = self._cancels[session] = asyncio.Event()
         try:
-            outcome, usage = await self._stream(request, turn_id, cancel)
+            outcome, usage = await self._stream(request, turn_id, cancel, fence)
         finally:
             if steer is not None:
                 steer.close()
@@ -123,7 +127,7 @@ class TurnRunner:
         p.metrics.record_usage(*tokens)
         item = next(iter(items)) if len(items) == 1 else None  # L5: a turn on one item
         cost = p.costs.job((turn_id, session, project, item, p.provider.name, *tokens))
-        await p.journal.finish_turn(turn_id, ids, outcome, also=cost)
+        await p.journal.finish_turn(turn_id, ids, outcome, also=_fenced(cost, fence))
 
     def _workspace(self, record: ProjectRecord | None) -> tuple[str | None, Path]:
         """The room's project and where the turn runs: the project's directory when it
@@ -179,12 +183,12 @@ class TurnRunner:
         )
 
     async def _stream(
-        self, request: TurnRequest, turn_id: int, cancel: asyncio.Event
+        self, request: TurnRequest, turn_id: int, cancel: asyncio.Event, fence: Fence | None
     ) -> tuple[str, Usage]:
         p = self.parts
         session = request.session
         paragraphs = ParagraphBuffer()
-        say = _Speaker(p.outbox, session, f"t{turn_id}")
+        say = _Speaker(p.outbox, session, f"t{turn_id}", fence)
         sent_any = False
         usage = Usage()
         timeout = p.timeout_s
@@ -214,8 +218,9 @@ class TurnRunner:
         except TimeoutError:
             await say(f"⚠️ The answer took longer than {timeout:g} s and was stopped.")
             return "timeout", usage
-        except (asyncio.CancelledError, StoreError):
-            raise  # a store failure is the dispatcher's to retry (bot.turn_retry)
+        except (asyncio.CancelledError, StoreError, LeaseLost):
+            raise  # a store failure is the dispatcher's to retry (bot.turn_retry); a lost
+            # lease ends the turn at once (bot.room_leases)
         except Exception as exc:
             log.exception("turn failed in %s", session)
             await say(f"⚠️ The answer failed: {exc}")
@@ -225,12 +230,14 @@ class TurnRunner:
 class _Speaker:
     """Sends a turn's texts in order, each keyed ``t<turn>.<n>`` for idempotent delivery."""
 
-    def __init__(self, outbox: Outbox, session: str, base: str) -> None:
+    def __init__(self, outbox: Outbox, session: str, base: str, fence: Fence | None) -> None:
         self.outbox, self.session, self.base, self.count = outbox, session, base, 0
+        self.fence = fence
 
     async def __call__(self, text: str) -> None:
         self.count += 1
-        await self.outbox.send(self.session, Reply(text, key=f"{self.base}.{self.count}"))
+        reply = Reply(text, key=f"{self.base}.{self.count}")
+        await self.outbox.send(self.session, reply, self.fence)
 
 
 async def _flush(say: _Speaker, paragraphs: ParagraphBuffer) -> bool:
@@ -244,3 +251,15 @@ def _add(a: Usage, b: Usage) -> Usage:
     return Usage(
         a.input_tokens + b.input_tokens, a.output_tokens + b.output_tokens, a.cost_usd + b.cost_usd
     )
+
+
+def _fenced(job: Callable[[Conn], None], fence: Fence | None) -> Callable[[Conn], None]:
+    """``job``, refused (the whole transaction) unless ``fence`` lets it through."""
+    if fence is None:
+        return job
+
+    def fenced(conn: Conn) -> None:
+        fence(conn)
+        job(conn)
+
+    return fenced

@@ -23,6 +23,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── StoreWriteError            an op was not committed; nothing recorded [pipeline.store]
         ├── OpLogError                 the op log failed verification [pipeline.audit]
         ├── LeaseLost                  a lease expired or passed on: stop acting [pipeline.leases]
+        ├── TimerGone                  the timer fired elsewhere or was removed [pipeline.claims]
         ├── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
         ├── UntrustedKeyError          an op's author key is not trusted [pipeline.node_ops]
         ├── ProjectExists              a project of that name is registered [pipeline.projects]

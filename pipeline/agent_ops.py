@@ -18,7 +18,7 @@ leaves their rows ``running`` (parked); its reconciler resumes them after the re
 ``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run of
 the same node) or ``takeover`` names the node that holds it (a build node taking over the
 claim of a node that stopped heartbeating for ``[store] claim_ttl_s``; whether it did is
-the claimant's check, made just before, see :mod:`bot.claims`). A ``node`` on
+the claimant's check, made just before, see :mod:`bot.claim_ttl`). A ``node`` on
 ``agent.progress``/``agent.end`` is the fencing token: the op is refused unless that node
 holds the row, so a node whose claim was taken over cannot write over the new owner's run
 (an ``agent.end`` without ``node`` is an admin's ``stop``, accepted from anyone).

@@ -53,8 +53,10 @@ class DependencyPromoter:
 
     Guarantees: idempotent — promoting is a ``start`` through the engine, which refuses an
     item that is no longer in Backlog, so a promotion happens at most once however often
-    an event is seen or a reconcile runs. Warnings are given once, on the event that killed
-    the dependency; :meth:`reconcile` promotes what was missed but never repeats warnings.
+    an event is seen or a reconcile runs, and on however many daemons (the engine's write
+    is a compare-and-set, :func:`pipeline.claims.unchanged`). Warnings are given once, on
+    the event that killed the dependency; :meth:`reconcile` promotes what was missed but
+    never repeats warnings.
     """
 
     name = "deps"
@@ -64,17 +66,20 @@ class DependencyPromoter:
         self._warn = warn
 
     async def handle(self, event: PipelineEvent) -> None:
-        """Promote the dependents an event may have unblocked; warn about dead ones."""
+        """Promote the dependents an event may have unblocked; warn about dead ones (only
+        for this daemon's own changes: the committing daemon warns, once)."""
         match event:
             case ItemChanged(from_stage=before, to_stage=after) if before == after:
                 await self.promote_ready(event.project, only=(event.number,))
             case ItemChanged(to_stage=Done() | Archived()):
                 await self.promote_ready(event.project, after=event.number)
-            case ItemChanged(to_stage=Abandoned() | Superseded() | Rejected() as stage):
+            case ItemChanged(
+                to_stage=Abandoned() | Superseded() | Rejected() as stage, remote=False
+            ):
                 await self._warn_dependents(event, stage_name(stage))
             case ItemCreated(depends_on=deps) if deps:
                 await self.promote_ready(event.project, only=(event.number,))
-            case ItemPurged():
+            case ItemPurged(remote=False):
                 await self._warn_dependents(event, "purged")
             case _:
                 pass

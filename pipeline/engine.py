@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.board import BoardView
+from pipeline.claims import unchanged
 from pipeline.errors import PipelineError
 from pipeline.events import (
     Fanout,
@@ -26,6 +28,8 @@ from pipeline.events import (
     ItemPurged,
     Listener,
     PipelineEvent,
+    item_changed,
+    item_created,
 )
 from pipeline.history import HistoryEntry, history_of, numbers
 from pipeline.model import (
@@ -128,6 +132,11 @@ class Engine:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` after every commit from now on; returns the unsubscribe function."""
         return self._fanout.subscribe(listener)
+
+    def publish(self, event: PipelineEvent) -> None:
+        """Tell the listeners of a change committed elsewhere (another daemon's, K2), as
+        they are told of this engine's own commits."""
+        self._fanout.emit(event)
 
     # --- projects and rooms ---------------------------------------------------------------
 
@@ -284,12 +293,7 @@ class Engine:
                 project, origin, kind=kind, title=title.strip(), body=body, depends_on=deps,
                 epic=epic,
             )  # fmt: skip
-        self._fanout.emit(
-            ItemCreated(
-                project=project, number=item.number, title=item.title, kind=item.kind,
-                stage=item.stage, depends_on=item.depends_on, origin=origin, ts=item.created_at,
-            )
-        )  # fmt: skip
+        self._fanout.emit(item_created(project, item))
         return Created(item, warnings)
 
     async def apply(
@@ -299,11 +303,15 @@ class Engine:
         event: Event,
         origin: Origin,
         also: Sequence[Change] = (),
+        check: Callable[[Conn], None] | None = None,
     ) -> Changed:
         """Apply ``event`` through the transition table (P3) as one ``item.update`` op.
 
         ``also`` are ops written before it in the same transaction (a firing timer's
-        ``timer.cancel``): all commit together or none does.
+        ``timer.cancel``): all commit together or none does. ``check(conn)`` runs first in
+        that transaction (a firing timer's claim). The write commits only if the item is
+        still as it was read (:func:`pipeline.claims.unchanged`), so of two daemons making
+        the same change at once, one does and the other is refused.
 
         Raises:
             ItemNotFound: no such item (or ``supersede … by`` names a missing one).
@@ -316,7 +324,13 @@ class Engine:
                 await self.lookup(project, event.by)
             retries = after.retries if after.retries != before.retries else KEEP
             change = UpdateItem(project, number, stage=after.stage, retries=retries)
-            applied = (await self.store.append_many([*also, change], origin))[-1]
+
+            def guard(conn: Conn) -> None:
+                if check is not None:
+                    check(conn)
+                unchanged(conn, project, before)
+
+            applied = (await self.store.append_many([*also, change], origin, guard))[-1]
         after = dataclasses.replace(after, updated_at=applied.op.ts)
         self._changed(project, before, after, origin)
         return Changed(before, after)
@@ -346,7 +360,9 @@ class Engine:
             warnings = await self._check_deps(project, number, deps)
             if deps == before.depends_on:
                 return Changed(before, before, warnings)
-            applied = await self.store.append(UpdateItem(project, number, depends_on=deps), origin)
+            change = UpdateItem(project, number, depends_on=deps)
+            guard = functools.partial(unchanged, project=project, item=before)
+            applied = (await self.store.append_many([change], origin, guard))[0]
         after = dataclasses.replace(before, depends_on=deps, updated_at=applied.op.ts)
         self._changed(project, before, after, origin)
         return Changed(before, after, warnings)
@@ -388,12 +404,7 @@ class Engine:
         return self._locks.setdefault(project, asyncio.Lock())
 
     def _changed(self, project: str, before: Item, after: Item, origin: Origin) -> None:
-        self._fanout.emit(
-            ItemChanged(
-                project=project, number=after.number, title=after.title,
-                from_stage=before.stage, to_stage=after.stage, origin=origin, ts=after.updated_at,
-            )
-        )  # fmt: skip
+        self._fanout.emit(item_changed(project, before, after, origin))
 
     async def _check_deps(
         self, project: str, number: int | None, deps: tuple[int, ...]

@@ -1,7 +1,9 @@
 """What the engine tells its listeners after each commit, and the fan-out that tells them.
 
-A later change builds the async event bus (E1) on this: each value says what committed, with
-who caused it and the op's time. Listeners are plain synchronous callables.
+The event bus (E1) is built on this: each value says what committed, with who caused it and
+the op's time. Listeners are plain synchronous callables. ``remote`` marks a change another
+daemon of the cluster committed (K2), read back from the shared op log
+(:mod:`pipeline.op_events`); the daemon that committed a change saw it with ``remote`` off.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from pipeline.model import ItemKind, Origin, Stage
+from pipeline.model import Item, ItemKind, Origin, Stage
 
 log = logging.getLogger("musher.engine")
 
@@ -28,6 +30,7 @@ class ItemCreated:
     depends_on: tuple[int, ...]
     origin: Origin
     ts: float
+    remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class ItemChanged:
     to_stage: Stage
     origin: Origin
     ts: float
+    remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,26 @@ class ItemPurged:
     layers: tuple[str, ...]
     origin: Origin
     ts: float
+    remote: bool = False
+
+
+def item_created(project: str, item: Item, *, remote: bool = False) -> ItemCreated:
+    """The event of ``item``'s creation (its origin and time are the item's)."""
+    return ItemCreated(
+        project=project, number=item.number, title=item.title, kind=item.kind,
+        stage=item.stage, depends_on=item.depends_on, origin=item.origin, ts=item.created_at,
+        remote=remote,
+    )  # fmt: skip
+
+
+def item_changed(
+    project: str, before: Item, after: Item, origin: Origin, *, remote: bool = False
+) -> ItemChanged:
+    """The event of one committed change from ``before`` to ``after`` (at its updated_at)."""
+    return ItemChanged(
+        project=project, number=after.number, title=after.title, from_stage=before.stage,
+        to_stage=after.stage, origin=origin, ts=after.updated_at, remote=remote,
+    )  # fmt: skip
 
 
 PipelineEvent: TypeAlias = ItemCreated | ItemChanged | ItemPurged

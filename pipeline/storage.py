@@ -74,6 +74,35 @@ def hold_appends(conn: Conn, table: str) -> None:
         hold(table)
 
 
+def claim(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Inside a write job: the rows of ``query`` (a plain ``SELECT … FROM one table``), each
+    locked for this job until its transaction ends; rows another transaction holds are left
+    out, not waited for. On PostgreSQL that is ``FOR UPDATE SKIP LOCKED`` (a connection that
+    can has a ``claim`` method); SQLite's write transaction already shuts every other writer
+    out, so there the query runs as it is."""
+    method = getattr(conn, "claim", None)
+    if method is not None:
+        return list(method(query, params))
+    return conn.execute(query, params).fetchall()
+
+
+def shared(conn: Conn) -> bool:
+    """Whether other daemons may write this store at the same time (PostgreSQL, K2): what a
+    compare-and-set guard needs to check. On SQLite one daemon's per-project locks and the
+    one writer already serialise every read-check-write."""
+    return getattr(conn, "claim", None) is not None
+
+
+def notify(conn: Conn, channel: str, payload: str) -> None:
+    """Inside a write job: wake the listeners of ``channel`` once the job's transaction
+    commits (never if it rolls back). PostgreSQL's ``pg_notify`` (a connection that can has a
+    ``notify`` method, see :mod:`bot.pg_listen`); nothing on SQLite, where one daemon sees
+    its own commits."""
+    method = getattr(conn, "notify", None)
+    if method is not None:
+        method(channel, payload)
+
+
 @runtime_checkable
 class SnapshotStorage(Storage, Protocol):
     """A :class:`Storage` that can also run a read-only ``job`` on one consistent snapshot

@@ -38,9 +38,9 @@ from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.node_ops import is_trusted, untrusted
 from pipeline.ops import CHANGES, Change, CreateItem
 from pipeline.project_rows import PROJECT_COLUMNS
-from pipeline.storage import Conn, Storage
+from pipeline.storage import Conn, Storage, notify
 
-__all__ = ["SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
+__all__ = ["OPS_CHANNEL", "SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
 
 T = TypeVar("T")
 
@@ -112,6 +112,8 @@ _INSERT_OP = (
     "INSERT INTO ops (project, item, kind, payload, origin, author, seq, ts, sig)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
 )
+OPS_CHANNEL = "musher_ops"
+"""The PostgreSQL channel every op append notifies with its insertion id (at commit)."""
 _TIMER_COLUMNS = "id, project, item, fire_at, action, origin, created_at"
 _BACKLOG = Backlog()
 
@@ -252,8 +254,16 @@ class OpStore:
         """Record ``change`` by ``origin`` and apply it, atomically. See :meth:`append_many`."""
         return (await self.append_many([change], origin))[0]
 
-    async def append_many(self, changes: Sequence[Change], origin: Origin) -> list[AppliedOp]:
+    async def append_many(
+        self,
+        changes: Sequence[Change],
+        origin: Origin,
+        check: Callable[[Conn], None] | None = None,
+    ) -> list[AppliedOp]:
         """Record ``changes`` (in order) and apply them, all in one transaction.
+
+        ``check(conn)`` runs first in that transaction (a guard of :mod:`pipeline.claims`):
+        if it raises, nothing is written and its error comes back as it is.
 
         Guarantees: returns only after the commit is durable (S4); either every op and its
         effects are recorded or none is. Origin and payloads are checked before anything is
@@ -278,6 +288,8 @@ class OpStore:
             ]
 
         def job(conn: Conn) -> list[AppliedOp]:
+            if check is not None:
+                check(conn)
             return write_all(conn, float(self._clock()))
 
         return await self._submit(crash_after(job, "mid-op-commit")) if changes else []
@@ -327,6 +339,7 @@ class OpStore:
             op.sig,
         )).fetchall()  # fmt: skip
         op = replace(op, rowid=int(rows[0][0]))
+        notify(conn, OPS_CHANNEL, str(op.rowid))  # other daemons' bus: see bot.cluster_bus
         return AppliedOp(op, change, apply(conn, op))
 
     async def _submit(self, job: Callable[[Conn], T]) -> T:

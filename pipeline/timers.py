@@ -11,14 +11,19 @@ Firing re-reads the item (lessons 501, 510, 514): when it is gone, finished or a
 where the timer would put it, nothing moves; the row is removed by a ``timer.cancel`` op
 and the room is told. Otherwise the ``timer.cancel`` and the move are written in one
 transaction (origin ``SystemOrigin("timers", <id>)``), so a timer moves its item at most
-once, even across a crash. A timer missed while the daemon was down fires at startup if it
-is at most ``grace_s`` late; a later one is reported and removed without moving anything.
+once, even across a crash. On several daemons sharing one PostgreSQL store (K2) each
+schedules every timer, and the firing transaction first claims the row
+(:func:`pipeline.claims.claim_timer`, ``FOR UPDATE SKIP LOCKED``): one daemon moves the
+item, removes the row and tells the room; the others find no row and do nothing. A timer
+missed while the daemon was down fires at startup if it is at most ``grace_s`` late; a later
+one is reported and removed without moving anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -29,6 +34,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from pipeline.claims import TimerGone, claim_timer
 from pipeline.crashpoints import crash_point
 from pipeline.engine import Engine
 from pipeline.errors import PipelineError
@@ -174,8 +180,7 @@ class Timers:
                 when = format_when(record.fire_at, await self._zone(record.project))
                 text = (f"⏰ Timer {record.id} missed: it was due {when}, {format_span(late)}"
                         f" ago, while musher was down. Removed; nothing was moved.")  # fmt: skip
-                await self._drop(record, "missed", text)
-                return Outcome.MISSED
+                return Outcome.MISSED if await self._drop(record, "missed", text) else Outcome.GONE
             return await self._run(record)
 
     async def _run(self, record: TimerRecord) -> Outcome:
@@ -185,18 +190,20 @@ class Timers:
             origin = SystemOrigin("timers", record.id)
             cancel = CancelTimer(record.id, record.project)
             crash_point("timer-firing")
+            check = functools.partial(claim_timer, timer_id=record.id)
             try:
                 await self._engine.apply(
-                    record.project, record.item, Move(target), origin, also=[cancel]
+                    record.project, record.item, Move(target), origin, also=[cancel], check=check
                 )
                 return Outcome.MOVED
             except StoreWriteError:
                 raise  # nothing was written: the row stays for the next try
+            except TimerGone:  # fired (or firing) on another daemon, or cancelled meanwhile
+                return Outcome.GONE
             except PipelineError as err:  # the engine refused the move (e.g. frozen item)
                 refusal = str(err).rstrip(".")
         text = f"⏰ Timer {record.id} did nothing: {refusal}. Removed."
-        await self._drop(record, "skipped", text)
-        return Outcome.SKIPPED
+        return Outcome.SKIPPED if await self._drop(record, "skipped", text) else Outcome.GONE
 
     async def _refusal(self, record: TimerRecord, target: str | None) -> str | None:
         """Why the timer must not move its item now, or None when it may."""
@@ -211,10 +218,17 @@ class Timers:
             return f"{item.label} is already in {target}"
         return None
 
-    async def _drop(self, record: TimerRecord, why: str, text: str) -> None:
+    async def _drop(self, record: TimerRecord, why: str, text: str) -> bool:
+        """Remove the row and report ``text``; False (and no report) when the row was gone
+        or another daemon held it."""
         origin = SystemOrigin("timers", f"{record.id} {why}")
-        await self._store.append(CancelTimer(record.id, record.project), origin)
+        check = functools.partial(claim_timer, timer_id=record.id)
+        try:
+            await self._store.append_many([CancelTimer(record.id, record.project)], origin, check)
+        except TimerGone:
+            return False
         self._report(record, text)
+        return True
 
     async def _due(self, timer_id: str) -> None:
         """The scheduler's job: fire on a named task of ours; log what goes wrong."""

@@ -99,7 +99,10 @@ class MergeQueue:
         self._closed = False
 
     async def handle(self, event: PipelineEvent) -> None:
-        """Queue an item that just entered Merge."""
+        """Queue an item that just entered Merge (on this daemon: another daemon's change is
+        merged by that daemon, or found by a reconcile here)."""
+        if event.remote:
+            return
         if isinstance(event, ItemChanged) and event.to_stage == Merge() != event.from_stage:
             self.request(event.project, event.number)
 

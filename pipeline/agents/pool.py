@@ -105,6 +105,8 @@ class AgentPool:
     # --- bus subscriber -------------------------------------------------------------------
 
     async def handle(self, event: PipelineEvent) -> None:
+        if event.remote:  # another daemon's change: its pool acts on it, this one reconciles
+            return
         match event:
             case ItemChanged() if event.from_stage != event.to_stage:
                 await self._follow(event.project, event.number)

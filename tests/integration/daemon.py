@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 BASE_CONFIG = """
 [daemon]
@@ -178,3 +179,13 @@ class DaemonProcess:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"no typing indicator in {room}")
+
+
+def room_holder(url: str, room: str) -> str | None:
+    """The key of the daemon holding web ``room``'s lease on the PostgreSQL at ``url``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT owner FROM leases WHERE name = %s AND expires_at > %s",
+            (f"room:web:{room}", time.time()),
+        ).fetchone()
+    return None if row is None else str(row[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +185,27 @@ async def test_nothing_is_sent_after_aclose(rooms: Rooms) -> None:
     rooms.notifier.post(WATCH, "late")
     await rooms.clock.advance(5.0)
     assert rooms.sent == []
+
+
+async def test_another_daemons_change_is_not_notified_here_but_reaches_the_audit(
+    rooms: Rooms,
+) -> None:
+    remote = dataclasses.replace(moved(5, "Elsewhere", Backlog(), Coding()), remote=True)
+    await rooms.feed(remote)  # the daemon that made it tells the rooms (K2)
+    await rooms.clock.advance(1.0)
+    assert rooms.sent == []
+    assert len(rooms.audit.drain(WATCH)) == 1  # the room's next turn here still learns of it
+
+
+async def test_shared_followers_learn_rooms_that_ran_commands_on_other_daemons(
+    rooms: Rooms,
+) -> None:
+    far = "matrix:!far"
+    message = InboundMessage("matrix", "!far", "bob", "e1", 1.0, "status", mentioned=True)
+    await rooms.journal.record(message, Kind.COMMAND, "status")  # journalled by another daemon
+    await rooms.feed(moved(5, "Login", Backlog(), Coding()))
+    assert far not in rooms.followers.following(PROJECT)  # one daemon: note() saw everything
+
+    rooms.followers.shared = True
+    await rooms.feed(moved(5, "Login", Coding(), Qa()))
+    assert far in rooms.followers.following(PROJECT)

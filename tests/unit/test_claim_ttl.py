@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.claims import release_stale
+from bot.claim_ttl import release_stale
 from bot.store_url import open_db
 from pipeline import audit, nodes
 from pipeline.agent_ops import AgentProgress, ClaimAgent, EndAgent
