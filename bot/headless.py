@@ -2,9 +2,10 @@
 
 No HTTP server, no transports. The node opens the store under its own key (kept in
 ``--workdir``, so a restarted node keeps its identity), registers in ``nodes`` with role
-``agent`` and heartbeats, and every ``POLL_S`` brings its agent pool in line with the
-store: items in Coding that no live node works on are claimed (the same ``agent.claim``
-the daemon's pool uses, one claim per item cluster-wide, see
+``agent`` and heartbeats, and every ``POLL_S`` (at once when any node commits an op, on
+PostgreSQL: LISTEN ``musher_ops`` through :class:`bot.pg_listen.PgListener`) brings its
+agent pool in line with the store: items in Coding that no live node works on are claimed
+(the same ``agent.claim`` the daemon's pool uses, one claim per item cluster-wide, see
 :func:`pipeline.agent_rows.apply_agent`), worked on a clone of the project's ``remote``
 and pushed (:class:`pipeline.agents.remote.RemoteCheckouts`). Claims of agent nodes that
 stopped heartbeating for ``[store] claim_ttl_s`` are released first
@@ -23,6 +24,8 @@ import signal
 from pathlib import Path
 
 from bot.claim_ttl import release_stale
+from bot.db import Db
+from bot.pg_listen import PgListener
 from bot.store_url import open_db
 from config.errors import MusherError
 from config.models import Settings
@@ -36,7 +39,7 @@ from pipeline.engine import Engine
 from pipeline.keys import NodeKey, load_or_create
 from pipeline.sandbox import Sandbox, make_sandbox
 from pipeline.storage import Storage
-from pipeline.store import OpStore, ProjectRecord
+from pipeline.store import OPS_CHANNEL, OpStore, ProjectRecord
 
 log = logging.getLogger("musher.agent")
 
@@ -91,10 +94,15 @@ async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> No
     """Run the build node until SIGTERM/SIGINT; then park its agents (killed, verified)."""
     key = load_or_create(workdir)
     db = await open_db(url, workdir, nodes.SCHEMA + leases.SCHEMA)
-    stop = asyncio.Event()
+    stop, wake = asyncio.Event(), asyncio.Event()
+
+    def stopping() -> None:
+        stop.set()
+        wake.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
     try:
         store = await OpStore.open(db, key, trusted=settings.store.trusted_keys,
                                    self_trusted=False)  # fmt: skip
@@ -102,9 +110,12 @@ async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> No
         interval = settings.store.lease_ttl_s / 3
         beat = asyncio.create_task(nodes.keep_beating(db, key.public_hex, name, ROLE, interval))
         log.info("build node %s (key %s) on %s", name, key.public_hex, db.describe())
+        listener = await _wake_on_ops(db, url, wake)
         try:
-            await _work(db, store, key, settings, (pool, merges), stop)
+            await _work(db, store, key, settings, (pool, merges), (stop, wake))
         finally:
+            if listener is not None:
+                await listener.aclose()
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
@@ -117,11 +128,13 @@ async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> No
 
 async def _work(
     db: Storage, store: OpStore, key: NodeKey, settings: Settings,
-    parts: tuple[AgentPool, MergeQueue | None], stop: asyncio.Event,
+    parts: tuple[AgentPool, MergeQueue | None], events: tuple[asyncio.Event, asyncio.Event],
 ) -> None:  # fmt: skip
     pool, merges = parts
+    stop, wake = events
     told = False
     while not stop.is_set():
+        wake.clear()
         if not await trusted(store, key, settings):
             if not told:
                 log.warning("this node's key is not trusted yet; an admin runs `node trust %s`",
@@ -136,4 +149,15 @@ async def _work(
             except MusherError as err:  # the store or git failed: try again next pass
                 log.error("build node pass failed: %s", err)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), POLL_S)
+            await asyncio.wait_for(wake.wait(), POLL_S)  # a stop, or a commit: see below
+
+
+async def _wake_on_ops(db: Db, url: str, wake: asyncio.Event) -> PgListener | None:
+    """On PostgreSQL, end the node's wait as soon as any node commits an op (an item may
+    have entered Coding): the poll every ``POLL_S`` stays as the fallback."""
+    if db.backend != "postgresql":
+        return None
+    listener = PgListener(url)
+    listener.subscribe(OPS_CHANNEL, lambda _payload: wake.set(), wake.set)
+    await listener.start()
+    return listener
