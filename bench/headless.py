@@ -5,7 +5,7 @@ harness as the tests, ``tests/integration/headless_env.py``), then in one run:
 
 * ``claim``: ``REPS`` times, one item moved to Coding while one build node idles; the
   latency is that move → the fake agent reading its prompt (its own timestamp): p50/p99.
-  Nodes poll every second, so the poll interval bounds it.
+  Nodes wake on LISTEN ``musher_ops``; their 1 s poll is the fallback.
 * ``throughput``: ``ITEMS`` items moved to Coding at once, until all are in Merge, with one
   node and then two (one agent slot each): items/s of each and the ratio (baseline: the one
   node, same run).
