@@ -53,6 +53,7 @@ from bot.journal import Journal, Kind, State
 from bot.journal import migrate as migrate_journal
 from bot.kv import TransportState
 from bot.lanes import Lanes
+from bot.leaders import Leaders
 from bot.llm.base import Provider
 from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
@@ -341,11 +342,10 @@ class Daemon:
         log.info("default project: %s", default)
         transports = self._load_transports(core, db)
         ingress = core.ingress(_Identities(transports))
-        app = build_app(
-            core.metrics,
-            lambda: {**self.health, **db.health.components(), **live_health(transports)},
-            self.settings,
-        )
+        ttl = self.settings.store.lease_ttl_s
+        leaders = Leaders(db, db.backend, store.author, ttl, core.metrics)
+        parts = (lambda: self.health, db.health.components, lambda: live_health(transports))
+        app = build_app(core.metrics, lambda: _ready(*parts, leaders.health), self.settings)
         for transport in transports:
             if isinstance(transport, HttpMount):
                 transport.mount(app)
@@ -369,7 +369,7 @@ class Daemon:
         try:
             for transport in transports:
                 self.health[f"transport:{transport.name}"] = "starting"
-                await transport.start(ingress)
+                await leaders.start(transport, ingress)
                 self.health[f"transport:{transport.name}"] = "ok"
             await self._start_pipeline(core.pipeline)
             listener = core.handoff.listener if core.handoff else None  # one LISTEN connection
@@ -400,14 +400,20 @@ class Daemon:
             budget = max(1.0, self.settings.daemon.shutdown_timeout_s - 1.0)
             try:
                 async with asyncio.timeout(budget):
-                    await self._shutdown(core, transports, server, budget / 2)
+                    await self._shutdown(core, leaders, transports, server, budget / 2)
             except TimeoutError:
                 log.error("shutdown took longer than %.0f s; closing the store anyway", budget)
 
     async def _shutdown(
-        self, core: Core, transports: list[Transport], server: HttpServer, grace_s: float
+        self,
+        core: Core,
+        leaders: Leaders,
+        transports: list[Transport],
+        server: HttpServer,
+        grace_s: float,
     ) -> None:
         self.health = {k: "stopping" for k in self.health}
+        await leaders.aclose()  # leader leases released: another daemon takes over at once
         for transport in transports:  # 1. stop intake
             with contextlib.suppress(Exception):
                 await transport.aclose()
@@ -486,6 +492,14 @@ class Daemon:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url}))
         tmp.replace(path)
+
+
+def _ready(*parts: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+    """``/readyz``'s components: each part's, read now."""
+    merged: dict[str, str] = {}
+    for part in parts:
+        merged.update(part())
+    return merged
 
 
 class _Identities(Mapping[str, tuple[str, ...]]):

@@ -111,6 +111,37 @@ class LiveHealth(Protocol):
         ...
 
 
+@runtime_checkable
+class SingleConnection(Protocol):
+    """A transport whose intake is one long-lived connection per account (the Discord
+    gateway, Slack Socket Mode, the Matrix sync loop).
+
+    With several daemons on one database only the account's leader holds the connection
+    (:mod:`bot.leaders`); every daemon can still send. :meth:`Transport.start` is
+    :meth:`open` then :meth:`connect`.
+    """
+
+    name: str
+
+    @property
+    def account(self) -> str:
+        """The account the connection is for, once :meth:`open` returned; ``""`` when this
+        configuration has no single connection (Slack in http mode)."""
+        ...
+
+    async def open(self, sink: Sink) -> None:
+        """Log in: ready to send and to take webhooks, without the connection."""
+        ...
+
+    async def connect(self) -> None:
+        """Open the connection and feed what it brings to the sink; returns once running."""
+        ...
+
+    async def disconnect(self) -> None:
+        """Stop taking messages from the connection at once, then close it; sending goes on."""
+        ...
+
+
 def live_health(transports: Iterable[object]) -> dict[str, str]:
     """``{"transport:<name>": state}`` for the transports that report their own state."""
     return {f"transport:{t.name}": t.health() for t in transports if isinstance(t, LiveHealth)}

@@ -67,7 +67,7 @@ class StoreConfig(Section):
         pattern=r"^(sqlite:///.+|postgres(ql)?://.+)$",
         description="sqlite:///<path> or postgresql://…; unset = <data_dir>/musher.db",
     )
-    lease_ttl_s: float = Field(default=15.0, gt=0, description="Seconds a room lease lasts")
+    lease_ttl_s: float = Field(default=15.0, gt=0, description="Seconds a lease lasts")
     claim_ttl_s: float = Field(default=120.0, gt=0, description="Seconds a build claim lasts")
     trusted_keys: list[str] = Field(default=[], description="Node keys whose ops are accepted")
 

@@ -67,6 +67,9 @@ class _State:
     followups: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     gateway_ops: list[int] = field(default_factory=list)
+    gateways_open: int = 0  # gateway connections open now
+    most_gateways_open: int = 0  # the most ever open at one moment
+    gateways_opened: int = 0
 
 
 class FakeDiscord(ThreadedServer):
@@ -136,6 +139,24 @@ class FakeDiscord(ThreadedServer):
     def gateway_ops(self) -> list[int]:
         with self.lock:
             return list(self._state.gateway_ops)
+
+    @property
+    def gateways_open(self) -> int:
+        """Gateway connections open now (a bot token should hold at most one)."""
+        with self.lock:
+            return self._state.gateways_open
+
+    @property
+    def most_gateways_open(self) -> int:
+        """The most gateway connections that were ever open at one moment."""
+        with self.lock:
+            return self._state.most_gateways_open
+
+    @property
+    def gateways_opened(self) -> int:
+        """Gateway connections accepted so far."""
+        with self.lock:
+            return self._state.gateways_opened
 
     @property
     def connected(self) -> bool:
@@ -332,6 +353,19 @@ class FakeDiscord(ThreadedServer):
         ws = web.WebSocketResponse(timeout=1.0)  # a close waits at most 1 s for the client
         await ws.prepare(request)
         self._ws = ws
+        with self.lock:
+            state = self._state
+            state.gateways_open += 1
+            state.gateways_opened += 1
+            state.most_gateways_open = max(state.most_gateways_open, state.gateways_open)
+        try:
+            await self._serve_gateway(ws, request.host)
+        finally:
+            with self.lock:
+                self._state.gateways_open -= 1
+        return ws
+
+    async def _serve_gateway(self, ws: web.WebSocketResponse, host: str) -> None:
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
@@ -342,10 +376,9 @@ class FakeDiscord(ThreadedServer):
             if payload["op"] == 1:
                 await ws.send_str(json.dumps({"op": 11}))
             elif payload["op"] == 2:
-                await self._ready(request.host)
+                await self._ready(host)
             elif payload["op"] == 6:
                 await self.dispatch("RESUMED", {})
-        return ws
 
     async def _drop(self) -> None:
         if self._ws is not None:

@@ -51,6 +51,7 @@ CONNECT_TIMEOUT_S = 30.0
 TYPING_RENEW_S = 8.0  # Discord shows "typing…" for about 10 s
 TYPING_S = 10.0  # how long one TYPING_START from a person counts
 GUILD_READY_TIMEOUT_S = 1.0
+STANDBY = "ok; standby (another daemon holds the gateway)"
 
 
 def create(ctx: TransportContext) -> DiscordTransport:
@@ -122,6 +123,8 @@ class DiscordTransport:
         )
         self._state = "starting"
         self._ready = asyncio.Event()
+        self._listening = False  # gateway events are taken (see disconnect)
+        self._logging_in = asyncio.Lock()
         self._sink: Sink | None = None
         self._prefix = ""
         self._gateway: asyncio.Task[None] | None = None
@@ -144,28 +147,71 @@ class DiscordTransport:
         if state == "ok":
             self._ready.set()
 
+    @property
+    def account(self) -> str:
+        """The bot's user id (known once logged in): one gateway connection per bot."""
+        return str(self.client.user.id) if self.client.user is not None else ""
+
     async def start(self, sink: Sink) -> None:
         """Log in, connect the gateway and sync the application commands.
 
         Raises :class:`PermanentError` with the reason when Discord refuses the token or
         cannot be reached.
         """
+        await self.open(sink)
+        await self.connect()
+
+    async def open(self, sink: Sink) -> None:
+        """Log in over REST: replies and ``POST /webhooks/discord`` work, the gateway waits
+        for :meth:`connect` (on several daemons, the leader's)."""
         self._sink = sink
         self._prefix = await self.ctx.state.get(TRANSPORT, "nonce_prefix") or ""
         if not self._prefix:
             self._prefix = secrets.token_hex(6)
             await self.ctx.state.put(TRANSPORT, "nonce_prefix", self._prefix)
         await self._login()
-        self._gateway = asyncio.create_task(self._connect(), name="discord-gateway")
-        await self._wait_ready()
-        user = self.client.user
-        assert user is not None
-        self.identities = tuple(dict.fromkeys((str(user.id), user.name, user.display_name)))
+        self._identify()
         if self.endpoint is not None:
             self.endpoint.interactions = self.interactions
             self.endpoint.follow_up = self._follow_up
+        self._state = STANDBY
+
+    async def connect(self) -> None:
+        """Connect the gateway, wait for READY and sync the application commands."""
+        self._ready.clear()
+        await self._rest()  # logged in again after a disconnect
+        self._listening = True
+        self._gateway = asyncio.create_task(self._connect(), name="discord-gateway")
+        await self._wait_ready()
+        self._identify()
         await self._sync_commands()
+        user = self.client.user
+        assert user is not None
         log.info("discord: connected as %s (%s)", user.name, user.id)
+
+    async def disconnect(self) -> None:
+        """Stop taking gateway events at once and close the gateway; a fresh client logs in
+        over REST when the next reply goes out (:meth:`_rest`)."""
+        self._listening = False
+        await self._close_gateway()
+        self.client = _Client(self)
+        self.connected(STANDBY)
+
+    async def _rest(self) -> discord.http.HTTPClient:
+        """The REST client, logged in (again, after :meth:`disconnect`) on first use.
+
+        Raises :class:`PermanentError` when Discord refuses the token or cannot be reached.
+        """
+        if self.client.user is None:
+            async with self._logging_in:
+                if self.client.user is None:
+                    await self._login()
+        return self.client.http
+
+    def _identify(self) -> None:
+        user = self.client.user
+        assert user is not None
+        self.identities = tuple(dict.fromkeys((str(user.id), user.name, user.display_name)))
 
     async def send(self, session: str, reply: Reply) -> str | None:
         """Post ``reply`` to the session's channel or thread, or into its interaction.
@@ -177,7 +223,7 @@ class DiscordTransport:
             return None
         channel_id = Session.of(session).address
         key = reply.key or secrets.token_hex(8)
-        http = self.client.http
+        http = await self._rest()
         return await create_message(
             http, channel_id, reply.text, nonce(self._prefix, key), self.ctx.metrics
         )
@@ -188,7 +234,7 @@ class DiscordTransport:
         if task is not None:
             task.cancel()
         if active:
-            await send_typing(self.client.http, channel_id)
+            await send_typing(await self._rest(), channel_id)
             self._typing[channel_id] = asyncio.create_task(
                 self._keep_typing(channel_id), name=f"discord-typing-{channel_id}"
             )
@@ -206,14 +252,19 @@ class DiscordTransport:
             task.cancel()
         await asyncio.gather(*self._typing.values(), *self._tasks, return_exceptions=True)
         self._typing.clear()
+        self._listening = False
+        await self._close_gateway()
+        self._state = "stopped"
+
+    async def _close_gateway(self) -> None:
         await self.client.close()
         if self._gateway is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._gateway, 5)
-        self._state = "stopped"
+            self._gateway = None
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._sink is None or self.client.user is None:
+        if self._sink is None or not self._listening or self.client.user is None:
             return
         roles: frozenset[int] = frozenset()
         if message.guild is not None and message.guild.self_role is not None:
@@ -232,7 +283,7 @@ class DiscordTransport:
     def on_typing(self, channel_id: int, user_id: int) -> None:
         """``TYPING_START``: the user types for up to 10 s (Discord sends no "stopped"; their
         message ends it). Channels outside ``channels`` are ignored, as their messages are."""
-        if self._sink is None:
+        if self._sink is None or not self._listening:
             return
         if self.cfg.channels and str(channel_id) not in self.cfg.channels:
             parent = getattr(self.client.get_channel(channel_id), "parent_id", None)
@@ -242,7 +293,7 @@ class DiscordTransport:
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         it = from_gateway(interaction)
-        if it is None or self._sink is None:
+        if it is None or self._sink is None or not self._listening:
             return
         payload, handle = await self.interactions.answer(it, self._follow_up(it))
         try:
@@ -255,7 +306,7 @@ class DiscordTransport:
 
     def _follow_up(self, it: InteractionIn) -> FollowUp:
         async def post(text: str, ephemeral: bool) -> None:
-            await follow_up(self.client.http, it.application_id, it.token, text, ephemeral)
+            await follow_up(await self._rest(), it.application_id, it.token, text, ephemeral)
 
         return post
 
@@ -280,7 +331,7 @@ class DiscordTransport:
         while True:
             await asyncio.sleep(TYPING_RENEW_S)
             try:
-                await send_typing(self.client.http, channel_id)
+                await send_typing(await self._rest(), channel_id)
             except (discord.HTTPException, aiohttp.ClientError) as err:
                 log.debug("typing in %s failed: %s", channel_id, err)
 
@@ -310,12 +361,16 @@ class DiscordTransport:
     async def _wait_ready(self) -> None:
         assert self._gateway is not None
         ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait(
-            {ready, self._gateway}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:  # a cancelled connect (the lease was lost meanwhile) leaves no waiter behind
+            done, _ = await asyncio.wait(
+                {ready, self._gateway},
+                timeout=CONNECT_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
         if ready in done:
             return
-        ready.cancel()
         reason = self._state
         if self._gateway.done() and not self._gateway.cancelled():
             err = self._gateway.exception()

@@ -101,11 +101,24 @@ class MatrixTransport:
             self.keys,
         )
         self._prefix = ""
+        self._sink: Sink | None = None
         self._unreadable_told: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._typing: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def account(self) -> str:
+        """The bot's Matrix user id: one sync loop per account."""
+        return self.identities[0] if self.identities else ""
+
     async def start(self, sink: Sink) -> None:
+        await self.open(sink)
+        await self.connect()
+
+    async def open(self, sink: Sink) -> None:
+        """Log in, resolve and join the rooms: ready to send; syncing waits for
+        :meth:`connect` (on several daemons, the leader's)."""
+        self._sink = sink
         try:
             session = await self.login.start()
             resp = await self.client.get_displayname(session.user_id)
@@ -122,10 +135,26 @@ class MatrixTransport:
         if not self._prefix:
             self._prefix = secrets.token_hex(6)
             await self.ctx.state.put(NAME, "txn_prefix", self._prefix)
-        self._task = asyncio.create_task(self.sync.run(sink), name="matrix-sync")
-        self._task.add_done_callback(_report)
         encrypting = f", encryption on, device {session.device_id}" if self.keys else ""
-        log.info("syncing as %s (%s)%s", session.user_id, self.display_name, encrypting)
+        log.info("logged in as %s (%s)%s", session.user_id, self.display_name, encrypting)
+
+    async def connect(self) -> None:
+        """Sync from the position stored in the database (``next_batch``)."""
+        assert self._sink is not None, "open() first"
+        self._task = asyncio.create_task(self.sync.run(self._sink), name="matrix-sync")
+        self._task.add_done_callback(_report)
+        log.info("syncing as %s", self.account)
+
+    async def disconnect(self) -> None:
+        """Stop syncing (a batch being fed gets a moment to finish); sending goes on."""
+        if self._task is not None:
+            if not self.sync.idle.is_set():  # a batch is being fed: let it finish
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.sync.idle.wait(), STOP_GRACE_S)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
 
     async def send(self, session: Session, reply: Reply) -> str | None:
         room_id = Session.of(session).address
@@ -200,14 +229,7 @@ class MatrixTransport:
         for task in self._typing.values():
             task.cancel()
         self._typing.clear()
-        if self._task is not None:
-            if not self.sync.idle.is_set():  # a batch is being fed: let it finish
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.sync.idle.wait(), STOP_GRACE_S)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await self.disconnect()
         await self.client.close()
 
 

@@ -107,24 +107,45 @@ class SlackTransport:
         if self.config.mode == "http" and self.webhook is not None:
             self.webhook.mount(app)
 
+    @property
+    def account(self) -> str:
+        """``<team>:<bot user>`` in socket mode (one Socket Mode connection per app), else
+        ``""``: http mode has no single connection, every daemon takes webhooks."""
+        if self.config.mode != "socket" or self._auth is None:
+            return ""
+        return f"{self._auth.get('team_id') or ''}:{self.bot.user_id}"
+
     async def start(self, sink: Sink) -> None:
         """Learn the bot's identity, then take events (Socket Mode connects here).
 
         Raises :class:`PermanentError` with the reason when Slack refuses the tokens or
         cannot be reached.
         """
+        await self.open(sink)
+        await self.connect()
+
+    async def open(self, sink: Sink) -> None:
+        """Learn the bot's identity and take webhooks (http mode); Socket Mode waits for
+        :meth:`connect` (on several daemons, the leader's)."""
         self._auth = await self._auth_test()
         self.bot = Bot(str(self._auth["user_id"]), str(self._auth.get("bot_id") or ""))
         self.identities = (self.bot.user_id,)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         self.client.session = self._http  # one pool of kept-alive connections for every call
         self._sink = sink
-        if self.config.mode == "socket":
-            await self._connect_socket()
-        elif self.webhook is not None:
+        if self.config.mode == "http" and self.webhook is not None:
             self.webhook.dispatch = self.bolt.async_dispatch
             self.webhook.on_event = self.listeners.on_event
+
+    async def connect(self) -> None:
+        """Open Socket Mode (socket mode; nothing to do in http mode)."""
+        if self.config.mode == "socket":
+            await self._connect_socket()
         log.info("slack: connected as %s (%s mode)", self.bot.user_id, self.config.mode)
+
+    async def disconnect(self) -> None:
+        """Close Socket Mode; replies still go out over the Web API."""
+        await self._close_socket()
 
     async def send(self, session: Session, reply: Reply) -> str | None:
         """Post ``reply`` to the session's channel (its thread for a thread session).
@@ -154,10 +175,7 @@ class SlackTransport:
         if self.webhook is not None:
             self.webhook.dispatch = None
             self.webhook.on_event = None
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                await self._socket.close_async()  # type: ignore[no-untyped-call]
-            self._socket = None
+        await self._close_socket()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -165,6 +183,12 @@ class SlackTransport:
             self.client.session = None  # late sends (shutdown notices) open their own
             await self._http.close()
             self._http = None
+
+    async def _close_socket(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close_async()  # type: ignore[no-untyped-call]
 
     def _hand_in(self, msg: InboundMessage) -> asyncio.Task[FeedResult]:
         if self._sink is None:
