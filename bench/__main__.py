@@ -14,7 +14,8 @@ its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL agains
 ``leader_failover`` (B7 too) SIGKILLs the daemon holding the Discord gateway, ten times.
 ``steer`` is the peer workload W2 (messages during a running turn) in busy modes ``steer``
 and ``collect``. ``merge`` and ``agents`` (B8) time a squash merge and an agent's spawn and
-gates against the same steps run directly.
+gates against the same steps run directly; ``headless`` (B8) times a build node's claim
+latency and the throughput of one node against two.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ BENCHES = [
     ("B8", "merge", "B8_merge"),
     ("W2", "steer", "W2_steer"),
     ("B8", "agents", "B8_agents"),
+    ("B8", "headless", "B8_headless"),
 ]
 TIMEOUT_S = 600
 

@@ -1,5 +1,5 @@
 """``musher`` command line: ``run``, ``check``, ``say``, ``audit verify``, ``store copy``,
-``nodes``, ``slack-manifest``, ``discord-invite``."""
+``nodes``, ``agent``, ``slack-manifest``, ``discord-invite``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--data-dir", help="overrides [daemon] data_dir")
     nodes.add_argument("--store", help="the database URL; overrides [store] url")
     nodes.set_defaults(handler=_nodes)
+
+    agent = sub.add_parser("agent", help="run a headless build node on the shared store")
+    agent.add_argument("--config")
+    agent.add_argument("--store", help="the database URL; overrides [store] url")
+    agent.add_argument("--name", help="this node's name (default: the host name)")
+    agent.add_argument("--max-agents", type=int, help="overrides [agents] max_agents")
+    agent.add_argument("--workdir", default=".musher-agent", help="clones, worktrees, node key")
+    agent.add_argument("--print-key", action="store_true", help="print the node key and exit")
+    agent.set_defaults(handler=_agent)
 
     store = sub.add_parser("store", help="move the state between store backends")
     store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -199,21 +208,60 @@ def _store_of(args: argparse.Namespace) -> tuple[str, Path, Settings]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    url, data_dir, _ = _store_of(args)
-    return asyncio.run(_verify(url, data_dir))
+    url, data_dir, settings = _store_of(args)
+    return asyncio.run(_verify(url, data_dir, _trusted(data_dir, settings)))
 
 
-async def _verify(url: str, data_dir: Path) -> int:
+def _trusted(data_dir: Path, settings: Settings) -> set[str]:
+    """``[store] trusted_keys`` and the data dir's own key, if it has one."""
+    trusted = set(settings.store.trusted_keys)
+    if (data_dir / "node.key").exists():
+        from pipeline.keys import load_or_create
+
+        trusted.add(load_or_create(data_dir).public_hex)
+    return trusted
+
+
+async def _verify(url: str, data_dir: Path, trusted: set[str]) -> int:
     from bot.store_url import open_db
     from pipeline.audit import verify
 
     db = await open_db(url, data_dir)
     try:
-        report = await verify(db)
+        report = await verify(db, trusted)
     finally:
         await db.aclose()
     print(report)
     return 0 if report.ok else 1
+
+
+def _agent(args: argparse.Namespace) -> int:
+    import socket
+
+    from bot.headless import run_node
+    from pipeline.keys import load_or_create
+
+    workdir = Path(args.workdir)
+    if args.print_key:
+        print(load_or_create(workdir).public_hex)
+        return 0
+    settings, _ = _settings(args)
+    url = args.store or settings.store.url
+    if not url:
+        raise ConfigError(["musher agent: --store or [store] url must name the shared store"])
+    if args.max_agents is not None:
+        if args.max_agents < 1:
+            raise ConfigError(["musher agent: --max-agents must be at least 1"])
+        agents = settings.agents.model_copy(update={"max_agents": args.max_agents})
+        settings = settings.model_copy(update={"agents": agents})
+    logging.basicConfig(
+        level=settings.daemon.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    name = args.name or socket.gethostname()
+    asyncio.run(run_node(settings, url, workdir, name))
+    return 0
 
 
 def _store_copy(args: argparse.Namespace) -> int:
@@ -226,12 +274,7 @@ def _store_copy(args: argparse.Namespace) -> int:
 
 def _nodes(args: argparse.Namespace) -> int:
     url, data_dir, settings = _store_of(args)
-    trusted = set(settings.store.trusted_keys)
-    if (data_dir / "node.key").exists():
-        from pipeline.keys import load_or_create
-
-        trusted.add(load_or_create(data_dir).public_hex)
-    print(asyncio.run(_node_lines(url, data_dir, trusted)))
+    print(asyncio.run(_node_lines(url, data_dir, _trusted(data_dir, settings))))
     return 0
 
 

@@ -59,7 +59,7 @@ from bot.llm.select import choose, make_provider
 from bot.mcp_bridge import McpBridge
 from bot.messages import QueuedText, Reply, Session
 from bot.metrics import Metrics
-from bot.nodes_report import node_report
+from bot.node_trust import NodeTrust
 from bot.outbox import Outbox
 from bot.pipeline_api import mount as mount_pipeline_api
 from bot.room_handoff import RoomHandoff, room_handoff, room_leases
@@ -215,6 +215,7 @@ def build_core(
         await approvals.forget(session)  # approvals never outlive reset (L7)
 
     rooms = RoomProjects(engine, pipeline.followers)
+    trust = NodeTrust(store, settings.store.trusted_keys)
     agents = build_agent_pool(settings, engine, data_dir, pipeline.notifier.announce, costs)
     pipeline.bus.add(agents)
     registry.provide(agents=agents, stop_item=stop_item(rooms, agents))
@@ -229,7 +230,8 @@ def build_core(
         timers=pipeline.timers,
         cost_report=costs.report,
         data_dir=data_dir,
-        node_report=lambda: node_report(db, {store.author, *settings.store.trusted_keys}),
+        trust=trust,
+        node_report=lambda: trust.report(db),
     )
     metrics.gauge("musher_queue_depth", "Messages waiting for a turn", dispatcher.queue_depth)
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
@@ -322,7 +324,8 @@ class Daemon:
         log.info("store: %s", db.describe())
         try:
             await migrate_journal(db)
-            store = await OpStore.open(db, load_or_create(self.data_dir))
+            key, trusted = load_or_create(self.data_dir), self.settings.store.trusted_keys
+            store = await OpStore.open(db, key, trusted=trusted)
             self.health["store"] = f"ok; {db.backend}"
             await self._serve(db, store)
         finally:

@@ -25,6 +25,7 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
         ├── LeaseLost                  a lease expired or passed on: stop acting [pipeline.leases]
         ├── TimerGone                  the timer fired elsewhere or was removed [pipeline.claims]
         ├── KeyFileError               the node key file is unsafe or unreadable [pipeline.keys]
+        ├── UntrustedKeyError          an op's author key is not trusted [pipeline.node_ops]
         ├── ProjectExists              a project of that name is registered [pipeline.projects]
         ├── ProjectFileError           a .musher/project.toml is unreadable [pipeline.project_file]
         ├── GitError                   a git step failed; says which [pipeline.gitops]

@@ -7,14 +7,21 @@ these ops in their own transaction. The states: ``pending`` (claimed, not yet sp
 leaves their rows ``running`` (parked); its reconciler resumes them after the restart.
 
     kind            columns (project, item)  payload keys
-    agent.claim     project, number          profile, role, node, attempts, resume
-    agent.progress  project, number          some of pid, session_id, turns
+    agent.claim     project, number          profile, role, node, attempts, resume,
+                                             [takeover] (the node whose claim lapsed)
+    agent.progress  project, number          some of pid, session_id, turns; [node]
     agent.end       project, number          state, exit, reason, resume_at, attempts,
-                                             cost_usd (this run's spend)
+                                             cost_usd (this run's spend); [node]
     agent.clear     project, number          {}
 
 ``agent.claim`` is the one-agent-per-item claim: it is refused while the item's row is
-``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run).
+``pending`` or ``running`` unless ``resume`` (the reconciler taking back a parked run of
+the same node) or ``takeover`` names the node that holds it (a build node taking over the
+claim of a node that stopped heartbeating for ``[store] claim_ttl_s``; whether it did is
+the claimant's check, made just before, see :mod:`bot.claim_ttl`). A ``node`` on
+``agent.progress``/``agent.end`` is the fencing token: the op is refused unless that node
+holds the row, so a node whose claim was taken over cannot write over the new owner's run
+(an ``agent.end`` without ``node`` is an admin's ``stop``, accepted from anyone).
 """
 
 from __future__ import annotations
@@ -46,6 +53,16 @@ def _cost(value: object) -> float:
     return cost
 
 
+def _node(value: object) -> None:
+    if value is not None:
+        require_text(value, "node", limit=200)
+
+
+def _with_node(payload: dict[str, Any], node: str | None) -> dict[str, Any]:
+    """``payload`` with the fencing ``node`` when there is one (older ops have none)."""
+    return payload if node is None else {**payload, "node": node}
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimAgent:
     """Claim item ``number`` for an agent of ``profile`` (state ``pending``)."""
@@ -58,12 +75,15 @@ class ClaimAgent:
     node: str
     attempts: int = 0
     resume: bool = False
+    takeover: str | None = None
 
     def __post_init__(self) -> None:
         project_name(self.project)
         require_positive(self.number, "item number")
         require_text(self.profile, "profile", spaces=False, limit=64)
         require_text(self.node, "node", limit=200)
+        if self.takeover is not None:
+            require_text(self.takeover, "takeover", limit=200)
         require_count(self.attempts, "attempts")
         if self.role not in ROLES:
             raise PipelineError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
@@ -74,14 +94,16 @@ class ClaimAgent:
         return self.project, self.number
 
     def to_payload(self) -> dict[str, Any]:
-        return {"profile": self.profile, "role": self.role, "node": self.node,
-                "attempts": self.attempts, "resume": self.resume}  # fmt: skip
+        payload = {"profile": self.profile, "role": self.role, "node": self.node,
+                   "attempts": self.attempts, "resume": self.resume}  # fmt: skip
+        return payload if self.takeover is None else {**payload, "takeover": self.takeover}
 
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        keys(p, {"profile", "role", "node", "attempts", "resume"})
+        keys(p, {"profile", "role", "node", "attempts", "resume"}, frozenset({"takeover"}))
         return cls(project_name(project), require_positive(item, "item number"), p["profile"],
-                   p["role"], p["node"], p["attempts"], p["resume"])  # fmt: skip
+                   p["role"], p["node"], p["attempts"], p["resume"],
+                   p.get("takeover"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +114,12 @@ class AgentProgress:
     project: str
     number: int
     fields: Mapping[str, Any]
+    node: str | None = None
 
     def __post_init__(self) -> None:
         project_name(self.project)
         require_positive(self.number, "item number")
+        _node(self.node)
         if not self.fields or not set(self.fields) <= PROGRESS_KEYS:
             raise PipelineError(f"agent.progress takes some of {sorted(PROGRESS_KEYS)}")
         checked = dict(self.fields)
@@ -111,12 +135,14 @@ class AgentProgress:
         return self.project, self.number
 
     def to_payload(self) -> dict[str, Any]:
-        return dict(self.fields)
+        return _with_node(dict(self.fields), self.node)
 
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        keys(p, set(), PROGRESS_KEYS)
-        return cls(project_name(project), require_positive(item, "item number"), dict(p))
+        keys(p, set(), PROGRESS_KEYS | {"node"})
+        fields = {k: v for k, v in p.items() if k != "node"}
+        return cls(project_name(project), require_positive(item, "item number"), fields,
+                   p.get("node"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +158,12 @@ class EndAgent:
     resume_at: float | None = None
     attempts: int = 0
     cost_usd: float = 0.0
+    node: str | None = None
 
     def __post_init__(self) -> None:
         project_name(self.project)
         require_positive(self.number, "item number")
+        _node(self.node)
         if self.state not in ENDINGS:
             raise PipelineError(f"state must be one of {', '.join(ENDINGS)}, got {self.state!r}")
         if self.exit is not None and (
@@ -152,16 +180,17 @@ class EndAgent:
         return self.project, self.number
 
     def to_payload(self) -> dict[str, Any]:
-        return {"state": self.state, "exit": self.exit, "reason": self.reason[-4000:],
+        return _with_node({"state": self.state, "exit": self.exit, "reason": self.reason[-4000:],
                 "resume_at": None if self.resume_at is None else float(self.resume_at),
-                "attempts": self.attempts, "cost_usd": self.cost_usd}  # fmt: skip
+                "attempts": self.attempts, "cost_usd": self.cost_usd}, self.node)  # fmt: skip
 
     @classmethod
     def from_payload(cls, project: str | None, item: int | None, p: Mapping[str, Any]) -> Self:
-        keys(p, {"state", "exit", "reason", "resume_at", "attempts", "cost_usd"})
+        keys(p, {"state", "exit", "reason", "resume_at", "attempts", "cost_usd"},
+             frozenset({"node"}))  # fmt: skip
         return cls(project_name(project), require_positive(item, "item number"), p["state"],
                    p["exit"], p["reason"], p["resume_at"], p["attempts"],
-                   p["cost_usd"])  # fmt: skip
+                   p["cost_usd"], p.get("node"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

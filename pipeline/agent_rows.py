@@ -93,32 +93,57 @@ def apply_agent(
 
 
 def _claim(conn: Conn, c: ClaimAgent, old: AgentRun | None, ts: float, stage: Any) -> None:
+    """The one claim per item, cluster-wide: a new row is a plain INSERT (a concurrent
+    claim of the same item on another connection fails on the key), an existing one is
+    taken by a conditional UPDATE that re-reads the row under its lock (PostgreSQL's
+    READ COMMITTED re-checks the WHERE after waiting), so two nodes never both win.
+    ``resume`` takes back an active row only of the same node, ``takeover`` only of the
+    node it names."""
     if stage is None:
         raise PipelineError(f"no item #{c.number} in {c.project}")
     if is_finished(stage):
         raise PipelineError(f"#{c.number} is finished; no agent works on it")
-    if old is not None and old.active and not c.resume:
-        raise PipelineError(
-            f"#{c.number} already has an agent ({old.profile}, {old.state}); `stop {c.number}`"
-            " first"
-        )
-    session = old.session_id if old is not None and c.resume else None
-    cost = old.cost_usd if old is not None else 0.0
-    conn.execute(
-        f"INSERT INTO agent_runs ({RUN_COLUMNS}) VALUES"
-        " (?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, 0, ?, ?, NULL, NULL, '')"
-        " ON CONFLICT (project, item) DO UPDATE SET state = excluded.state,"
-        " profile = excluded.profile, role = excluded.role, node = excluded.node, pid = NULL,"
-        " session_id = excluded.session_id, started = excluded.started,"
-        " heartbeat = excluded.heartbeat, turns = 0, cost_usd = excluded.cost_usd,"
-        " attempts = excluded.attempts, exit_code = NULL, resume_at = NULL, reason = ''",
-        (c.project, c.number, c.profile, c.role, c.node, session, ts, ts, cost, c.attempts),
+    busy = PipelineError(
+        f"#{c.number} already has an agent ({old.profile}, {old.state} on {old.node});"
+        f" `stop {c.number}` first"
+        if old is not None
+        else f"#{c.number} already has an agent"
     )
+    holder = c.node if c.resume else c.takeover  # the node whose active row it may take
+    if old is not None and old.active and old.node != holder:
+        raise busy
+    session = old.session_id if old is not None and c.resume else None  # another node's
+    # session lives on its machine: a takeover starts a new one on the pushed branch
+    cost = old.cost_usd if old is not None else 0.0
+    if old is None:
+        conn.execute(
+            f"INSERT INTO agent_runs ({RUN_COLUMNS}) VALUES"
+            " (?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, 0, ?, ?, NULL, NULL, '')",
+            (c.project, c.number, c.profile, c.role, c.node, session, ts, ts, cost, c.attempts),
+        )
+        return
+    taken = conn.execute(
+        "UPDATE agent_runs SET state = 'pending', profile = ?, role = ?, node = ?, pid = NULL,"
+        " session_id = ?, started = ?, heartbeat = ?, turns = 0, cost_usd = ?, attempts = ?,"
+        " exit_code = NULL, resume_at = NULL, reason = '' WHERE project = ? AND item = ?"
+        " AND (state NOT IN ('pending', 'running') OR node = ?) RETURNING item",
+        (c.profile, c.role, c.node, session, ts, ts, cost, c.attempts, c.project, c.number,
+         "" if holder is None else holder),
+    ).fetchall()  # fmt: skip
+    if not taken:
+        raise busy
+
+
+def _fence(c: AgentProgress | EndAgent, old: AgentRun) -> None:
+    """Refuse a node's write to a run it no longer holds (its claim was taken over)."""
+    if c.node is not None and c.node != old.node:
+        raise PipelineError(f"#{c.number} is worked by {old.node} now, not {c.node}")
 
 
 def _progress(conn: Conn, c: AgentProgress, old: AgentRun | None, ts: float) -> None:
     if old is None or not old.active:
         raise PipelineError(f"#{c.number} has no running agent")
+    _fence(c, old)
     f = c.fields
     conn.execute(
         "UPDATE agent_runs SET state = 'running', pid = ?, session_id = ?, turns = ?,"
@@ -131,6 +156,7 @@ def _progress(conn: Conn, c: AgentProgress, old: AgentRun | None, ts: float) -> 
 def _end(conn: Conn, c: EndAgent, old: AgentRun | None, ts: float) -> None:
     if old is None:
         raise PipelineError(f"#{c.number} has no agent")
+    _fence(c, old)
     conn.execute(
         "UPDATE agent_runs SET state = ?, pid = NULL, heartbeat = ?, exit_code = ?,"
         " resume_at = ?, reason = ?, attempts = ?, cost_usd = ? WHERE project = ? AND item = ?",

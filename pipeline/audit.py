@@ -14,7 +14,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from pipeline.materialise import (
     existing_tables,
     read_tables,
 )
+from pipeline.node_ops import RevokeNode, TrustNode, TrustWalk
 from pipeline.storage import Conn, SnapshotStorage, Storage, hold_appends
 
 _PARALLEL_FROM = 2_000
@@ -288,7 +289,22 @@ def _read_all(conn: Conn) -> tuple[list[Any], int, dict[str, list[tuple[Any, ...
     return rows, int(issued[0][0]) if issued else 0, read_tables(conn)
 
 
-async def verify(storage: Storage) -> AuditReport:
+def first_untrusted(ops: Iterable[SignedOp], roots: Collection[str]) -> BadOp | None:
+    """The first op (in rowid order) whose author was not trusted when it was written
+    (:class:`pipeline.node_ops.TrustWalk`; ``roots`` besides the founder)."""
+    walk = TrustWalk(set(roots))
+    for op in ops:
+        change: object = None
+        if op.kind in (TrustNode.KIND, RevokeNode.KIND):
+            with contextlib.suppress(PipelineError):  # replay reports a malformed payload
+                change = op.decode()
+        reason = walk.check(op.author, change)
+        if reason is not None:
+            return _bad(op, reason)
+    return None
+
+
+async def verify(storage: Storage, trusted: Collection[str] | None = None) -> AuditReport:
     """Check every signature and replay the log against the live tables (S2, R5).
 
     Reads the log and the tables from one consistent snapshot: a read transaction of its own
@@ -297,7 +313,11 @@ async def verify(storage: Storage) -> AuditReport:
     time, and replays the log into a private in-memory database (which decodes and checks
     every payload) and compares. A per-op problem is reported before a replay one. Never
     writes; safe on a running daemon; a database without a log reads as an empty log. A
-    cancel leaves nothing behind.
+    cancel leaves nothing behind. Given ``trusted`` (``[store] trusted_keys`` and the
+    checking node's own key, as ``musher audit verify`` passes them), an op by a key that
+    was not trusted when it was written (:class:`pipeline.node_ops.TrustWalk`: those, the
+    founder, and keys trusted by ``node.trust`` ops) is a per-op problem; None checks the
+    log's integrity only.
     """
     read = storage.snapshot if isinstance(storage, SnapshotStorage) else storage.write
     rows, issued, live = await read(_read_all)
@@ -308,7 +328,11 @@ async def verify(storage: Storage) -> AuditReport:
     replaying.add_done_callback(_consume)
     try:
         progress = Progress()
-        problem = await check_ops(ops, progress) or truncation(progress, issued)
+        problem = (
+            await check_ops(ops, progress)
+            or truncation(progress, issued)
+            or (None if trusted is None else first_untrusted(ops, trusted))
+        )
         if problem is None:
             return AuditReport(len(ops), authors, await replaying)
     finally:

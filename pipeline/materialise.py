@@ -23,6 +23,7 @@ from pipeline.envelope import SignedOp
 from pipeline.errors import PipelineError
 from pipeline.model import Item, ItemKind, Origin, Stage, column, is_finished, stage_from_dict
 from pipeline.model import stage_to_dict as _stage_dict
+from pipeline.node_ops import TRUSTED_TABLE, TrustNode, apply_node
 from pipeline.ops import (
     KEEP,
     AddProject,
@@ -76,6 +77,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
         session TEXT PRIMARY KEY, project TEXT, ambient INTEGER NOT NULL DEFAULT 0,
         tools TEXT NOT NULL DEFAULT '[]')""",
     AGENT_RUNS_TABLE,
+    TRUSTED_TABLE,
 )
 SCHEMA = ";\n".join(SCHEMA_STATEMENTS) + ";\n"
 """The op log and its materialised tables; every statement is idempotent. As a script it
@@ -94,6 +96,7 @@ MATERIALISED: dict[str, str] = {
     "timers": "id",
     "rooms": "session",
     "agent_runs": "project, item",
+    "trusted_keys": "key",
 }
 """Each materialised table and the key it is compared in (see :func:`read_tables`)."""
 
@@ -305,6 +308,8 @@ def apply(conn: Conn, op: SignedOp) -> Effects:
         case ClaimAgent() | AgentProgress() | EndAgent() | ClearAgent():
             item = read_item(conn, change.project, change.number)
             return apply_agent(conn, change, op.ts, None if item is None else item.stage)
+        case TrustNode():  # and RevokeNode, its subclass
+            return apply_node(conn, change, op.author, op.ts)
 
 
 def _create_item(conn: Conn, change: CreateItem) -> Effects:

@@ -17,6 +17,7 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
     room.set        project or null, null        session and at least one of project, ambient,
                                                  tools (the tool uses the room allows, L7)
     agent.*         see pipeline.agent_ops (an item's agent: claim, progress, end, clear)
+    node.*          see pipeline.node_ops (trusted keys: trust, revoke)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pipeline.model import (
     stage_name,
     stage_to_dict,
 )
+from pipeline.node_ops import RevokeNode, TrustNode
 from pipeline.op_fields import KEEP, PROJECT_NAME, Keep
 from pipeline.op_fields import keys as _keys
 from pipeline.op_fields import no_item as _no_item
@@ -332,11 +334,11 @@ class SetRoom:
 Change: TypeAlias = (
     CreateProject | AddProject | SetProject | RemoveProject | CreateItem | UpdateItem
     | PurgeItem | AddTimer | CancelTimer | SetRoom | ClaimAgent | AgentProgress | EndAgent
-    | ClearAgent
+    | ClearAgent | TrustNode | RevokeNode
 )  # fmt: skip
 CHANGES: dict[str, type[Change]] = {
     cls.KIND: cls
     for cls in (CreateProject, AddProject, SetProject, RemoveProject, CreateItem, UpdateItem,
                 PurgeItem, AddTimer, CancelTimer, SetRoom, ClaimAgent, AgentProgress, EndAgent,
-                ClearAgent)
+                ClearAgent, TrustNode, RevokeNode)
 }  # fmt: skip

@@ -35,6 +35,7 @@ from pipeline.materialise import (
     last_number,
 )
 from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
+from pipeline.node_ops import is_trusted, untrusted
 from pipeline.ops import CHANGES, Change, CreateItem
 from pipeline.project_rows import PROJECT_COLUMNS
 from pipeline.storage import Conn, Storage, notify
@@ -185,16 +186,28 @@ class OpStore:
     """
 
     def __init__(
-        self, storage: Storage, key: NodeKey, next_seq: int, clock: Callable[[], float]
+        self,
+        storage: Storage,
+        key: NodeKey,
+        next_seq: int,
+        clock: Callable[[], float],
+        roots: Collection[str] = (),
     ) -> None:
         self._storage = storage
         self._key = key
         self._next_seq = next_seq
         self._clock = clock
+        self._roots = frozenset(roots)
 
     @classmethod
     async def open(
-        cls, storage: Storage, key: NodeKey, *, clock: Callable[[], float] = time.time
+        cls,
+        storage: Storage,
+        key: NodeKey,
+        *,
+        clock: Callable[[], float] = time.time,
+        trusted: Collection[str] = (),
+        self_trusted: bool = True,
     ) -> OpStore:
         """Create the tables if missing (migrating an older ``items`` table: see
         :func:`pipeline.materialise.add_board_column`), check the log, and resume this key's
@@ -206,11 +219,18 @@ class OpStore:
         :func:`pipeline.audit.verify`. The next seq is ``max(own seq) + 1``, read once here
         (1 for a new key), so a restart never reuses or restarts a sequence (lesson 511).
 
+        ``trusted`` (``[store] trusted_keys``) and, when ``self_trusted`` (a daemon: its
+        own key is always trusted), this key are the roots of trust: an append by a key
+        that is no root, not the log's founder and not trusted by a ``node.trust`` op is
+        refused (:class:`~pipeline.node_ops.UntrustedKeyError`, see
+        :mod:`pipeline.node_ops`). A build agent opens with ``self_trusted=False``.
+
         Raises:
             OpLogError: an op failed the check; the daemon must not start on this log.
             StoreWriteError: the schema or the checkpoint could not be written.
         """
-        store = cls(storage, key, 1, clock)
+        roots = {*trusted, *([key.public_hex] if self_trusted else [])}
+        store = cls(storage, key, 1, clock, roots)
 
         await store._submit(create_tables)
         await store._submit((await log_check.check_log(storage, key)).save)
@@ -310,6 +330,8 @@ class OpStore:
 
     def _write(self, conn: Conn, change: Change, payload: str, origin: str, ts: float) -> AppliedOp:
         """Sign, insert and apply one op; runs on the writer's thread inside its transaction."""
+        if not is_trusted(conn, self._key.public_hex, self._roots):
+            raise untrusted(self._key.public_hex)
         op = seal(change, payload, origin, self._key, self._next_seq, ts)
         self._next_seq += 1  # a rolled-back op leaves a gap; gaps are allowed, reuse is not
         rows = conn.execute(_INSERT_OP, (
@@ -435,6 +457,10 @@ class OpStore:
         query = f"SELECT {RUN_COLUMNS} FROM agent_runs WHERE project = ? AND item = ?"
         rows = await self._storage.read(query, (project, number))
         return run_from_row(rows[0]) if rows else None
+
+    async def trusted_keys(self) -> set[str]:
+        """The keys ``node.trust`` ops trusted and no ``node.revoke`` op revoked."""
+        return {row[0] for row in await self._storage.read("SELECT key FROM trusted_keys")}
 
     async def item_ops(self, project: str, number: int) -> list[AppliedOp]:
         """Every op recorded against item ``number`` of ``project``, in log (rowid) order.

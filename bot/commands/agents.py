@@ -7,6 +7,7 @@ Parts the handlers name: ``rooms`` (the room's project) and ``agents`` (the
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from pydantic import Field
@@ -16,6 +17,7 @@ from bot.commands.board import age
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply
+from pipeline.agent_rows import AgentRun
 from pipeline.agents.pool import AgentPool, AgentView
 
 
@@ -70,7 +72,7 @@ def register_agents(registry: Registry) -> None:
         "agents", summary="Running and queued agents", usage="agents [--all]", args=AgentsArgs
     )
     async def agents_(ctx: CommandContext, args: AgentsArgs, *, agents: AgentPool) -> Reply:
-        return Reply(render_agents(agents.views(), args.all))
+        return Reply(render_agents(agents.views() + await other_nodes(agents), args.all))
 
     @registry.command(
         "logs", summary="An item's recent agent output", usage="logs N [lines]", args=LogsArgs
@@ -91,6 +93,18 @@ def register_agents(registry: Registry) -> None:
     )  # fmt: skip
     async def cleanup(ctx: CommandContext, args: CleanupArgs, *, agents: AgentPool) -> Reply:
         return Reply(await agents.cleanup(args.confirm))
+
+
+async def other_nodes(pool: AgentPool) -> list[AgentView]:
+    """The agents other nodes (build nodes, other daemons) run now, from the store (K3)."""
+    now, mine = time.time(), pool.parts.node
+    runs = [r for r in await pool.engine.store.agent_runs() if r.active and r.node != mine]
+    return [_remote_view(r, now) for r in runs]
+
+
+def _remote_view(r: AgentRun, now: float) -> AgentView:
+    return AgentView(r.project, r.item, r.profile, "running", r.pid, now - r.started, r.turns,
+                     r.cost_usd, f"on {r.node}")  # fmt: skip
 
 
 def render_agents(views: list[AgentView], full: bool) -> str:

@@ -296,7 +296,8 @@ def agent_line(item: Item, run: AgentRun | None) -> str | None:
     match run.state:
         case "pending" | "running":
             took = age(time.time() - run.started)
-            return f"Agent: {run.profile} {run.state} for {took}, {run.turns} turns{spent}"
+            where = f" on {run.node}" if run.node.startswith("agent:") else ""  # a build node
+            return f"Agent: {run.profile} {run.state}{where} for {took}, {run.turns} turns{spent}"
         case "rate_limited":
             until = time.strftime("%H:%M UTC", time.gmtime(run.resume_at or 0))
             return f"Agent: {run.profile} rate-limited until {until}{spent}"

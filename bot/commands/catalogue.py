@@ -10,6 +10,7 @@ from bot.commands.pipeline import register_pipeline
 from bot.commands.projects import register_projects
 from bot.commands.registry import Registry
 from bot.commands.timers import register_timers
+from bot.commands.trust import register_trust
 from bot.commands.unbuilt import register_unbuilt
 
 
@@ -24,5 +25,6 @@ def build_registry() -> Registry:
     register_approvals(registry)
     register_merging(registry)
     register_agents(registry)
+    register_trust(registry)
     register_unbuilt(registry)
     return registry

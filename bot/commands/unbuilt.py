@@ -18,7 +18,7 @@ from bot.commands.args import Args, Verbatim
 from bot.commands.registry import Command, CommandContext, Registry
 from bot.messages import Reply
 
-UNBUILT: tuple[tuple[str, str], ...] = (("node", "node trust|revoke <pubkey>"),)
+UNBUILT: tuple[tuple[str, str], ...] = ()
 """``(name, usage)`` of each verb that is named by the design but not built yet."""
 
 

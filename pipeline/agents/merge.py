@@ -38,6 +38,7 @@ from pathlib import Path
 from pipeline.agents import repo as git_repo
 from pipeline.agents.kill import kill_verified
 from pipeline.agents.naming import branch_name, merge_path, worktrees_root
+from pipeline.agents.remote import fetch_branch, push_base
 from pipeline.agents.repo import run_git
 from pipeline.crashpoints import crash_point
 from pipeline.errors import PipelineError
@@ -113,6 +114,9 @@ async def merge_item(job: MergeJob, still_wanted: StillWanted | None = None) -> 
         MergeError: the merge was refused or failed; ``reason`` says why.
     """
     repo, base = job.repo, job.base
+    remote = job.project.remote
+    if remote:  # a build node may have pushed the branch (K3)
+        await fetch_branch(repo, remote, job.branch)
     base_tip = await git_repo.rev(repo, f"refs/heads/{base}")
     if base_tip is None:
         if not await git_repo.is_repository(repo):
@@ -145,6 +149,8 @@ async def merge_item(job: MergeJob, still_wanted: StillWanted | None = None) -> 
         crash_point("merge-after-ff")
     finally:
         await asyncio.shield(remove_worktree(repo, where))
+    if remote:
+        await push_base(repo, remote, base)
     return MergeResult(commit, ahead)
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from config.models import Settings
+from pipeline.agent_rows import AgentRun
 from pipeline.agents.merge import MergeError, MergeJob, MergeResult, merge_item, sweep_leftovers
 from pipeline.engine import Engine
 from pipeline.errors import PipelineError
@@ -49,6 +50,11 @@ class MergeSettings:
     sandbox_for: Callable[[ProjectRecord], Sandbox]
     git_user: tuple[str | None, str | None] = (None, None)
     gate_timeout_s: float = 1800.0
+    wants: Callable[[AgentRun | None], bool] | None = None
+    """Whether this process merges an item whose last agent run is this (None: every
+    item); ``[agents] merge_on = "agent"`` leaves build nodes' items to them (K3)."""
+    checkout: Callable[[ProjectRecord, int], Awaitable[Path]] | None = None
+    """Where to merge (a build node's clone); None: the project's own path."""
 
     @classmethod
     def of(cls, settings: Settings, data_dir: Path) -> MergeSettings:
@@ -60,7 +66,14 @@ class MergeSettings:
         def sandbox_for(record: ProjectRecord) -> Sandbox:
             return make_sandbox(record.sandbox, data_dir=data_dir, network=config.sandbox_network)
 
-        return cls(data_dir, sandbox_for, (config.git_user_name, config.git_user_email))
+        wants = None if settings.agents.merge_on == "daemon" else not_a_build_nodes
+        return cls(data_dir, sandbox_for, (config.git_user_name, config.git_user_email),
+                   wants=wants)  # fmt: skip
+
+
+def not_a_build_nodes(run: AgentRun | None) -> bool:
+    """A daemon's filter under ``merge_on = "agent"``: items no build node worked on."""
+    return run is None or not run.node.startswith("agent:")
 
 
 class MergeQueue:
@@ -152,6 +165,12 @@ class MergeQueue:
         if item is None or item.stage != Merge():
             return
         record = await self._engine.project(project)
+        wants = self._settings.wants
+        if wants is not None and not wants(await self._engine.store.agent_run(project, number)):
+            return
+        if self._settings.checkout is not None:
+            where = await self._settings.checkout(record, number)
+            record = replace(record, path=str(where))
         self._announce(project, f"🔀 Merging {item.label} into {record.base_branch}…")
         job = MergeJob(
             record, number, item.title, self._settings.data_dir,

@@ -116,7 +116,11 @@ class AgentPool:
     async def reconcile(self) -> None:
         """Bring the running agents in line with the store (idempotent)."""
         runs = {(r.project, r.item): r for r in await self.engine.store.agent_runs()}
+        works_on = self.parts.works_on
         for record in await self.engine.projects():
+            if works_on is not None and not works_on(record):  # not ours: leave it be
+                runs = {key: run for key, run in runs.items() if key[0] != record.name}
+                continue
             for item in await self.engine.items(record.name):
                 key = (record.name, item.number)
                 seen = runs.pop(key, None)
@@ -292,6 +296,13 @@ class AgentPool:
         if item is None:
             return
         key = (record.name, item.number)
+        if run is not None and run.node != self.parts.node:
+            if key in self._active:  # fenced: the claim passed to another node; its row
+                log.warning("%s #%d: %s took the item over; stopping", *key, run.node)
+                await self._stop(key, f"{run.node} took the item over", record=False)
+            if run.active:
+                self._queue.pop(key, None)
+                return  # another node's agent works on it
         role = role_for(item.stage, record.qa)
         active = self._active.get(key)
         if active is not None and active.profile.role != role:

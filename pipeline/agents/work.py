@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from config.agents import AgentProfile, AgentsConfig
@@ -34,11 +34,17 @@ from pipeline.transitions import Block, QaPass, Submit
 log = logging.getLogger("musher.agents")
 
 HEARTBEAT_S = 30.0
+PUSH_EVERY_S = 2.0
 TELL_EVERY_S = 20.0
 Say = Callable[[str, str], None]
 """``say(project, line)``: tell the rooms that follow ``project``."""
 RecordCost = Callable[[str, int, str, float], Awaitable[None]]
 """``record_cost(project, item, profile, usd)``: book an agent run's spend (L5)."""
+Checkout = Callable[[ProjectRecord, int], Awaitable[Path]]
+"""``checkout(record, number)``: the repository item worktrees are made from (a build
+node's clone of the remote; the daemon's is the project's own path)."""
+Publish = Callable[[ProjectRecord, Path, str], Awaitable[None]]
+"""``publish(record, worktree, branch)``: push the item's branch (a build node)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +75,17 @@ class Parts:
     say: Say
     record_cost: RecordCost | None
     gate_timeout_s: float = 1800.0
+    checkout: Checkout | None = None
+    publish: Publish | None = None
+    works_on: Callable[[ProjectRecord], bool] | None = None
+    """Which projects this pool takes items of (None: all; a build node: those it can
+    clone)."""
+
+    async def repo_of(self, record: ProjectRecord, number: int) -> Path:
+        """Where item ``number``'s worktree is made from."""
+        if self.checkout is None:
+            return Path(record.path)
+        return await self.checkout(record, number)
 
 
 def origin_of(profile: AgentProfile) -> Origin:
@@ -85,6 +102,8 @@ class ItemRun:
         self.session = session
         self.failure = ""
         self._beat = 0.0
+        self._pushing: tuple[ProjectRecord, Job] | None = None
+        self._pushed = ("", 0.0)  # the head pushed last, and when it was looked at
 
     @property
     def key(self) -> tuple[str, int]:
@@ -106,12 +125,13 @@ class ItemRun:
         while True:
             record = await self.p.engine.project(self.a.project)
             item = await self.p.engine.lookup(*self.key)
-            repo = Path(record.path)
+            repo = await self.p.repo_of(record, item.number)
             tree = await ensure_worktree(
                 repo, self.p.data_dir, record.name, item.number, record.base_branch
             )
             job = Job(record.name, item.number, item.title, item.body, tree.path, tree.branch,
                       record.base_branch, self.failure)  # fmt: skip
+            self._pushing = (record, job)
             outcome, before = await self._spawn(record, repo, job)
             if outcome is None or self.a.stopping:
                 return
@@ -169,6 +189,24 @@ class ItemRun:
             await self._write(AgentProgress(*self.key, {**fields, "turns": process.stream.turns}))
         if seen.log:
             self.note(seen.log, tell=seen.notable)
+        await self._push_commits(now)
+
+    async def _push_commits(self, now: float) -> None:
+        """A build node pushes the branch while the agent works (at most every
+        ``PUSH_EVERY_S``, when its head moved), so a node that dies loses no commit."""
+        last, looked = self._pushed
+        if self.p.publish is None or self._pushing is None or now - looked < PUSH_EVERY_S:
+            return
+        record, job = self._pushing
+        tip = await head(job.worktree)
+        self._pushed = (last, now)
+        if tip and tip != last and await commits_ahead(job.worktree, job.base_branch):
+            try:
+                await self.p.publish(record, job.worktree, job.branch)
+            except PipelineError as err:
+                self.note(f"could not push {job.branch}: {err}")
+                return
+            self._pushed = (tip, now)
 
     async def _verdict(
         self, record: ProjectRecord, repo: Path, job: Job, outcome: Outcome, before: str
@@ -179,6 +217,8 @@ class ItemRun:
         if self.a.profile.role == "qa":
             return await self._qa_verdict(outcome)
         moved = await head(job.worktree) != before
+        if moved and self.p.publish is not None:  # pushed at each attempt: a reclaim resumes
+            await self.p.publish(record, job.worktree, job.branch)
         if outcome.exit != 0 and not moved:
             return f"the agent exited with code {outcome.exit} without new commits"
         if await commits_ahead(job.worktree, record.base_branch) == 0:
@@ -251,4 +291,6 @@ class ItemRun:
             self.note(f"could not move it: {err}")
 
     async def _write(self, change: AgentProgress | ClaimAgent | EndAgent) -> None:
+        if isinstance(change, AgentProgress | EndAgent):  # fenced: only while this node holds it
+            change = replace(change, node=self.p.node)
         await self.p.engine.store.append(change, origin_of(self.a.profile))

@@ -9,6 +9,9 @@ else ``$FAKE_AGENT_MODE``, else ``commit``:
 * ``no-commit`` — say something and exit 0 without committing;
 * ``rate-limit`` — report a hard rate limit (reset in 2 s) the first time, then ``commit``;
 * ``hang`` — start a child ``sleep`` in the worktree, then print nothing more, forever;
+* ``slow`` — ``commit`` after two seconds (keeps an agent slot busy);
+* ``hang-once`` — the first time (per item, needs ``$FAKE_AGENT_DIR``): commit ``wip.txt``,
+  say so three seconds later, then ``hang``; later times ``commit``;
 * ``crash-on-resume`` — exit 3 before any output when given ``--resume``, else ``commit``;
 * ``budget`` — report a result costing $99, then hang.
 
@@ -86,6 +89,17 @@ def main() -> int:
         hang()
     if mode == "hang":
         hang()
+    if mode == "slow":
+        time.sleep(2)
+    if mode == "hang-once" and state and not (Path(state) / f"hung-{item}").exists():
+        (Path(state) / f"hung-{item}").touch()
+        Path("wip.txt").write_text("half done\n")
+        git("add", "wip.txt")
+        git("-c", "user.name=Fake Agent", "-c", "user.email=agent@example.org",
+            "commit", "-q", "-m", f"fake agent: work in progress on #{item}")  # fmt: skip
+        time.sleep(3)
+        emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "WIP."}]}})
+        hang()
     if mode == "budget":
         emit({"type": "result", "result": "spent", "total_cost_usd": 99.0, "num_turns": 1})
         hang()
@@ -96,7 +110,7 @@ def main() -> int:
         return 0
     tool = {"type": "tool_use", "name": "Bash", "input": {"command": "git commit"}}
     emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "On it."}, tool]}})
-    if mode in ("commit", "bad", "rate-limit", "crash-on-resume"):
+    if mode in ("commit", "bad", "rate-limit", "crash-on-resume", "hang-once", "slow"):
         commit(item, "bad" if mode == "bad" else "good")
     emit({"type": "result", "result": "done", "total_cost_usd": 0.01, "num_turns": 1,
           "is_error": False})  # fmt: skip

@@ -52,11 +52,13 @@ def bare_repo(base: Path, name: str, files: Mapping[str, str], branch: str = "tr
 
 
 @contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """Serve every repository under ``base`` read-only; yields ``git://127.0.0.1:PORT``."""
+def git_daemon(base: Path, *, push: bool = False) -> Iterator[str]:
+    """Serve every repository under ``base`` (read-only unless ``push``); yields
+    ``git://127.0.0.1:PORT``."""
     port = free_port()
     proc = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base}",
+         *(["--enable=receive-pack"] if push else []),
          "--listen=127.0.0.1", f"--port={port}", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot.commands import unbuilt
+from bot.commands.registry import CommandContext, Registry
 from bot.commands.unbuilt import UNBUILT
+from bot.messages import Session
 from pipeline.model import Backlog
 from tests.unit import test_pipeline_commands
 from tests.unit.test_pipeline_commands import Chat
@@ -78,23 +81,18 @@ async def test_a_timer_refuses_a_move_the_item_cannot_make_and_says_why(chat: Ch
     assert item.stage == Backlog()
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "node trust abcd",
-        "node revoke abcd",
-    ],
-)
 async def test_a_verb_that_is_not_built_yet_says_so_and_never_reaches_the_llm(
-    chat: Chat, text: str
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert chat.core.registry.match(text) is not None  # so never free text for the LLM
-    ops = await chat.ops()
+    monkeypatch.setattr(unbuilt, "UNBUILT", (("teleport", "teleport <where>"),))
+    registry = Registry()
+    unbuilt.register_unbuilt(registry)
+    invocation = registry.match("teleport home")
+    assert invocation is not None  # so never free text for the LLM
 
-    reply = await chat.say(text)
+    reply = await registry.run(invocation, CommandContext(Session.of("web:lobby"), "alice", True))
 
-    assert reply.endswith(NOT_YET), reply
-    assert await chat.ops() == ops
+    assert reply.text == f"`teleport <where>` {NOT_YET}"
 
 
 def test_the_unbuilt_verbs_stay_out_of_help_and_the_tool_list(chat: Chat) -> None:

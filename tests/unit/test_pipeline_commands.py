@@ -15,12 +15,14 @@ from bot.messages import Session
 from bot.schema import DAEMON_SCHEMA
 from config import load_settings
 from pipeline import leases, nodes
+from pipeline.agent_ops import AgentProgress, ClaimAgent
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
 from pipeline.model import Archived, Backlog, Coding, Frozen, Qa, SystemOrigin
 from pipeline.store import OpStore
 
 HOUR = 3600.0
+SYSTEM = SystemOrigin("test", "node")
 
 
 class Clock:
@@ -349,3 +351,43 @@ async def test_nodes_lists_this_daemon_trusted_and_the_leases_it_holds(chat: Cha
     assert lines[0].startswith(f"here  {author[:12]}…  daemon  trusted  heartbeat ")
     assert lines[0].endswith("leases: room:web:lobby")
     assert lines[1].startswith(f"there  {'c' * 12}…  agent  untrusted  heartbeat 30 s ago")
+
+
+async def test_node_trust_and_revoke_are_admin_ops_the_nodes_list_follows(chat: Chat) -> None:
+    key = "ab" * 32
+    await nodes.heartbeat(chat.db, key, "builder", "agent", time.time())
+    before = await chat.ops()
+    assert (await chat.say(f"node trust {key}", sender="bob", admin=False)).startswith("Sorry")
+    assert "Usage: node trust <pubkey>" in await chat.say("node trust xyz")
+    assert await chat.ops() == before
+
+    assert await chat.say(f"node trust {key.upper()}") == (
+        f"Trusted {key[:12]}…: its ops are accepted from now on."
+    )
+    assert "builder  abababababab…  agent  trusted" in await chat.say("nodes")
+    assert await chat.say(f"node trust {key}") == f"{key[:12]}… is already trusted."
+    own = chat.core.engine.store.author
+    assert "own key" in await chat.say(f"node revoke {own}")
+    assert await chat.ops() == before + 1
+
+    assert (await chat.say(f"node revoke {key}")).startswith("Revoked")
+    assert "agent  untrusted" in await chat.say("nodes")
+    assert "not trusted" in await chat.say(f"node revoke {key}")
+    assert await chat.ops() == before + 2
+
+
+async def test_agents_lists_the_agents_build_nodes_run(chat: Chat) -> None:
+    await chat.say("new story Remote work")
+    store = chat.core.engine.store
+    await store.append(ClaimAgent("webshop", 1, "coder", "coder", "agent:b"), SYSTEM)
+    await store.append(AgentProgress("webshop", 1, {"pid": 99, "turns": 4}), SYSTEM)
+
+    listing = await chat.say("agents --all")
+
+    assert listing.startswith("webshop #1: coder running ")
+    assert "4 turns" in listing and "pid 99" in listing and listing.endswith("— on agent:b")
+    assert "Agent: coder running on agent:b for " in await chat.say("status 1")
+    await nodes.heartbeat(chat.db, "b" * 64, "b", "agent", time.time())
+    assert "agent  untrusted  heartbeat 0 s ago  leases: none  claims: webshop #1" in (
+        await chat.say("nodes")
+    )

@@ -1,0 +1,186 @@
+"""``musher agent`` (K3, issue 15): headless build nodes on a real PostgreSQL, working a
+project whose remote is a real bare repository served by ``git daemon`` on 127.0.0.1, with
+the fake agent CLI. The daemon's side (creating and moving items, trusting keys, merging
+from its own checkout) runs in the test through the same engine and merge code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.agents.kill import kill_verified
+from pipeline.agents.merge import MergeJob, merge_item
+from pipeline.agents.naming import worktree_path
+from pipeline.model import ItemKind
+from pipeline.sandbox import make_sandbox
+from pipeline.transitions import Merged, Move
+from tests.fakes.git_server import git
+from tests.fakes.postgres import Postgres
+from tests.integration.headless_env import (
+    ADMIN,
+    PROJECT,
+    SETUP,
+    Cluster,
+    all_in,
+    cluster,
+)
+
+
+async def merge_all(env: Cluster) -> list[str]:
+    """What the daemon's merge queue does for each item in Merge: fetch, squash, push."""
+    record = await env.engine.project(PROJECT)
+    commits = []
+    for item in await env.engine.items(PROJECT):
+        if type(item.stage).__name__ != "Merge":
+            continue
+        job = MergeJob(record, item.number, item.title, env.tmp / "daemon",
+                       make_sandbox("none", data_dir=env.tmp / "daemon"),
+                       ("Musher", "musher@example.org"))  # fmt: skip
+        result = await merge_item(job)
+        await env.engine.apply(PROJECT, item.number, Merged(result.commit), SETUP)
+        commits.append(result.commit)
+    return commits
+
+
+async def test_two_build_nodes_claim_each_item_once_and_every_item_merges_once(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres) as env:
+        env.start("a")
+        first = await env.coding("story 1")
+        await env.wait(lambda: _logged(env, "a", "not trusted yet"))
+        assert await env.claims(first) == []  # an untrusted node writes nothing
+
+        await env.trust("a")
+        await env.trust("b")
+        env.start("b")
+        await env.wait(lambda: _logged(env, "b", "build node b"))
+        numbers = [first] + [await env.coding(f"story {n} fake:slow") for n in range(2, 7)]
+        await env.wait(lambda: all_in(env, numbers, "Merge"))
+
+        nodes = set()
+        for number in numbers:
+            [claim] = await env.claims(number)  # one claim per item, cluster-wide
+            nodes.add(claim["node"])
+            assert len(env.calls_of(number)) == 1
+        assert nodes == {"agent:a", "agent:b"}
+        pushed = git("for-each-ref", "--format=%(refname:short)", cwd=env.served / "shop.git")
+        assert {f"musher/shop-{n}" for n in numbers} <= set(pushed.split())
+
+        commits = await merge_all(env)
+        assert len(commits) == len(numbers) == len(set(commits))
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        assert sorted(line for line in log if line.startswith("musher: merge")) == sorted(
+            f"musher: merge #{n} story {n}{' fake:slow' * (n != first)}" for n in numbers
+        )
+        assert set((await env.stages()).values()) == {"Done"}
+        assert await merge_all(env) == []  # nothing merges twice
+
+        verify = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "audit", "verify", "--config", str(env.config),
+             "--data-dir", str(tmp_path / "daemon")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "by 3 author(s)" in verify.stdout
+
+
+async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_return(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        number, hung = await hung_on_a(env)
+        await env.wait(lambda: _pushed(env, number))  # its commit, pushed while it works
+        env.stop("a", signal.SIGKILL)
+        await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
+
+        env.start("b")
+        await env.wait(lambda: all_in(env, [number], "Merge"))
+        branch = git("log", "--format=%s", f"musher/shop-{number}", cwd=env.served / "shop.git")
+        assert f"fake agent: work in progress on #{number}" in branch  # a's pushed commit kept
+        claims = await env.claims(number)
+        assert next(c.get("takeover") for c in claims if c["node"] == "agent:b") == "agent:a"
+        assert len([c for c in claims if c.get("takeover")]) == 1  # handed over once
+
+        env.start("a")  # back after its claim was taken: it does not race the new owner
+        await env.wait(lambda: _logged(env, "a", "build node a"))
+        await asyncio.sleep(3)
+        assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
+        assert (await env.stages())[number] == "Merge"
+
+
+async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, merge_on="agent") as env:
+        await env.trust("a")
+        env.start("a")
+        await env.engine.ensure_project("plain", str(tmp_path), origin=SETUP)  # no remote
+        local = await env.engine.create("plain", ItemKind.STORY, "not for nodes", ADMIN)
+        await env.engine.apply("plain", local.item.number, Move("coding"), ADMIN)
+        numbers = [await env.coding(f"story {n}") for n in (1, 2)]
+        await env.wait(lambda: all_in(env, numbers, "Done"))
+        assert await env.store.agent_run("plain", local.item.number) is None  # left alone
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        merged = sorted(line for line in log if line.startswith("musher: merge"))
+        assert merged == ["musher: merge #1 story 1", "musher: merge #2 story 2"]
+        assert "✅" in env.log("a")
+
+
+async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
+    """Both nodes trusted, only ``a`` started, working an item whose first run hangs:
+    the item and that run's call."""
+    await env.trust("a")
+    await env.trust("b")
+    env.start("a")
+    number = await env.coding("flaky fake:hang-once")
+    await env.wait(lambda: _running_on(env, number, "agent:a"))
+    [hung] = env.calls_of(number)
+    return number, hung
+
+
+async def _pushed(env: Cluster, number: int) -> bool:
+    refs = git("for-each-ref", "--format=%(refname:short)", cwd=env.served / "shop.git")
+    return f"musher/shop-{number}" in refs.split()
+
+
+async def _logged(env: Cluster, name: str, text: str) -> bool:
+    return text in env.log(name)
+
+
+async def _running_on(env: Cluster, number: int, node: str) -> bool:
+    run = await env.store.agent_run(PROJECT, number)
+    return run is not None and run.state == "running" and run.node == node
+
+
+async def test_a_node_cut_off_past_the_ttl_stops_its_agent_when_it_returns(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        number, hung = await hung_on_a(env)
+        env.nodes["a"][0].send_signal(signal.SIGSTOP)  # cut off: no heartbeat, agent runs on
+        try:
+            env.start("b")
+            await env.wait(lambda: all_in(env, [number], "Merge"))
+        finally:
+            env.nodes["a"][0].send_signal(signal.SIGCONT)
+        await env.wait(lambda: _logged(env, "a", "agent:b took the item over"))
+        await env.wait(lambda: _gone(hung["pid"]))  # a killed its agent instead of racing
+        run = await env.store.agent_run(PROJECT, number)
+        assert run is not None and (run.node, run.state) == ("agent:b", "completed")
+        assert (await env.stages())[number] == "Merge"
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
