@@ -70,6 +70,7 @@ class _State:
     gateways_open: int = 0  # gateway connections open now
     most_gateways_open: int = 0  # the most ever open at one moment
     gateways_opened: int = 0
+    readies: int = 0  # sessions sent READY and their guild: messages after it are seen
 
 
 class FakeDiscord(ThreadedServer):
@@ -151,6 +152,13 @@ class FakeDiscord(ThreadedServer):
         """The most gateway connections that were ever open at one moment."""
         with self.lock:
             return self._state.most_gateways_open
+
+    @property
+    def readies(self) -> int:
+        """Gateway sessions that got READY and GUILD_CREATE (a message said before its
+        session's GUILD_CREATE names a channel the client does not know yet)."""
+        with self.lock:
+            return self._state.readies
 
     @property
     def gateways_opened(self) -> int:
@@ -401,6 +409,8 @@ class FakeDiscord(ThreadedServer):
             },
         )
         await self.dispatch("GUILD_CREATE", self._guild())
+        with self.lock:
+            self._state.readies += 1
 
     def _guild(self) -> dict[str, Any]:
         return guild(
