@@ -133,9 +133,7 @@ def test_one_daemon_holds_the_gateway_and_another_takes_over(
     assert wait_until(lambda: fake.texts() == ["echo: before"], SLACK_S)
 
     leader.kill()  # SIGKILL: no release; the lease runs out
-    assert wait_until(
-        lambda: fake.readies == 2 and fake.gateways_open == 1, TTL_S + SLACK_S
-    )
+    assert wait_until(lambda: fake.readies == 2 and fake.gateways_open == 1, TTL_S + SLACK_S)
     assert role_of(standby, fake) == "leader"
     transfers = metric(standby, "musher_lease_transfers_total")
     assert transfers == 'musher_lease_transfers_total{kind="leader"} 1'
