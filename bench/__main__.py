@@ -11,7 +11,9 @@ retry storm) and ``whatsapp_intake`` (a signed Meta webhook); each takes
 gateway message to its reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
 its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite;
 ``failover`` (also B7) SIGKILLs a room's lease holder mid-turn and times the takeover;
-``leader_failover`` (B7 too) SIGKILLs the daemon holding the Discord gateway, ten times.
+``leader_failover`` (B7 too) SIGKILLs the daemon holding the Discord gateway, ten times;
+``cluster_intake`` (B7) puts one web POST load on one daemon on SQLite, one on PostgreSQL
+and two on one PostgreSQL.
 ``steer`` is the peer workload W2 (messages during a running turn) in busy modes ``steer``
 and ``collect``. ``merge`` and ``agents`` (B8) time a squash merge and an agent's spawn and
 gates against the same steps run directly; ``headless`` (B8) times a build node's claim
@@ -40,6 +42,7 @@ BENCHES = [
     ("B7", "pg_driver", "pg_driver"),
     ("B7", "failover", "B7_room_failover"),
     ("B7", "leader_failover", "B7_leader_failover"),
+    ("B7", "cluster_intake", "B7_cluster_intake"),
     ("B8", "merge", "B8_merge"),
     ("W2", "steer", "W2_steer"),
     ("B8", "agents", "B8_agents"),

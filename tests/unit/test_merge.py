@@ -4,6 +4,7 @@ anything is spent, conflicts, gate failures, dirty base checkouts, leftovers aft
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -222,7 +223,9 @@ async def test_the_merge_gates_run_in_bwrap_in_the_temporary_worktree_blind_to_t
         )
         git("add", "check.py", cwd=app.repo)
         git("commit", "--quiet", "-m", "a gate", cwd=app.repo)
-        await app.set_gates(f"{sys.executable} check.py")
+        # /tmp is private in bwrap: a venv under /tmp (CI's clone) is invisible there, so
+        # the gate runs on the base interpreter (check.py needs only the standard library)
+        await app.set_gates(f"{os.path.realpath(sys.executable)} check.py")
         await in_coding(app)
         app.agent_commit(1, {"a.txt": "agent\n"})
         await app.say("move 1 merge")
