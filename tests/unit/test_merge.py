@@ -19,6 +19,10 @@ from tests.fakes.git_server import git
 from tests.unit.merge_env import PROJECT, MergeRoom, in_coding, merge_room, python_gate
 from tests.unit.test_sandbox import calls, fake_cli, need_bwrap
 
+# /tmp is private in bwrap: a venv under /tmp (as CI's clone's) is invisible there, so gates
+# run in bwrap use the base interpreter (they need only the standard library).
+BASE_PYTHON = os.path.realpath(sys.executable)
+
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[MergeRoom]:
@@ -223,9 +227,7 @@ async def test_the_merge_gates_run_in_bwrap_in_the_temporary_worktree_blind_to_t
         )
         git("add", "check.py", cwd=app.repo)
         git("commit", "--quiet", "-m", "a gate", cwd=app.repo)
-        # /tmp is private in bwrap: a venv under /tmp (CI's clone) is invisible there, so
-        # the gate runs on the base interpreter (check.py needs only the standard library)
-        await app.set_gates(f"{os.path.realpath(sys.executable)} check.py")
+        await app.set_gates(f"{BASE_PYTHON} check.py")
         await in_coding(app)
         app.agent_commit(1, {"a.txt": "agent\n"})
         await app.say("move 1 merge")
