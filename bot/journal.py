@@ -259,17 +259,24 @@ class Journal:
 
         await self.db.write(job)
 
-    async def pending(self) -> list[Pending]:
-        """Every addressed message not yet answered, oldest first (crash replay, D6).
+    async def pending(self, session: str | None = None) -> list[Pending]:
+        """Every addressed message not yet answered (in ``session`` only, when given),
+        oldest first (crash replay, D6).
 
         ``turn_id`` is set only while that turn is unfinished: a turn the room was already
         told about (:meth:`close_interrupted`) is not reported again.
         """
+        where, params = "", tuple[str, ...]()  # every room
+        if session is not None:
+            transport, _, room = session.partition(":")
+            where = " AND i.transport = ? AND i.room = ?"
+            params = (transport, room)
         rows = await self.db.read(
             "SELECT i.id, i.transport, i.room, i.sender, i.text, i.kind,"
             " CASE WHEN t.finished_at IS NULL THEN i.turn_id END AS turn_id"
             " FROM inbound i LEFT JOIN turns t ON t.id = i.turn_id"
-            " WHERE i.state = 'pending' ORDER BY i.id"
+            f" WHERE i.state = 'pending'{where} ORDER BY i.id",
+            params,
         )
         return [
             Pending(

@@ -144,9 +144,8 @@ class RoomHandoff:
         skip.update(i for m in waiting for i in m.journal_ids)
         rows = [
             p
-            for p in await self.journal.pending()
+            for p in await self.journal.pending(session)
             if p.kind is Kind.TEXT and p.id not in skip
-            and session_key(p.transport, p.room) == session
         ]  # fmt: skip
         found: list[QueuedText] = []
         if rows and self.replay is not None:
