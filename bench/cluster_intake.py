@@ -1,5 +1,7 @@
 """B7, web intake across daemons: the same ``POST /api/v1/rooms/{room}/messages`` load
-against one daemon on SQLite, one daemon on PostgreSQL, and two daemons on one PostgreSQL.
+against one daemon on SQLite, one daemon on PostgreSQL, and two daemons on one PostgreSQL
+(both getting messages for every room, so nearly every message is handed to the other
+daemon; and "sticky": each its own rooms, as a load balancer hashing on the room would).
 
 Each setup gets ``CONCURRENCY`` (32) closed-loop keep-alive connections in all (with two
 daemons, half to each, from two load generator processes running at once) for
@@ -30,23 +32,25 @@ NAME = "B7_cluster_intake"
 CONCURRENCY = 32
 REPS = 3
 DURATION_S = 3.0
-SETUPS = ("sqlite", "pg_one", "pg_two")
+SETUPS = ("sqlite", "pg_one", "pg_two", "pg_two_sticky")
 
 
 def _store(url: str) -> str:
     return f'\n[store]\nurl = "{url}"\n'
 
 
-def _measure(servers: list[Server], duration: float) -> dict[str, float]:
+def _measure(servers: list[Server], duration: float, sticky: bool) -> dict[str, float]:
     """Load every server at once (``CONCURRENCY`` split between them); summed rps, and the
-    worst p50/p99 of the parts."""
+    worst p50/p99 of the parts. Each server gets the same rooms, or (``sticky``, as a load
+    balancer hashing on the room would) rooms of its own."""
     share = CONCURRENCY // len(servers)
+
+    def one(i: int) -> dict[str, Any]:
+        rooms = ("--rooms", f"d{i}-room") if sticky else ()
+        return run_loadgen("bench.intake", servers[i].url, share, duration=duration, extra=rooms)
+
     with ThreadPoolExecutor(len(servers)) as pool:
-        parts = list(
-            pool.map(
-                lambda s: run_loadgen("bench.intake", s.url, share, duration=duration), servers
-            )
-        )
+        parts = list(pool.map(one, range(len(servers))))
     for server in servers:
         drain(server.url)
     return {
@@ -63,14 +67,14 @@ def _one_rep(tmp: Path, pg: Postgres, duration: float, rep: int) -> dict[str, di
     for setup in order:
         progress(f"{NAME}: rep {rep + 1} {setup}")
         where = tmp / f"{setup}-{rep}"
-        count = 2 if setup == "pg_two" else 1
+        count = 2 if setup.startswith("pg_two") else 1
         store = "" if setup == "sqlite" else _store(pg.new_database())
         servers: list[Server] = []
         try:
             for i in range(count):
                 (where / f"d{i}").mkdir(parents=True)
                 servers.append(start_daemon(where / f"d{i}", store))
-            results[setup] = _measure(servers, duration)
+            results[setup] = _measure(servers, duration, setup.endswith("sticky"))
         finally:
             for server in servers:
                 server.stop()
@@ -89,15 +93,17 @@ def run(reps: int, duration: float) -> dict[str, Any]:
         figures[f"{setup}_p50_ms"] = rnd(median(r[setup]["p50_ms"] for r in runs), 1)
         figures[f"{setup}_p99_ms"] = rnd(median(r[setup]["p99_ms"] for r in runs), 1)
         figures[f"{setup}_non_2xx"] = sum(int(r[setup]["non_2xx"]) for r in runs)
-    sqlite, one, two = (median(r[s]["rps"] for r in runs) for s in SETUPS)
+    sqlite, one, two, sticky = (median(r[s]["rps"] for r in runs) for s in SETUPS)
     figures["pg_one_over_sqlite"] = rnd(one / sqlite if sqlite else 0.0)
     figures["pg_two_over_pg_one"] = rnd(two / one if one else 0.0)
+    figures["pg_two_sticky_over_pg_one"] = rnd(sticky / one if one else 0.0)
     params = {
         "endpoint": "POST /api/v1/rooms/{room}/messages (echo provider, 50 ms window)",
         "concurrency": CONCURRENCY,
         "duration_s": duration,
         "reps": reps,
-        "setups": "one daemon on SQLite; one on PostgreSQL; two on one PostgreSQL",
+        "setups": "one daemon on SQLite; one on PostgreSQL; two on one PostgreSQL, both"
+        " getting every room (pg_two) or each its own rooms (pg_two_sticky)",
         "machine": machine(),
         "wall_s": round(time.monotonic() - started, 1),
     }

@@ -117,13 +117,14 @@ RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
 """``(worker, i) -> (path, body, headers)`` of a load generator's ``i``-th request."""
 
 
-def web_requests() -> RequestFactory:
-    """``POST /api/v1/rooms/{room}/messages`` over ``ROOMS`` rooms with unique message ids."""
+def web_requests(rooms: str = "room") -> RequestFactory:
+    """``POST /api/v1/rooms/{room}/messages`` over ``ROOMS`` rooms named ``<rooms>-<n>``, with
+    unique message ids."""
     run_id = secrets.token_hex(4)
     headers = {"Content-Type": "application/json"}
 
     def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-        room = f"room-{(w * 7919 + i) % ROOMS}"
+        room = f"{rooms}-{(w * 7919 + i) % ROOMS}"
         body = (
             f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
             f'"id":"{run_id}-{w}-{i}"}}'
@@ -438,6 +439,7 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--rooms", default="room", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
     parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
@@ -448,7 +450,13 @@ def main() -> None:
         return
     if args.loadgen:
         out = asyncio.run(
-            load(args.loadgen, args.concurrency, args.warmup, args.duration, web_requests())
+            load(
+                args.loadgen,
+                args.concurrency,
+                args.warmup,
+                args.duration,
+                web_requests(args.rooms),
+            )
         )
         print(json.dumps(out), flush=True)
         return
