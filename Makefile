@@ -18,8 +18,8 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced ## start the daemon (web transport on http://127.0.0.1:8765 by default)
 	$(VENV)/bin/musher run
 
-test: $(VENV)/.synced ## run the fast test suite
-	$(VENV)/bin/pytest -q -m "not slow"
+test: $(VENV)/.synced ## run the fast test suite (two workers: most tests wait on subprocesses)
+	$(VENV)/bin/pytest -q -m "not slow" -n 2 --dist worksteal
 
 test-slow: $(VENV)/.synced ## run the crash loops and soaks
 	$(VENV)/bin/pytest -q -m slow

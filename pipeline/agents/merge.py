@@ -40,6 +40,7 @@ from pipeline.agents.kill import kill_verified
 from pipeline.agents.naming import branch_name, merge_path, worktrees_root
 from pipeline.agents.remote import fetch_branch, push_base
 from pipeline.agents.repo import run_git
+from pipeline.agents.worktrees import admin_lock
 from pipeline.crashpoints import crash_point
 from pipeline.errors import PipelineError
 from pipeline.gates import run_gates
@@ -138,8 +139,9 @@ async def merge_item(job: MergeJob, still_wanted: StillWanted | None = None) -> 
     where = merge_path(job.data_dir, job.project.name, job.number)
     await remove_worktree(repo, where)  # a leftover of an interrupted run
     try:  # --force: reuse the path even if a vanished worktree is still registered there
-        await _step(["worktree", "add", "--force", "--detach", "--quiet", str(where), base_tip],
-                    repo, "creating the merge worktree")  # fmt: skip
+        async with admin_lock(repo):
+            await _step(["worktree", "add", "--force", "--detach", "--quiet", str(where),
+                         base_tip], repo, "creating the merge worktree")  # fmt: skip
         commit = await _squash(job, where, tip, ahead, who, trailer)
         await _gates(job, where)
         if still_wanted is not None and not await still_wanted():
@@ -242,13 +244,15 @@ async def remove_worktree(repo: Path, where: Path) -> None:
         return
     await kill_verified(None, where)
     known = await asyncio.to_thread(os.path.isdir, repo)
-    removed = (
-        known and (await run_git(["worktree", "remove", "--force", "--force", str(where)], repo)).ok
-    )
-    if not removed:  # not (or no longer) a worktree git knows: delete it, forget it
-        await asyncio.to_thread(shutil.rmtree, where, True)
-        if await git_repo.is_repository(repo):
-            await run_git(["worktree", "prune"], repo)
+    async with admin_lock(repo):
+        removed = (
+            known
+            and (await run_git(["worktree", "remove", "--force", "--force", str(where)], repo)).ok
+        )
+        if not removed:  # not (or no longer) a worktree git knows: delete it, forget it
+            await asyncio.to_thread(shutil.rmtree, where, True)
+            if await git_repo.is_repository(repo):
+                await run_git(["worktree", "prune"], repo)
 
 
 async def sweep_leftovers(data_dir: Path, project: str, repo: Path, busy: int | None) -> list[int]:

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.agents.worktrees import listed_worktrees
+from pipeline.agents.worktrees import admin_lock, listed_worktrees
 from pipeline.engine import Engine
 from pipeline.gitops import git
 from pipeline.model import Abandoned, Rejected, Superseded, is_finished, stage_name
@@ -55,8 +55,10 @@ async def orphans(engine: Engine, data_dir: Path, running: set[tuple[str, int]])
 
 async def remove_tree_only(repo: Path, path: Path) -> None:
     """Remove a worktree but keep its branch (kept for review)."""
-    if repo != path:
+    if repo == path:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    async with admin_lock(repo):
         await git(["worktree", "remove", "--force", "--", str(path)], repo)
-    shutil.rmtree(path, ignore_errors=True)  # what git left (nothing, usually)
-    if repo != path:
+        shutil.rmtree(path, ignore_errors=True)  # what git left (nothing, usually)
         await git(["worktree", "prune"], repo)

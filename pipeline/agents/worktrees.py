@@ -10,7 +10,9 @@ dir.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,21 @@ class Worktree:
     path: Path
     branch: str
     created: bool
+
+
+_ADMIN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def admin_lock(repo: Path) -> asyncio.Lock:
+    """The lock every ``git worktree add|remove|prune`` on ``repo`` takes in this process.
+
+    git does not lock its worktree registry: a ``prune`` for one item deletes the entry a
+    concurrent ``add`` for another item is still filling in (``could not open
+    '.git/worktrees/1/HEAD'``)."""
+    locks = _ADMIN.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(repo.resolve(), asyncio.Lock())
 
 
 async def _git_ok(args: list[str], cwd: Path, step: str) -> str:
@@ -53,17 +70,18 @@ async def ensure_worktree(
     if (path / ".git").exists():
         return Worktree(path, branch, created=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    await git(["worktree", "prune"], repo)
-    exists = (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok
-    if exists:
-        args = ["worktree", "add", "--", str(path), branch]
-    else:
-        args = ["worktree", "add", "-b", branch, "--", str(path), base_branch]
-    try:
-        await _git_ok(args, repo, "git worktree add")
-    except GitError:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
+    async with admin_lock(repo):
+        await git(["worktree", "prune"], repo)
+        exists = (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok
+        if exists:
+            args = ["worktree", "add", "--", str(path), branch]
+        else:
+            args = ["worktree", "add", "-b", branch, "--", str(path), base_branch]
+        try:
+            await _git_ok(args, repo, "git worktree add")
+        except GitError:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
     return Worktree(path, branch, created=True)
 
 
@@ -72,12 +90,13 @@ async def remove_worktree(repo: Path, data_dir: Path, project: str, number: int)
     (``worktree``, ``branch musher/…``). Idempotent: what is gone already is skipped."""
     path, branch = worktree_path(data_dir, project, number), branch_name(project, number)
     removed = []
-    if path.exists():
-        await git(["worktree", "remove", "--force", "--", str(path)], repo)
+    async with admin_lock(repo):
         if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        removed.append("worktree")
-    await git(["worktree", "prune"], repo)
+            await git(["worktree", "remove", "--force", "--", str(path)], repo)
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            removed.append("worktree")
+        await git(["worktree", "prune"], repo)
     if (await git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo)).ok:
         deleted = await git(["branch", "-D", branch], repo)  # branch: musher/…, never an option
         if deleted.ok:

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.runner import close_runner
+
 _USAGE = {
     "input_tokens": 7,
     "output_tokens": 2,
@@ -120,7 +122,7 @@ class AnthropicMessagesServer:
     async def aclose(self) -> None:
         """Release stalled requests, stop listening and close every connection. Idempotent."""
         self._release.set()
-        await self._runner.cleanup()
+        await close_runner(self._runner)
 
     async def __aenter__(self) -> AnthropicMessagesServer:
         await self.start()

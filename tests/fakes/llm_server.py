@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.runner import close_runner
+
 Api = Literal["openai", "anthropic"]
 
 
@@ -101,7 +103,7 @@ class FakeLlmServer:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await close_runner(self._runner)
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, "openai")

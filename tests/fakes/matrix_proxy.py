@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.runner import close_runner
+
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
@@ -71,7 +73,7 @@ class MatrixProxy:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await close_runner(self._runner)
         if self._session is not None:
             await self._session.close()
 

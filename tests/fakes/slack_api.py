@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.runner import close_runner
+
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 
@@ -178,7 +180,7 @@ class FakeSlack:
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await close_runner(self._runner)
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]

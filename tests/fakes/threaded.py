@@ -14,6 +14,8 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from tests.fakes.runner import close_runner
+
 T = TypeVar("T")
 
 
@@ -73,4 +75,4 @@ class ThreadedServer:
     async def _stop(self) -> None:
         await self.closing()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await close_runner(self._runner)

@@ -25,6 +25,15 @@ def last_bot(page: Page) -> Any:
     return page.locator("#messages .msg.bot").last
 
 
+def no_agent(running: Any, daemon: DaemonProcess) -> None:
+    """The card's agent indicator went away (on failure: what it says and the daemon's log)."""
+    try:
+        expect(running).to_have_count(0, timeout=WAIT_MS)
+    except AssertionError as err:
+        shown = running.all_inner_texts()
+        raise AssertionError(f"{err}\ncard shows {shown}\n{daemon.log_text()[-4000:]}") from None
+
+
 def test_the_panel_shows_a_running_agent_and_stop_ends_it(
     tmp_path: Path, make_daemon: MakeDaemon, open_page: OpenPage, monkeypatch: Any
 ) -> None:
@@ -61,7 +70,7 @@ def test_the_panel_shows_a_running_agent_and_stop_ends_it(
 
     expect(page.locator("#messages .msg.user").last).to_contain_text("stop 1")
     expect(last_bot(page)).to_contain_text("Stopped the agent on #1", timeout=WAIT_MS)
-    expect(running).to_have_count(0, timeout=WAIT_MS)
+    no_agent(running, daemon)
     expect(slots).to_have_text("agents 0/1")
     expect(panel.locator(".agent-status")).to_have_text("Agent stopped", timeout=WAIT_MS)
     retry = panel.get_by_role("button", name="Retry")
@@ -81,5 +90,5 @@ def test_the_panel_shows_a_running_agent_and_stop_ends_it(
     expect(running).to_have_attribute("aria-label", "agent running", timeout=WAIT_MS)
     expect(panel.locator(".agent-status")).to_have_text("Agent running", timeout=WAIT_MS)
     say(page, "stop 1")
-    expect(running).to_have_count(0, timeout=WAIT_MS)
+    no_agent(running, daemon)
     assert daemon.terminate() == 0

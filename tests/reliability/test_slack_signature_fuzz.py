@@ -25,6 +25,7 @@ from bot.metrics import Metrics
 from bot.transport import FeedResult
 from config.models import SlackConfig
 from pipeline.text_rules import scrub
+from tests.fakes.runner import close_runner
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import SECRET, event, sign
 from transports.slack.app import SlackTransport
@@ -90,7 +91,7 @@ class Served:
 
     async def _stop(self) -> None:
         await self.transport.aclose()
-        await self.runner.cleanup()
+        await close_runner(self.runner)
 
 
 @pytest.fixture(scope="module")
