@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.agents.pool import AgentPool
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
-from pipeline.nodes import keep_beating
+from pipeline.nodes import keep_beating, live_keys
 from pipeline.project_setup import ProjectSetup, SetupConfig
 from pipeline.projects import Projects
 from pipeline.sandbox import make_sandbox
@@ -164,7 +165,7 @@ def build_core(
     first and given its parts last: the ``stop`` command needs the dispatcher, which needs
     the turn runner, whose tools are the registry's commands.
     """
-    journal, feed, metrics, mcp = Journal(db), RoomFeed(), Metrics(), McpBridge()
+    journal, feed, metrics, mcp = Journal(db, store.author), RoomFeed(), Metrics(), McpBridge()
     registry, costs, audit = build_registry(), CostBook(db), AuditBuffer()
     engine = engine or Engine(store, max_retries=settings.agents.max_retries)
     outbox = Outbox(journal, feed, metrics, settings.daemon.name)
@@ -380,7 +381,9 @@ class Daemon:
             if core.handoff is None:
                 await ingress.replay()
             else:  # free text is replayed room by room, under each room's lease
-                await ingress.replay(kinds=(Kind.COMMAND,))
+                live = await live_keys(db, self.settings.store.lease_ttl_s, time.time(),
+                                       store.author)  # fmt: skip
+                await ingress.replay(kinds=(Kind.COMMAND,), leave=live)  # theirs may still run
                 await core.handoff.start()
             gc.collect()
             gc.freeze()  # what startup built lives on: later full collections skip it

@@ -275,17 +275,20 @@ class Ingress:
         if queued is not None and queued[1] == journal_id:
             del self._ambient_queued[session]
 
-    async def replay(self, kinds: Container[Kind] = (Kind.TEXT, Kind.COMMAND)) -> int:
+    async def replay(
+        self, kinds: Container[Kind] = (Kind.TEXT, Kind.COMMAND), leave: Container[str] = ()
+    ) -> int:
         """Re-dispatch what a crash left unanswered (D6); returns how many messages.
 
         Rooms whose turn had already started are told the answer was interrupted; an
         interrupted command is reported, not re-run (it may have taken effect). ``kinds``:
         which messages (on PostgreSQL free text is replayed room by room under its lease).
+        ``leave``: live daemons (their keys) whose commands may still be running there.
         """
         pending = await self.parts.journal.pending()
         fed, self._fed_before_replay = self._fed_before_replay or set(), None
         count = await self.replay_entries(
-            [p for p in pending if p.id not in fed and p.kind in kinds]
+            [p for p in pending if p.id not in fed and p.kind in kinds and p.node not in leave]
         )
         if count:
             log.info("replayed %d unanswered messages after a restart", count)

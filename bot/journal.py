@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     kind        TEXT NOT NULL,
     state       TEXT NOT NULL,
     turn_id     INTEGER,
+    node        TEXT,
     UNIQUE (transport, room, event_id)
 );
 CREATE INDEX IF NOT EXISTS inbound_pending ON inbound (state) WHERE state = 'pending';
@@ -123,13 +124,17 @@ class Pending:
     text: str
     kind: Kind
     turn_id: int | None
+    node: str | None = None  # the daemon that received it (its key; None: an older musher)
 
 
 class Journal:
-    """Reads and writes the ingress journal and room log through one :class:`Database`."""
+    """Reads and writes the ingress journal and room log through one :class:`Database`.
 
-    def __init__(self, db: Db) -> None:
-        self.db = db
+    ``node``: this daemon's key, kept with each message it receives, so that on a shared
+    store a daemon starting up leaves a live daemon's commands in flight to that daemon."""
+
+    def __init__(self, db: Db, node: str | None = None) -> None:
+        self.db, self.node = db, node
         self._notify = db.backend == "postgresql"  # wake the room's lease holder (K2)
 
     async def record(
@@ -150,11 +155,13 @@ class Journal:
         now = time.time()
 
         def job(conn: Conn) -> tuple[int, LogEntry | None] | None:
+            values = (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind,
+                      state, self.node)  # fmt: skip
             cursor = conn.execute(
                 "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
-                " kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " kind, state, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (transport, room, event_id) DO NOTHING RETURNING id",
-                (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind, state),
+                values,
             )
             inserted = cursor.fetchall()
             if not inserted:
@@ -273,23 +280,12 @@ class Journal:
             params = (transport, room)
         rows = await self.db.read(
             "SELECT i.id, i.transport, i.room, i.sender, i.text, i.kind,"
-            " CASE WHEN t.finished_at IS NULL THEN i.turn_id END AS turn_id"
+            " CASE WHEN t.finished_at IS NULL THEN i.turn_id END AS turn_id, i.node"
             " FROM inbound i LEFT JOIN turns t ON t.id = i.turn_id"
             f" WHERE i.state = 'pending'{where} ORDER BY i.id",
             params,
         )
-        return [
-            Pending(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                Kind(r[5]),
-                r[6],
-            )
-            for r in rows
-        ]
+        return [Pending(r[0], r[1], r[2], r[3], r[4], Kind(r[5]), r[6], r[7]) for r in rows]
 
     async def log_bot(
         self, session: str, sender: str, text: str, fence: Guard | None = None
@@ -360,15 +356,18 @@ class Journal:
         return await self.db.write(job)
 
 
+_OLD_COLUMNS = "id, transport, event_id, room, sender, text, ts, received_at, kind, state, turn_id"
+
+
 async def migrate(db: Db) -> None:
-    """Bring a journal written by an older musher up to :data:`SCHEMA`: its ``inbound``
-    table was unique on ``(transport, event_id)``; it is rebuilt, rows kept, in one
-    transaction. Idempotent."""
+    """Bring a journal written by an older musher up to :data:`SCHEMA`, in one transaction
+    each, rows kept. Idempotent.
 
-    if db.backend != "sqlite":
-        return  # no older musher ever wrote this table elsewhere
+    - Its ``inbound`` table was unique on ``(transport, event_id)`` (SQLite only): rebuilt.
+    - ``inbound`` had no ``node`` column: added (NULL for the rows it has).
+    """
 
-    def job(conn: Conn) -> None:
+    def unique_per_room(conn: Conn) -> None:
         row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'inbound'").fetchone()
         if row is None or "UNIQUE (transport, event_id)" not in row[0]:
             return
@@ -378,10 +377,17 @@ async def migrate(db: Db) -> None:
         for statement in SCHEMA.split(";"):
             if "inbound" in statement:
                 conn.execute(statement)
-        conn.execute("INSERT INTO inbound SELECT * FROM inbound_old")
+        conn.execute(f"INSERT INTO inbound ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM inbound_old")
         conn.execute("DROP TABLE inbound_old")
 
-    await db.write(job)
+    def node_column(conn: Conn) -> None:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(inbound)").fetchall()}
+        if "node" not in columns:
+            conn.execute("ALTER TABLE inbound ADD COLUMN node TEXT")
+
+    if db.backend == "sqlite":  # no older musher ever wrote this table elsewhere
+        await db.write(unique_per_room)
+    await db.write(node_column)
 
 
 def _append_log(conn: Conn, session: str, role: str, sender: str, text: str, ts: float) -> LogEntry:

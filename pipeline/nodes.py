@@ -65,6 +65,14 @@ async def nodes(storage: Storage) -> list[Node]:
     return [Node(r[0], r[1], r[2], float(r[3]), float(r[4])) for r in rows]
 
 
+async def live_keys(storage: Storage, ttl_s: float, now: float, but: str) -> set[str]:
+    """The nodes other than ``but`` heard of within ``ttl_s`` of ``now``."""
+    rows = await storage.read(
+        "SELECT key FROM nodes WHERE heartbeat_at >= ? AND key <> ?", (now - ttl_s, but)
+    )
+    return {row[0] for row in rows}
+
+
 async def keep_beating(
     storage: Storage,
     key: str,

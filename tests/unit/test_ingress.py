@@ -16,6 +16,7 @@ from bot.commands.registry import CommandContext
 from bot.daemon import Core, build_core
 from bot.db import Database
 from bot.ingress import Ingress
+from bot.journal import Journal, Kind
 from bot.llm.base import Done, TextDelta, TurnEvent, TurnRequest
 from bot.messages import InboundMessage, Reply
 from bot.schema import DAEMON_SCHEMA
@@ -219,3 +220,19 @@ async def test_stop_ends_the_running_turn_through_its_cancel_event(setup: Setup)
     assert provider.cancel_seen == [True]  # the provider was told why it is ending
     assert transport.texts() == ["Stopped."]
     assert setup.core.dispatcher.queue_depth() == 0
+
+
+async def test_a_restart_leaves_a_live_daemons_commands_to_it(setup: Setup) -> None:
+    """On a shared store, a daemon starting up replays what it (or a dead daemon) left
+    unanswered, not a command another live daemon received and may still be running."""
+    core, ingress = setup.core, setup.ingress
+    other = "o" * 64
+    await core.journal.record(msg("help", event="mine"), Kind.COMMAND, "help")
+    await Journal(core.journal.db, other).record(
+        msg("status", event="theirs"), Kind.COMMAND, "status"
+    )
+    assert await ingress.replay(kinds=(Kind.COMMAND,), leave={other}) == 1
+    await setup.settle()
+    told = " ".join(setup.transport.texts())
+    assert "restarted while running `help`" in told and "status" not in told
+    assert [p.text for p in await core.journal.pending()] == ["status"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.journal import SCHEMA, Journal, Kind, State
+from bot.journal import SCHEMA, Journal, Kind, State, migrate
 from bot.messages import InboundMessage
 from bot.store_url import open_db
 from config.errors import StoreError
@@ -136,4 +136,26 @@ async def test_one_refusal_per_sender_per_day(store_url: str, tmp_path: Path) ->
     assert await journal.first_refusal_today("web", "mallory")
     assert not await journal.first_refusal_today("web", "mallory")
     assert await journal.first_refusal_today("web", "eve")
+    await db.aclose()
+
+
+async def test_a_journal_without_receivers_gets_the_column_and_keeps_its_rows(
+    store_url: str, tmp_path: Path
+) -> None:
+    """An older journal (no ``inbound.node``) on either backend: the column is added, its rows
+    kept (receiver unknown), new rows name the daemon that received them."""
+    old = await open_db(store_url, tmp_path, SCHEMA.replace("    node        TEXT,\n", ""))
+    await old.write(
+        lambda conn: conn.execute(
+            "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at, kind,"
+            " state) VALUES ('web', 'e1', 'lobby', 'alice', 'status', 1, 1, 'command', 'pending')"
+        )
+    )
+    await old.aclose()
+    db = await open_db(store_url, tmp_path, SCHEMA)
+    await migrate(db)
+    await migrate(db)  # idempotent
+    await Journal(db, "k" * 64).record(message("e2"), Kind.COMMAND, "agents")
+    pending = await Journal(db).pending()
+    assert [(p.text, p.node) for p in pending] == [("status", None), ("agents", "k" * 64)]
     await db.aclose()

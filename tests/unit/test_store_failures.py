@@ -17,7 +17,9 @@ from bot.store_health import StoreHealth
 from bot.turn_retry import GAVE_UP, RETRYING, TurnRetry
 from config.errors import StoreError, StoreUnavailable
 
-OLD_INBOUND = SCHEMA.replace("UNIQUE (transport, room, event_id)", "UNIQUE (transport, event_id)")
+OLD_INBOUND = SCHEMA.replace(  # the first musher's: unique per transport, no `node` column
+    "UNIQUE (transport, room, event_id)", "UNIQUE (transport, event_id)"
+).replace("    node        TEXT,\n", "")
 
 
 def message(event_id: str, room: str = "lobby") -> InboundMessage:
@@ -124,6 +126,7 @@ async def test_an_old_journal_is_migrated_to_per_room_client_ids(tmp_path: Path)
     assert await journal.record(message("x1", room="a"), Kind.TEXT, "hi") is None
     assert await journal.record(message("x1", room="b"), Kind.TEXT, "hi") is not None
     assert [p.text for p in await journal.pending()] == ["old", "hi"]
+    assert [p.node for p in await journal.pending()] == [None, None]  # Journal(db): no node
     await db.aclose()
 
 
