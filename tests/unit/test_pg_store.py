@@ -51,7 +51,12 @@ def test_tables_get_postgres_types_and_ids_in_commit_order() -> None:
         'CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, text TEXT COLLATE "C" NOT NULL,'
         " ts DOUBLE PRECISION, sig BYTEA)"
     )
-    assert any("musher_sequence" in s and "NEW.seq" in s for s in statements[1:])
+    # a plain table takes ids from a sequence of its own (never waits); the op log's come
+    # from its locked counter row, in commit order
+    assert any("nextval('musher_log_seq_seq')" in s for s in statements[1:])
+    assert not any("musher_sequence SET" in s for s in statements[1:])
+    ops = pg_sql.ddl("CREATE TABLE IF NOT EXISTS ops (rowid INTEGER PRIMARY KEY, a TEXT)")
+    assert any("musher_sequence" in s and "NEW.rowid" in s for s in ops[1:])
     guard = pg_sql.ddl(
         "CREATE TRIGGER IF NOT EXISTS no_update BEFORE UPDATE ON log\n"
         "  BEGIN SELECT RAISE(ABORT, 'append-only'); END"
