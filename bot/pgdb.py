@@ -52,6 +52,7 @@ class PgConn:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
         self.busy: set[str] = set()  # the locks another transaction held (see _commit_group)
+        self._held: set[str] = set()  # taken by serialise in this transaction
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         if pg_sql.is_ddl(sql):
@@ -74,10 +75,13 @@ class PgConn:
         """See :func:`pipeline.storage.serialise`: the advisory lock ``key``, never waited
         for here: held elsewhere, the job fails and its group runs again with it taken
         first."""
+        if key in self._held:
+            return
         row = self.raw.execute(pg_sql.TRY_LOCK, (key,)).fetchone()
         if row is None or not row[0]:
             self.busy.add(key)
             raise StoreBusy(f"{key} is held by another transaction")
+        self._held.add(key)
 
     def hold_appends(self, table: str) -> None:
         """See :func:`pipeline.storage.hold_appends`: the lock every append to ``table``
@@ -97,6 +101,7 @@ class PgConn:
             numbers = self.raw.execute(pg_sql.SORTED_KEYS, (wanted,)).fetchall()
             for (number,) in numbers:
                 self.raw.execute(pg_sql.LOCK, (number,))
+            self._held.update(wanted)
 
     def claim(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """See :func:`pipeline.storage.claim`: ``sql`` with ``FOR UPDATE SKIP LOCKED``."""
