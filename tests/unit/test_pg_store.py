@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bot import pg_sql
@@ -153,6 +154,29 @@ async def test_two_daemons_writing_the_same_rooms_in_opposite_orders_lose_no_wri
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_database_from_before_the_sequences_goes_on_past_its_ids(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """A database written when every table's ids came from ``musher_sequence``: its tables
+    get sequences that start past every id handed out (a deleted tail included)."""
+    url = postgres.new_schema()
+    db = await open_db(url, tmp_path, SCHEMA)
+    journal = Journal(db)
+    assert await journal.record(message("e1"), Kind.TEXT, "hi") is not None
+    await db.aclose()
+    with psycopg.connect(url, autocommit=True) as conn:  # as the older musher left it
+        conn.execute("DROP SEQUENCE musher_inbound_id_seq")
+        conn.execute("UPDATE inbound SET id = 40")
+        conn.execute(pg_sql.SEQUENCE_TABLE)
+        conn.execute("INSERT INTO musher_sequence VALUES ('inbound', 41)")
+    db = await open_db(url, tmp_path, SCHEMA)
+    try:
+        recorded = await Journal(db).record(message("e2"), Kind.TEXT, "hi")
+        assert recorded is not None and recorded[0] == 42
+    finally:
+        await db.aclose()
 
 
 async def test_a_killed_connection_is_replaced_and_nothing_is_lost(
