@@ -269,6 +269,8 @@ def _commit_group(
                 conn.execute("BEGIN")
             pg.lock_first(first)
             results = [job(pg) for job in jobs]
+            if pg.busy:  # a job caught the error: the transaction is aborted all the same
+                raise StoreBusy(f"{', '.join(sorted(pg.busy))} held by another transaction")
             conn.execute("COMMIT")
             return [(True, r) for r in results]
         except Exception as exc:
