@@ -9,10 +9,17 @@ What differs, and nothing else, is handled here (see :mod:`pipeline.storage`):
   sorts and compares by code point, as SQLite's does, and ``audit verify`` compares like
   with like);
 - an ``INTEGER PRIMARY KEY`` column (with or without ``AUTOINCREMENT``) gets its value
-  from a row of ``musher_sequence`` bumped by a trigger inside the inserting transaction:
-  the row stays locked until commit, so ids are handed out in commit order, never twice
-  and (a rolled-back insert returns its id) without gaps. That is the op log's replay
-  order, and ``musher_sequence`` plays SQLite's ``sqlite_sequence``;
+  from a trigger. The op log's ``rowid`` comes from a row of ``musher_sequence`` (SQLite's
+  ``sqlite_sequence``) bumped inside the inserting transaction and locked until commit, so
+  op ids follow commit order without gaps: the replay order, and what the cluster bus
+  reads on from. Every other table takes ``nextval`` of a sequence of its own
+  (``musher_<table>_<column>_seq``), which never waits; where a reader pages by id,
+  :data:`ORDER_KEYS` names the lock that makes ids follow commit order for the rows that
+  reader reads (a room's log lines, the journalled commands) and nothing wider. Those
+  locks are advisory, taken with ``pg_try_advisory_xact_lock``: a transaction never waits
+  for one mid-way (two daemons' group commits taking them in opposite orders deadlocked,
+  a second each), it fails with SQLSTATE :data:`BUSY` and :mod:`bot.pgdb` runs the group
+  again with the lock taken first (:func:`lock_keys`);
 - SQLite's ``BEFORE UPDATE/DELETE … RAISE(ABORT, …)`` triggers become PL/pgSQL ones;
 - ``json_each(X)`` over a JSON array of integers, ``CAST(… AS REAL)``, and the catalogue
   reads of the migrations (``sqlite_master``'s tables, ``PRAGMA table_info(T)``).
@@ -148,21 +155,90 @@ def ddl(sql: str) -> tuple[str, ...]:
     return (text, *_ordered_ids(table.group(1), id_column.group(1)))
 
 
+BUSY = "MU001"
+"""The SQLSTATE a trigger raises when another transaction holds the lock it needs; the
+message is the lock's key (see :meth:`bot.pgdb.PgConn.serialise` for the same in Python)."""
+
+ORDER_KEYS = {
+    "room_log": "'room_log:' || NEW.session",
+    "inbound": "CASE WHEN NEW.kind = 'command' THEN 'inbound:command' END",
+}
+"""Per table, the key under which its ids follow commit order (NULL: no order needed):
+``Journal.history`` pages a room's log by ``seq``, ``Journal.command_rooms_after`` the
+commands by id."""
+
+_HOLD = "pg_try_advisory_xact_lock(hashtextextended({key}, 0))"
+
+
+def _locking(key: str) -> str:
+    """PL/pgSQL, a trigger's ``DECLARE … BEGIN``: take the advisory lock ``key`` (an SQL
+    text expression; NULL: none) for the rest of the transaction, or fail at once with
+    :data:`BUSY` if another transaction holds it."""
+    return (
+        f"DECLARE k TEXT := {key}; BEGIN IF k IS NOT NULL AND NOT {_HOLD.format(key='k')} THEN"
+        f" RAISE EXCEPTION USING ERRCODE = '{BUSY}', MESSAGE = k; END IF;"
+    )
+
+
+TRY_LOCK = ("SELECT " + _HOLD.format(key="%s")).encode()
+"""One key's advisory lock, without waiting: one boolean, whether it was taken."""
+SORTED_KEYS = b"SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) AS k ORDER BY h"
+LOCK = b"SELECT pg_advisory_xact_lock(%s)"
+
+
 def _ordered_ids(table: str, column: str) -> tuple[str, ...]:
-    """The trigger giving ``table.column`` SQLite's AUTOINCREMENT in commit order."""
+    """The trigger giving ``table.column`` SQLite's AUTOINCREMENT (see the module doc)."""
     function = f"musher_next_{table}"
+    if table != "ops":
+        return (*_sequence(table, column), _trigger(function, table))
+    key = f"'ids:{table}'"
     return (
         SEQUENCE_TABLE,
         f"INSERT INTO musher_sequence (name, seq) VALUES ('{table}', 0)"
         " ON CONFLICT (name) DO NOTHING",
         f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$"
-        " BEGIN"
+        f" {_locking(key)}"
         f" UPDATE musher_sequence SET seq = CASE WHEN NEW.{column} IS NULL THEN seq + 1"
         f" ELSE GREATEST(seq, NEW.{column}) END WHERE name = '{table}'"
         f" RETURNING COALESCE(NEW.{column}, seq) INTO NEW.{column};"
         " RETURN NEW; END $$",
+        _trigger(function, table),
+    )
+
+
+def _sequence(table: str, column: str) -> tuple[str, str]:
+    """A sequence for ``table.column``, created once and started past every id the table
+    (or, in a database written before, its ``musher_sequence`` row) ever handed out; then
+    the trigger function taking ids from it (an explicit id, as ``store copy`` writes,
+    moves the sequence past it; the lock of :data:`ORDER_KEYS` is taken before the id)."""
+    seq = f"musher_{table}_{column}_seq"
+    order = ORDER_KEYS.get(table, "NULL")
+    create = (
+        "DO $$ DECLARE start BIGINT := 0; BEGIN"
+        f" IF to_regclass('{seq}') IS NULL THEN"
+        " IF to_regclass('musher_sequence') IS NOT NULL THEN"
+        f" SELECT COALESCE(MAX(seq), 0) INTO start FROM musher_sequence WHERE name = '{table}';"
+        " END IF;"
+        f" SELECT GREATEST(start, COALESCE(MAX({column}), 0)) INTO start FROM {table};"
+        f" CREATE SEQUENCE {seq};"
+        f" IF start > 0 THEN PERFORM setval('{seq}', start); END IF;"
+        " END IF; END $$"
+    )
+    function = (
+        f"CREATE OR REPLACE FUNCTION musher_next_{table}() RETURNS trigger LANGUAGE plpgsql"
+        f" AS $$ {_locking(order)}"
+        f" IF NEW.{column} IS NULL THEN NEW.{column} := nextval('{seq}');"
+        f" ELSIF NEW.{column} > (SELECT last_value FROM {seq}) THEN"
+        f" PERFORM setval('{seq}', NEW.{column});"
+        " END IF; RETURN NEW; END $$"
+    )
+    return create, function
+
+
+def _trigger(function: str, table: str) -> str:
+    return (
         f"CREATE OR REPLACE TRIGGER {function} BEFORE INSERT ON {table}"
-        f" FOR EACH ROW EXECUTE FUNCTION {function}()",
+        f" FOR EACH ROW EXECUTE FUNCTION {function}()"
     )
 
 

@@ -38,6 +38,12 @@ from config.errors import StoreError, StoreUnavailable
 log = logging.getLogger("musher.db")
 
 _CONNECT_TIMEOUT_S = 10
+_BUSY_RUNS = 8
+
+
+class StoreBusy(StoreError):
+    """A lock another daemon's transaction held (see :meth:`PgConn.serialise`): the group
+    runs again; raised to a writer only when it stayed busy every time."""
 
 
 class PgConn:
@@ -45,6 +51,8 @@ class PgConn:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
+        self.busy: set[str] = set()  # the locks another transaction held (see _commit_group)
+        self._held: set[str] = set()  # taken by serialise in this transaction
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         if pg_sql.is_ddl(sql):
@@ -56,14 +64,44 @@ class PgConn:
                 cursor.execute(text.encode())
             return cursor
         translated = pg_sql.statement(sql)
-        return self.raw.execute(translated.query, translated.params(parameters))
+        try:
+            return self.raw.execute(translated.query, translated.params(parameters))
+        except psycopg.Error as exc:
+            if exc.diag.sqlstate == pg_sql.BUSY and exc.diag.message_primary:
+                self.busy.add(exc.diag.message_primary)
+            raise
+
+    def serialise(self, key: str) -> None:
+        """See :func:`pipeline.storage.serialise`: the advisory lock ``key``, never waited
+        for here: held elsewhere, the job fails and its group runs again with it taken
+        first."""
+        if key in self._held:
+            return
+        row = self.raw.execute(pg_sql.TRY_LOCK, (key,)).fetchone()
+        if row is None or not row[0]:
+            self.busy.add(key)
+            raise StoreBusy(f"{key} is held by another transaction")
+        self._held.add(key)
 
     def hold_appends(self, table: str) -> None:
-        """See :func:`pipeline.storage.hold_appends`: lock ``table``'s id counter row."""
+        """See :func:`pipeline.storage.hold_appends`: the lock every append to ``table``
+        takes before its id (then its id counter row, which nobody else can hold)."""
+        self.serialise(f"ids:{table}")
         counters = self.raw.execute(b"SELECT to_regclass('musher_sequence')").fetchone()
         if counters is not None and counters[0] is not None:  # else no table has ids yet
             query = b"SELECT seq FROM musher_sequence WHERE name = %s FOR UPDATE"
             self.raw.execute(query, (table,))
+
+    def lock_first(self, keys: Iterable[str]) -> None:
+        """At the start of a transaction: wait for each of ``keys``' advisory locks, in
+        one order every daemon shares (by the lock's number), so two waiters never wait
+        for each other."""
+        wanted = sorted(keys)
+        if wanted:
+            numbers = self.raw.execute(pg_sql.SORTED_KEYS, (wanted,)).fetchall()
+            for (number,) in numbers:
+                self.raw.execute(pg_sql.LOCK, (number,))
+            self._held.update(wanted)
 
     def claim(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """See :func:`pipeline.storage.claim`: ``sql`` with ``FOR UPDATE SKIP LOCKED``."""
@@ -215,19 +253,35 @@ def _apply_schema(conn: psycopg.Connection[Any], schema: str) -> None:
 def _commit_group(
     conn: psycopg.Connection[Any], jobs: list[Job], *, begun: bool = False
 ) -> list[Outcome]:
-    """On the writer thread: run ``jobs`` in one transaction; on failure, each alone."""
-    pg = PgConn(conn)
-    try:
-        if not begun:
-            conn.execute("BEGIN")
-        results = [job(pg) for job in jobs]
-        conn.execute("COMMIT")
-        return [(True, r) for r in results]
-    except Exception as exc:
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("ROLLBACK")
-        if len(jobs) == 1 or conn.closed:
-            return [(False, _as_error(exc)) for _ in jobs]
+    """On the writer thread: run ``jobs`` in one transaction; on failure, each alone.
+
+    A job that met a lock another daemon's transaction holds (:attr:`PgConn.busy`) fails
+    the group at once instead of waiting mid-way (waits there, in whatever order jobs come,
+    deadlock); the group then runs again with every such lock taken first, in one order
+    (:meth:`PgConn.lock_first`): at most :data:`_BUSY_RUNS` times, then each job alone.
+    """
+    first: set[str] = set()
+    error: Exception = StoreBusy("the group never ran")
+    for run in range(_BUSY_RUNS):
+        pg = PgConn(conn)
+        try:
+            if run or not begun:
+                conn.execute("BEGIN")
+            pg.lock_first(first)
+            results = [job(pg) for job in jobs]
+            if pg.busy:  # a job caught the error: the transaction is aborted all the same
+                raise StoreBusy(f"{', '.join(sorted(pg.busy))} held by another transaction")
+            conn.execute("COMMIT")
+            return [(True, r) for r in results]
+        except Exception as exc:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            error = exc
+        if conn.closed or not pg.busy:
+            break
+        first |= pg.busy
+    if len(jobs) == 1 or conn.closed:
+        return [(False, _as_error(error)) for _ in jobs]
     return [_commit_group(conn, [job])[0] for job in jobs]
 
 

@@ -11,8 +11,11 @@ Any daemon journals what it receives; only the holder of a room's lease answers 
   does (:meth:`bot.ingress.Ingress.replay_entries`: a turn cut short on a node that died is
   told once, then answered again) together with what waited for the lease, in journal order.
 - Journalling free text notifies ``musher_journal`` with the session key
-  (:mod:`bot.journal`); every node listens (:mod:`bot.pg_listen`) and catches the room up,
-  so the holder answers what another node received, coalesced as usual.
+  (:mod:`bot.journal`); every node listens (:mod:`bot.pg_listen`), and the room's holder
+  (or a node that let the room go within the TTL: the message may have found the lease
+  still its) catches the room up, so the holder answers what another node received,
+  coalesced as usual. The others leave it: the node that journalled it takes a free lease
+  itself (taking it on every notification, they stole each other's rooms).
 - A sweep every third of the TTL (and after every LISTEN reconnect, since NOTIFY is not
   durable) catches up each room with unanswered free text whose lease is free, expired or
   this node's: a holder that died is replaced within the TTL.
@@ -95,6 +98,16 @@ class RoomHandoff:
         room = self._rooms.setdefault(session, _Room())
         room.waiting.append(message)
         self.wake(session)
+
+    def notified(self, session: str) -> None:
+        """Free text was journalled for ``session`` (on any node): catch the room up if it
+        is held here, or was until lately; else the node that journalled it does."""
+        if (
+            self.leases.live(session) is not None
+            or self.leases.released_lately(session)
+            or session in self._rooms
+        ):
+            self.wake(session)
 
     def wake(self, session: str) -> None:
         """Catch ``session`` up (a notification, the sweep, a message waiting for its lease)."""
@@ -212,7 +225,7 @@ class RoomHandoff:
     async def start(self) -> None:
         """Listen for journalled free text and ``stop``, sweep now and every third of the
         TTL, and keep the held leases renewed."""
-        self.listener.subscribe(NOTIFY_CHANNEL, self.wake, self._sweep_soon)
+        self.listener.subscribe(NOTIFY_CHANNEL, self.notified, self._sweep_soon)
         self.listener.subscribe(STOP_CHANNEL, self._stop_notified, _nothing)
         await self.listener.start()
         self._spawn(self._sweep_loop(), "room-sweep")

@@ -95,6 +95,7 @@ class RoomLeases:
         self._held: dict[str, _Held] = {}
         self._tokens: dict[str, int] = {}  # the last token this node held, per room
         self._locks: dict[str, asyncio.Lock] = {}
+        self._released: dict[str, float] = {}  # when this node last let a room go
         metrics.leases_held.append(lambda: len(self._held))
 
     @property
@@ -111,6 +112,12 @@ class RoomLeases:
 
     def held(self) -> list[str]:
         return sorted(self._held)
+
+    def released_lately(self, session: str) -> bool:
+        """Whether this node let ``session``'s lease go within the last TTL (a message
+        journalled elsewhere meanwhile may have found it still held here)."""
+        released = self._released.get(session)
+        return released is not None and self.now() - released < self.ttl
 
     def seen(self, session: str) -> set[int]:
         """The journal ids handed to this node's dispatcher under the current lease."""
@@ -182,6 +189,10 @@ class RoomLeases:
 
     async def tick(self) -> None:
         """Renew each held lease of a room with work; release the idle ones."""
+        now = self.now()
+        for session, released in list(self._released.items()):
+            if now - released >= self.ttl:
+                del self._released[session]
         for session in list(self._held):
             async with self.lock(session):
                 held = self._held.get(session)
@@ -207,6 +218,7 @@ class RoomLeases:
 
     async def _release(self, session: str, held: _Held) -> None:
         del self._held[session]
+        self._released[session] = self.now()
         if held.watchdog is not None:
             held.watchdog.cancel()
         try:

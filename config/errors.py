@@ -8,7 +8,8 @@ upward import. Classes without a ``[module]`` are defined here; a test keeps thi
     ├── TransientError(retry_after)    try again later (rate limits, 5xx, busy store)
     ├── PermanentError                 give up and tell the room
     │   ├── StoreError                 a write to the database failed (never swallowed)
-    │   │   └── StoreUnavailable       the database cannot be written now (disk full, read-only)
+    │   │   ├── StoreUnavailable       the database cannot be written now (disk full, read-only)
+    │   │   └── StoreBusy              another daemon held a lock all along [bot.pgdb]
     │   ├── StoreCopyError             store copy refused: the target has data [bot.store_copy]
     │   ├── StreamError                an LLM API's event stream was unreadable [bot.llm.chat]
     │   └── KillError                  processes outlived SIGKILL [bot.procs]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.storage import Conn, Storage
+from pipeline.storage import Conn, Storage, serialise
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -80,6 +80,7 @@ async def acquire(
     """
 
     def job(conn: Conn) -> Lease | None:
+        serialise(conn, f"lease:{name}")
         rows = conn.execute(_ACQUIRE, (name, owner, now + ttl_s, now)).fetchall()
         return _lease(rows[0]) if rows else None
 
@@ -94,6 +95,7 @@ async def renew(storage: Storage, lease: Lease, ttl_s: float, now: float) -> Lea
     """
 
     def job(conn: Conn) -> Lease:
+        serialise(conn, f"lease:{lease.name}")
         params = (now + ttl_s, lease.name, lease.owner, lease.token, now)
         rows = conn.execute(_RENEW, params).fetchall()
         if not rows:
@@ -107,6 +109,7 @@ async def release(storage: Storage, lease: Lease) -> None:
     """Give ``lease`` up at once (a no-op if it already passed on); its token stays."""
 
     def job(conn: Conn) -> None:
+        serialise(conn, f"lease:{lease.name}")
         conn.execute(_RELEASE, (lease.name, lease.owner, lease.token))
 
     await storage.write(job)
@@ -118,6 +121,7 @@ def fence(conn: Conn, lease: Lease, now: float) -> None:
     Raises:
         LeaseLost: it expired or passed on; the job's transaction is rolled back.
     """
+    serialise(conn, f"lease:{lease.name}")
     rows = conn.execute(_FENCE, (lease.name, lease.owner, lease.token, now)).fetchall()
     if not rows:
         raise LeaseLost(f"lease {lease.name} (token {lease.token}) is no longer ours")

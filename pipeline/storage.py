@@ -74,6 +74,18 @@ def hold_appends(conn: Conn, table: str) -> None:
         hold(table)
 
 
+def serialise(conn: Conn, key: str) -> None:
+    """Inside a write job: until its transaction ends, no other transaction passes
+    ``serialise`` with the same ``key`` (a lease's name, say): their changes to what
+    ``key`` guards come one after the other, in commit order. SQLite's write transaction
+    already shuts every other writer out; PostgreSQL's takes an advisory lock (a connection
+    that can has a ``serialise`` method), so two daemons' group commits meet on it instead
+    of on the rows (where opposite orders deadlock)."""
+    method = getattr(conn, "serialise", None)
+    if method is not None:
+        method(key)
+
+
 def claim(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[Any]:
     """Inside a write job: the rows of ``query`` (a plain ``SELECT … FROM one table``), each
     locked for this job until its transaction ends; rows another transaction holds are left

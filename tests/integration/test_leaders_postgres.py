@@ -131,6 +131,9 @@ def test_one_daemon_holds_the_gateway_and_another_takes_over(
     assert wait_until(lambda: fake.readies == 1, SLACK_S)
     fake.say(mention(fake, "before"))
     assert wait_until(lambda: fake.texts() == ["echo: before"], SLACK_S)
+    # its turn is recorded done (the closing write follows the reply) before the kill
+    turns = 'musher_turns_total{outcome="ok"} 1'
+    assert wait_until(lambda: metric(leader, "musher_turns_total{") == turns, SLACK_S)
 
     leader.kill()  # SIGKILL: no release; the lease runs out
     assert wait_until(lambda: fake.readies == 2 and fake.gateways_open == 1, TTL_S + SLACK_S)

@@ -4,12 +4,16 @@ in commit order across connections, lost connections, and a server that is not t
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bot import pg_sql
+from bot.db import Db
 from bot.journal import SCHEMA, Journal, Kind
 from bot.messages import InboundMessage
 from bot.pgdb import PgDatabase
@@ -17,9 +21,10 @@ from bot.store_url import open_db
 from config.errors import ConfigError, StoreUnavailable
 from pipeline.audit import verify
 from pipeline.keys import NodeKey
+from pipeline.leases import SCHEMA as LEASES
 from pipeline.model import SystemOrigin
 from pipeline.ops import SetRoom
-from pipeline.storage import Conn, hold_appends
+from pipeline.storage import Conn, hold_appends, serialise
 from pipeline.store import OpStore
 from tests.fakes.postgres import Postgres
 
@@ -51,7 +56,12 @@ def test_tables_get_postgres_types_and_ids_in_commit_order() -> None:
         'CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, text TEXT COLLATE "C" NOT NULL,'
         " ts DOUBLE PRECISION, sig BYTEA)"
     )
-    assert any("musher_sequence" in s and "NEW.seq" in s for s in statements[1:])
+    # a plain table takes ids from a sequence of its own (never waits); the op log's come
+    # from its locked counter row, in commit order
+    assert any("nextval('musher_log_seq_seq')" in s for s in statements[1:])
+    assert not any("musher_sequence SET" in s for s in statements[1:])
+    ops = pg_sql.ddl("CREATE TABLE IF NOT EXISTS ops (rowid INTEGER PRIMARY KEY, a TEXT)")
+    assert any("musher_sequence" in s and "NEW.rowid" in s for s in ops[1:])
     guard = pg_sql.ddl(
         "CREATE TRIGGER IF NOT EXISTS no_update BEFORE UPDATE ON log\n"
         "  BEGIN SELECT RAISE(ABORT, 'append-only'); END"
@@ -86,6 +96,87 @@ async def test_two_daemons_appending_at_once_get_gapless_ids_in_commit_order(
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_two_daemons_writing_the_same_rooms_in_opposite_orders_lose_no_write(
+    postgres: Postgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two daemons' group commits journal messages and log lines for the same rooms, taking
+    rooms, journal and leases in opposite orders (on one id counter per table that
+    deadlocked, a second each, and writes failed). Every write lands once, nothing is
+    logged as failed, and the server detected no deadlock."""
+    server_log = postgres.directory / "server.log"
+    deadlocks = server_log.read_text(errors="replace").count("deadlock detected")
+    url = postgres.new_schema()
+    first = await open_db(url, tmp_path, SCHEMA + LEASES)
+    second = await open_db(url, tmp_path, SCHEMA + LEASES)
+    rooms = [f"r{n}" for n in range(4)]
+
+    def job(db: str, n: int, rooms: list[str]) -> Callable[[Conn], None]:
+        def journal(conn: Conn, room: str) -> None:
+            conn.execute(
+                "INSERT INTO inbound (transport, event_id, room, sender, text, ts,"
+                " received_at, kind, state) VALUES ('web', ?, ?, 'u', 't', 0, 0, ?, 'pending')",
+                (f"{db}-{n}", room, "command" if n % 3 == 0 else "text"),
+            )
+
+        def log(conn: Conn, room: str) -> None:
+            conn.execute(
+                "INSERT INTO room_log (session, role, sender, text, ts)"
+                " VALUES (?, 'user', 'u', ?, 0)",
+                (f"web:{room}", f"{db}-{n}"),
+            )
+
+        steps = (journal, log) if db.startswith("a") else (log, journal)
+
+        def write(conn: Conn) -> None:
+            for room in rooms:
+                serialise(conn, f"lease:room:web:{room}")
+                for step in steps:
+                    step(conn, room)
+
+        return write
+
+    async def churn(db: Db, name: str, order: list[str]) -> None:
+        await asyncio.gather(*(db.write(job(name, n, order)) for n in range(40)))
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="musher.db"):
+            for rep in range(3):
+                await asyncio.gather(
+                    churn(first, f"a{rep}", rooms), churn(second, f"b{rep}", rooms[::-1])
+                )
+        assert not caplog.records
+        assert server_log.read_text(errors="replace").count("deadlock detected") == deadlocks
+        lines = await first.read("SELECT session, text FROM room_log")
+        assert len(lines) == len(set(lines)) == 3 * 2 * 40 * len(rooms)
+        assert len(await second.read("SELECT id FROM inbound")) == 3 * 2 * 40 * len(rooms)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_a_database_from_before_the_sequences_goes_on_past_its_ids(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """A database written when every table's ids came from ``musher_sequence``: its tables
+    get sequences that start past every id handed out (a deleted tail included)."""
+    url = postgres.new_schema()
+    db = await open_db(url, tmp_path, SCHEMA)
+    journal = Journal(db)
+    assert await journal.record(message("e1"), Kind.TEXT, "hi") is not None
+    await db.aclose()
+    with psycopg.connect(url, autocommit=True) as conn:  # as the older musher left it
+        conn.execute("DROP SEQUENCE musher_inbound_id_seq")
+        conn.execute("UPDATE inbound SET id = 40")
+        conn.execute(pg_sql.SEQUENCE_TABLE)
+        conn.execute("INSERT INTO musher_sequence VALUES ('inbound', 41)")
+    db = await open_db(url, tmp_path, SCHEMA)
+    try:
+        recorded = await Journal(db).record(message("e2"), Kind.TEXT, "hi")
+        assert recorded is not None and recorded[0] == 42
+    finally:
+        await db.aclose()
 
 
 async def test_a_killed_connection_is_replaced_and_nothing_is_lost(

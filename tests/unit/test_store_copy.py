@@ -88,8 +88,15 @@ async def test_a_sqlite_install_moves_to_postgres_and_verifies(
     async with pipeline_env(tmp_path / "again", url=target) as env:  # and it runs on
         assert [i.title for i in await env.store.items(PROJECT)] == ["Login page", "Sign-up ü%?"]
         assert (await env.story("After the move")).number == 4  # numbers are never reused
-        pending = await Journal(env.db).pending()
+        journal = Journal(env.db)
+        pending = await journal.pending()
         assert [p.text for p in pending] == ["hi 2"]
+        # new rows get ids past the copied ones (each table's sequence was moved on)
+        last = await journal.last_seq("web:lobby")
+        msg = InboundMessage("web", "lobby", "alice", "after-copy", 1.0, "again", mentioned=True)
+        recorded = await journal.record(msg, Kind.TEXT, "again")
+        assert recorded is not None and recorded[0] > max(p.id for p in pending)
+        assert (await journal.log_bot("web:lobby", "musher", "still here")).seq > last + 1
 
 
 async def test_a_target_with_data_is_refused_and_left_alone(
