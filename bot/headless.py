@@ -73,7 +73,7 @@ def build_pool(
         engine=engine, config=settings.agents, data_dir=workdir, node=me,
         logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
         checkout=checkouts.checkout, publish=checkouts.publish,
-        works_on=lambda record: bool(record.remote),
+        works_on=lambda record: bool(record.remote), notes_in_ops=True,
     )  # fmt: skip
     if settings.agents.merge_on != "agent":
         return AgentPool(parts), None

@@ -53,7 +53,8 @@ class Leadership:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage, self.owner, self.transport = storage, owner, transport
-        self.name = f"leader:{transport.name}:{transport.account}"
+        account = f":{transport.account}" if transport.account else ""
+        self.name = f"leader:{transport.name}{account}"
         self.ttl_s, self.every = ttl_s, ttl_s / 3
         self.metrics, self.clock = metrics, clock
         self.lease: Lease | None = None
@@ -176,6 +177,17 @@ class Leaders:
         role = Leadership(self.storage, self.owner, transport, self.ttl_s, self.metrics)
         self.roles.append(role)
         self._runs.append(asyncio.create_task(role.run(), name=f"lease {role.name}"))
+
+    def lead(self, role: SingleConnection) -> Leadership | None:
+        """On PostgreSQL: run ``role`` (a cluster-wide duty, not a transport: ``account``
+        empty) under its own leader lease ``leader:<role.name>``, connected while held.
+        None on SQLite, where nothing of this runs."""
+        if not self.clustered:
+            return None
+        leadership = Leadership(self.storage, self.owner, role, self.ttl_s, self.metrics)
+        self.roles.append(leadership)
+        self._runs.append(asyncio.create_task(leadership.run(), name=f"lease {leadership.name}"))
+        return leadership
 
     def held(self) -> float:
         return float(sum(role.lease is not None for role in self.roles))

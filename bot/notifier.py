@@ -72,6 +72,14 @@ def origin_session(origin: Origin) -> str | None:
     return None
 
 
+def merged(lines: list[str]) -> str:
+    """One notification message of ``lines``, a storm summarised past :data:`MAX_LINES`."""
+    if len(lines) > MAX_LINES:
+        more = len(lines) - MAX_LINES + 1
+        lines = [*lines[: MAX_LINES - 1], f"… and {more} more changes: see `status`."]
+    return "\n".join(lines)
+
+
 def change_of(event: PipelineEvent) -> tuple[str, str] | None:
     """``(from, to)`` stage words of an event, or None when it changed no stage."""
     match event:
@@ -169,11 +177,8 @@ class Notifier:
             self._sending[session] = task
 
     async def _deliver(self, session: str, lines: list[str]) -> None:
-        if len(lines) > MAX_LINES:
-            more = len(lines) - MAX_LINES + 1
-            lines = [*lines[: MAX_LINES - 1], f"… and {more} more changes: see `status`."]
         try:
-            await self._send(session, Reply("\n".join(lines), notice=True))
+            await self._send(session, Reply(merged(lines), notice=True))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -54,6 +54,7 @@ class Cluster:
     checkout: Path
     config: Path
     calls: Path
+    claim_ttl_s: float
     nodes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=dict)
 
     def workdir(self, name: str) -> Path:
@@ -142,7 +143,8 @@ async def cluster(
         await engine.ensure_project(PROJECT, str(checkout), origin=SETUP)
         gates = (tuple(json.loads(GATE)),)
         await store.append(SetProject(PROJECT, qa="server", gates=gates, remote=remote), SETUP)
-        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls)
+        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls,
+                      claim_ttl_s)  # fmt: skip
         try:
             yield env
         finally:

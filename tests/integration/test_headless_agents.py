@@ -22,6 +22,7 @@ from pipeline.sandbox import make_sandbox
 from pipeline.transitions import Merged, Move
 from tests.fakes.git_server import git
 from tests.fakes.postgres import Postgres
+from tests.integration.daemon import DaemonProcess
 from tests.integration.headless_env import (
     ADMIN,
     PROJECT,
@@ -30,6 +31,8 @@ from tests.integration.headless_env import (
     all_in,
     cluster,
 )
+from tests.integration.test_cluster_daemons import MakeDaemon
+from tests.integration.test_timers_daemon import lines, say
 
 
 async def merge_all(env: Cluster) -> list[str]:
@@ -92,28 +95,42 @@ async def test_two_build_nodes_claim_each_item_once_and_every_item_merges_once(
         assert "by 3 author(s)" in verify.stdout
 
 
-async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_return(
-    tmp_path: Path, postgres: Postgres
+async def test_a_killed_nodes_claim_is_taken_over_the_room_told_once_and_merged_once(
+    tmp_path: Path, postgres: Postgres, make_daemon: MakeDaemon
 ) -> None:
     async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        daemon = chat_daemon(env, make_daemon)
         number, hung = await hung_on_a(env)
         await env.wait(lambda: _pushed(env, number))  # its commit, pushed while it works
         env.stop("a", signal.SIGKILL)
         await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
 
         env.start("b")
-        await env.wait(lambda: all_in(env, [number], "Merge"))
+        await env.wait(lambda: all_in(env, [number], "Done"))  # merged by the real daemon
         branch = git("log", "--format=%s", f"musher/shop-{number}", cwd=env.served / "shop.git")
         assert f"fake agent: work in progress on #{number}" in branch  # a's pushed commit kept
         claims = await env.claims(number)
         assert next(c.get("takeover") for c in claims if c["node"] == "agent:b") == "agent:a"
         assert len([c for c in claims if c.get("takeover")]) == 1  # handed over once
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        assert log.count(f"musher: merge #{number} flaky fake:hang-once") == 1
+
+        done = f"#{number} flaky fake:hang-once: merge → done (by merge: squash merge)"
+        told = await _room_lines(env, daemon, done)
+        assert told.count(done) == 1
+        assert f"#{number} agent coder: started on agent:a" in told  # the node is named
+        took = (f"#{number}: agent:b took over from agent:a (silent for 3 s); continuing from"
+                " its pushed commits")  # fmt: skip
+        assert told.count(took) == 1
+        assert told.count(f"#{number} agent coder: gates passed") == 1  # b's end, once
+        assert told.count(f"#{number} flaky fake:hang-once: coding → merge (by agent coder)") == 1
 
         env.start("a")  # back after its claim was taken: it does not race the new owner
         await env.wait(lambda: _logged(env, "a", "build node a"))
         await asyncio.sleep(3)
         assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
-        assert (await env.stages())[number] == "Merge"
+        assert (await env.stages())[number] == "Done"
+        assert lines(daemon, "lobby").count(took) == 1
 
 
 async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base(
@@ -144,6 +161,31 @@ async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
     await env.wait(lambda: _running_on(env, number, "agent:a"))
     [hung] = env.calls_of(number)
     return number, hung
+
+
+def chat_daemon(env: Cluster, make_daemon: MakeDaemon) -> DaemonProcess:
+    """A real ``musher run`` on the cluster's store, started: it runs no agents (Coding is
+    left to the nodes), merges from the test's checkout, and its web room ``lobby`` follows
+    the project."""
+    extra = (f'\n[store]\nurl = "{env.url}"\nlease_ttl_s = 3.0\nclaim_ttl_s = {env.claim_ttl_s}\n'
+             '[projects]\nsandbox = "none"\ngit_user_name = "Musher"\n'
+             'git_user_email = "musher@example.org"\n')  # fmt: skip
+    daemon = make_daemon(extra=extra, window_ms=100).start()
+    say(daemon, f"switch {PROJECT}")
+    return daemon
+
+
+async def _room_lines(env: Cluster, daemon: DaemonProcess, until: str) -> list[str]:
+    """The lobby's notification lines once ``until`` is among them."""
+
+    async def seen() -> bool:
+        return until in lines(daemon, "lobby")
+
+    try:
+        await env.wait(seen)
+    except TimeoutError:
+        raise AssertionError(f"{until!r} never told: {daemon.history('lobby')}") from None
+    return lines(daemon, "lobby")
 
 
 async def _pushed(env: Cluster, number: int) -> bool:
