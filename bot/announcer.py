@@ -27,7 +27,9 @@ written in the same transaction as the room log line of the message that told th
 by the lease; the position moves past ops that told nothing only under the lease too. A new
 holder (failover, restart) starts from the stored positions, so nothing is told twice or
 lost, but for a message whose send went out and whose log write did not (a crash between
-the two, as for any reply). The first holder ever starts at the log's head. Lines of one
+the two, as for any reply). The lease is tried only once a build node has registered, so
+a cluster without build nodes runs none of this; the first holder ever starts with the ops
+of the last minute (a build node's first claims), not older history. Lines of one
 pass reach a room as one message (merged as the notifier's are); passes run when an op is
 committed (LISTEN ``musher_ops``, after ``window_s``) or every ``POLL_S``.
 
@@ -72,6 +74,9 @@ STATE = "announce"  # the transport_state rows' ``transport``
 CURSOR = "cursor"
 BATCH = 500
 POLL_S = 5.0
+FIRST_LOOK_S = 60.0
+"""The first holder ever tells the ops of this last minute (a build node's first claims,
+made before any daemon took the lease), not the older history."""
 
 
 AgentChange = ClaimAgent | AgentProgress | EndAgent
@@ -182,10 +187,11 @@ class Announcer:
         """
         lease = self._held()
         after = await self._position(CURSOR)
-        if after is None:  # the first holder ever: from the head
-            rows = await self._db.read("SELECT MAX(rowid) FROM ops")
-            await self._advance(lease, int(rows[0][0] or 0))
-            return 0
+        if after is None:  # the first holder ever: the ops of the last lease TTL on
+            since = self._clock() - FIRST_LOOK_S
+            rows = await self._db.read("SELECT MAX(rowid) FROM ops WHERE ts < ?", (since,))
+            after = int(rows[0][0] or 0)
+            await self._advance(lease, after)
         ops = await ops_after(self._db, after, BATCH)
         if not ops:
             return 0
@@ -253,6 +259,10 @@ class Announcer:
             return agent_line(change, run, self._claim_ttl_s)
         return None
 
+    async def build_nodes(self) -> bool:
+        """Whether any build node ever registered (else nobody needs the lease)."""
+        return any(node.role == "agent" for node in await nodes.nodes(self._db))
+
     def _held(self) -> Lease:
         lease = self.lease()
         if lease is None or lease.expires_at <= self._clock():
@@ -286,7 +296,7 @@ def lead_announcer(
     announcer = Announcer(db, store, followers, outbox, claim_ttl_s=settings.store.claim_ttl_s,
                           window_s=settings.daemon.notify_window_s,
                           on_merge=merges.request if merges else None)  # fmt: skip
-    role = leaders.lead(announcer)
+    role = leaders.lead(announcer, announcer.build_nodes)
     if role is None:
         return None
     announcer.lease = lambda: role.lease

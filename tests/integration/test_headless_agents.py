@@ -66,9 +66,10 @@ async def test_two_build_nodes_claim_each_item_once_the_room_is_told_and_all_mer
 
         last = numbers[-1]
         told = await _room_lines(env, daemon, f"#{last} {titles[last]}: merge → done (by merge")
-        for number in numbers:  # the room saw who took each item and its end, once
+        for number in numbers:  # who took each item, its notable line and its end, once
             assert told.count(f"#{number} agent coder: started on {nodes[number]}") == 1
             assert told.count(f"#{number} agent coder: gates passed") == 1
+            assert told.count(f"#{number} agent coder: On it. | tool Bash: git commit") == 1
 
         verify = await asyncio.to_thread(
             subprocess.run,

@@ -71,10 +71,13 @@ async def test_the_lease_holder_tells_a_build_nodes_work_once_across_a_failover(
     ):
         key = load_or_create(tmp_path / "node")
         await a.store.append(TrustNode(key.public_hex), ALICE)
+        assert not await tell_a.build_nodes()  # no build node: the lease is not even tried
         await nodes.heartbeat(a.db, key.public_hex, "n", "agent", time.time())
+        assert await tell_b.build_nodes()
         node = await OpStore.open(a.db, key, self_trusted=False)
         lease_a = await lead(a, tell_a)
-        assert await tell_a.tell_new() == 0  # the first holder starts at the head
+        await tell_a.tell_new()  # the first holder: the last minute's ops, a's own untold
+        assert await told(a) == []
 
         item = await a.story("Login page")  # a's own ops: a's notifier tells them, not this
         await a.engine.apply(PROJECT, item.number, Start(), ALICE)
