@@ -138,7 +138,6 @@ class Announcer:
         self.lease: Callable[[], Lease | None] = lambda: None  # the leadership's, once led
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.told = 0  # lines told, for tests
 
     def listen(self, listener: PgListener) -> None:
         """Wake on every op commit (and every reconnect) of the cluster."""
@@ -239,7 +238,6 @@ class Announcer:
         text = merged([line for _, line in told])
         await self._outbox.send(session, Reply(text, notice=True, key=f"announce.{last}"),
                                 log_last=log_last)  # fmt: skip
-        self.told += len(told)
 
     async def _line(self, op: SignedOp) -> str | None:
         try:

@@ -53,7 +53,8 @@ def node_label(name: str) -> str:
 
 
 def say(project: str, line: str) -> None:
-    """A node has no rooms: what the pool and the merges would tell them goes to the log."""
+    """A node has no rooms: what the pool and the merges would tell them goes to the log
+    (a chat daemon tells the rooms from the node's ops, see :mod:`bot.announcer`)."""
     log.info("%s: %s", project, line)
 
 

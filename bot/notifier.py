@@ -17,7 +17,8 @@ The committing daemon is where the room's command or turn ran (its lease holder)
 timer fired or a promotion was written (each once, :mod:`pipeline.claims`); it knows the
 room follows from its own commands, or from the shared journal (:meth:`Followers.refresh`
 reads the commands journalled since, before each line). Its message goes out through its
-outbox, like a turn's.
+outbox, like a turn's. A build node (``musher agent``) commits ops but has no rooms: its ops
+are told by the holder of ``leader:notifier`` instead (:mod:`bot.announcer`).
 
 :class:`AuditFeeder` (bus subscriber ``audit``) pushes one ``audit …`` line per change to
 the audit buffer of every following room, the causing room included: command text never
