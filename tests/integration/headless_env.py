@@ -1,7 +1,8 @@
 """Headless build nodes for tests and ``bench.headless``: a real PostgreSQL store, a
 project whose remote is a bare repository served (with push) by ``git daemon`` on
-127.0.0.1, ``musher agent`` subprocesses with the fake agent CLI, and the daemon's side
-(items, trust, merges) through the engine in this process.
+127.0.0.1, ``musher agent`` subprocesses with the fake agent CLI, and the admin's side
+(items, trust) through the engine in this process (the tests add a real ``musher run``
+daemon that merges and tells its room, see ``test_headless_agents.chat_daemon``).
 """
 
 from __future__ import annotations
