@@ -40,7 +40,7 @@ from bot.pgdb import PgDatabase
 from bot.subscribers import PipelineParts
 from config.errors import StoreError
 from pipeline.engine import Engine
-from pipeline.envelope import OP_COLUMNS, SignedOp, op_from_row
+from pipeline.envelope import SignedOp, ops_after
 from pipeline.op_events import ITEM_KINDS, event_of
 from pipeline.ops import KEEP, AddTimer, CancelTimer, SetRoom
 from pipeline.storage import Storage
@@ -114,11 +114,8 @@ class ClusterBus:
         """
         published = 0
         while True:
-            rows = await self._db.read(
-                f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (self._applied, BATCH),
-            )
-            for op in map(op_from_row, rows):
+            rows = await ops_after(self._db, self._applied, BATCH)
+            for op in rows:
                 assert op.rowid is not None
                 self._heard = max(self._heard, op.rowid)
                 if op.author != self._store.author:

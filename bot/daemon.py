@@ -35,6 +35,7 @@ from typing import Any
 from bot.access import AccessPolicies
 from bot.agent_api import mount as mount_agent_api
 from bot.agent_pool import build_agent_pool, stop_item
+from bot.announcer import lead_announcer
 from bot.approvals import ApprovalDesk, ApprovalLog
 from bot.audit_buffer import AuditBuffer
 from bot.board_api import mount as mount_board_api
@@ -123,6 +124,7 @@ class Core:
     approvals: ApprovalDesk
     agents: AgentPool
     handoff: RoomHandoff | None = None  # PostgreSQL: free text goes by room lease (K2)
+    merges: MergeQueue | None = None
 
     def ingress(self, identities: Mapping[str, tuple[str, ...]]) -> Ingress:
         """The daemon's sink, given each transport's own ids (read live, see ``_Identities``)."""
@@ -172,8 +174,8 @@ def build_core(
     clock = clock or LoopClock()
     pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
     data_dir = db.data_dir
-    pipeline.bus.add(MergeQueue(engine, MergeSettings.of(settings, data_dir),
-                                pipeline.notifier.announce))  # fmt: skip
+    merges = MergeQueue(engine, MergeSettings.of(settings, data_dir), pipeline.notifier.announce)
+    pipeline.bus.add(merges)
     provider = provider or make_provider(settings, db, mcp.config_for)
     sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
     access = access or AccessPolicies.from_settings(sections)
@@ -238,7 +240,8 @@ def build_core(
     metrics.gauge("musher_sessions", "Sessions held in memory", dispatcher.session_count)
     bus_gauges(metrics, pipeline.bus)
     return Core(settings, journal, feed, metrics, outbox, registry, provider, engine, pipeline,
-                mcp, runner, dispatcher, lanes, access, approvals, agents, handoff)  # fmt: skip
+                mcp, runner, dispatcher, lanes, access, approvals, agents, handoff,
+                merges)  # fmt: skip
 
 
 def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaitable[None]]:
@@ -377,6 +380,9 @@ class Daemon:
             self._cluster = await start_cluster(
                 db, store, core.engine, core.pipeline, core.metrics, listener
             )
+            if self._cluster is not None:  # build nodes' work is told by one daemon
+                lead_announcer(leaders, self._cluster.listener, db, store, core.pipeline.followers,
+                               core.outbox, self.settings, core.merges)  # fmt: skip
             self.health["dispatcher"] = "ok"
             if core.handoff is None:
                 await ingress.replay()

@@ -53,7 +53,8 @@ def node_label(name: str) -> str:
 
 
 def say(project: str, line: str) -> None:
-    """A node has no rooms: what the pool and the merges would tell them goes to the log."""
+    """A node has no rooms: what the pool and the merges would tell them goes to the log
+    (a chat daemon tells the rooms from the node's ops, see :mod:`bot.announcer`)."""
     log.info("%s: %s", project, line)
 
 
@@ -73,7 +74,7 @@ def build_pool(
         engine=engine, config=settings.agents, data_dir=workdir, node=me,
         logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
         checkout=checkouts.checkout, publish=checkouts.publish,
-        works_on=lambda record: bool(record.remote),
+        works_on=lambda record: bool(record.remote), notes_in_ops=True,
     )  # fmt: skip
     if settings.agents.merge_on != "agent":
         return AgentPool(parts), None

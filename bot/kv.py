@@ -15,6 +15,15 @@ CREATE TABLE IF NOT EXISTS transport_state (
 """
 
 
+def put_in(conn: Conn, transport: str, key: str, value: str) -> None:
+    """Inside a write job: set ``(transport, key)`` to ``value`` (with the job's other rows)."""
+    conn.execute(
+        "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
+        (transport, key, value),
+    )
+
+
 class TransportState:
     """``(transport, key) → value`` rows in the daemon database; writes are durable on return."""
 
@@ -29,11 +38,7 @@ class TransportState:
 
     async def put(self, transport: str, key: str, value: str) -> None:
         def job(conn: Conn) -> None:
-            conn.execute(
-                "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
-                (transport, key, value),
-            )
+            put_in(conn, transport, key, value)
 
         await self.db.write(job)
 

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bot.metrics import Metrics
 from bot.transport import SingleConnection, Sink, Transport
@@ -53,10 +53,12 @@ class Leadership:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage, self.owner, self.transport = storage, owner, transport
-        self.name = f"leader:{transport.name}:{transport.account}"
+        account = f":{transport.account}" if transport.account else ""
+        self.name = f"leader:{transport.name}{account}"
         self.ttl_s, self.every = ttl_s, ttl_s / 3
         self.metrics, self.clock = metrics, clock
         self.lease: Lease | None = None
+        self.wanted: Callable[[], Awaitable[bool]] | None = None  # tried only while true
         self._connecting: asyncio.Task[None] | None = None
 
     def health(self) -> str:
@@ -77,6 +79,8 @@ class Leadership:
 
     async def _try(self) -> float:
         try:
+            if self.wanted is not None and not await self.wanted():
+                return self.every
             lease = await leases.acquire(
                 self.storage, self.name, self.owner, self.ttl_s, self.clock()
             )
@@ -176,6 +180,21 @@ class Leaders:
         role = Leadership(self.storage, self.owner, transport, self.ttl_s, self.metrics)
         self.roles.append(role)
         self._runs.append(asyncio.create_task(role.run(), name=f"lease {role.name}"))
+
+    def lead(
+        self, role: SingleConnection, wanted: Callable[[], Awaitable[bool]]
+    ) -> Leadership | None:
+        """On PostgreSQL: run ``role`` (a cluster-wide duty, not a transport: ``account``
+        empty) under its own leader lease ``leader:<role.name>``, connected while held; the
+        lease is tried only while ``wanted()`` (held, it is kept). None on SQLite, where
+        nothing of this runs."""
+        if not self.clustered:
+            return None
+        leadership = Leadership(self.storage, self.owner, role, self.ttl_s, self.metrics)
+        leadership.wanted = wanted
+        self.roles.append(leadership)
+        self._runs.append(asyncio.create_task(leadership.run(), name=f"lease {leadership.name}"))
+        return leadership
 
     def held(self) -> float:
         return float(sum(role.lease is not None for role in self.roles))

@@ -17,7 +17,8 @@ The committing daemon is where the room's command or turn ran (its lease holder)
 timer fired or a promotion was written (each once, :mod:`pipeline.claims`); it knows the
 room follows from its own commands, or from the shared journal (:meth:`Followers.refresh`
 reads the commands journalled since, before each line). Its message goes out through its
-outbox, like a turn's.
+outbox, like a turn's. A build node (``musher agent``) commits ops but has no rooms: its ops
+are told by the holder of ``leader:notifier`` instead (:mod:`bot.announcer`).
 
 :class:`AuditFeeder` (bus subscriber ``audit``) pushes one ``audit …`` line per change to
 the audit buffer of every following room, the causing room included: command text never
@@ -70,6 +71,14 @@ def origin_session(origin: Origin) -> str | None:
     if isinstance(origin, UserOrigin):
         return session_key(origin.transport, origin.room)
     return None
+
+
+def merged(lines: list[str]) -> str:
+    """One notification message of ``lines``, a storm summarised past :data:`MAX_LINES`."""
+    if len(lines) > MAX_LINES:
+        more = len(lines) - MAX_LINES + 1
+        lines = [*lines[: MAX_LINES - 1], f"… and {more} more changes: see `status`."]
+    return "\n".join(lines)
 
 
 def change_of(event: PipelineEvent) -> tuple[str, str] | None:
@@ -169,11 +178,8 @@ class Notifier:
             self._sending[session] = task
 
     async def _deliver(self, session: str, lines: list[str]) -> None:
-        if len(lines) > MAX_LINES:
-            more = len(lines) - MAX_LINES + 1
-            lines = [*lines[: MAX_LINES - 1], f"… and {more} more changes: see `status`."]
         try:
-            await self._send(session, Reply("\n".join(lines), notice=True))
+            await self._send(session, Reply(merged(lines), notice=True))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -9,7 +9,7 @@ leaves their rows ``running`` (parked); its reconciler resumes them after the re
     kind            columns (project, item)  payload keys
     agent.claim     project, number          profile, role, node, attempts, resume,
                                              [takeover] (the node whose claim lapsed)
-    agent.progress  project, number          some of pid, session_id, turns; [node]
+    agent.progress  project, number          some of pid, session_id, turns, note; [node]
     agent.end       project, number          state, exit, reason, resume_at, attempts,
                                              cost_usd (this run's spend); [node]
     agent.clear     project, number          {}
@@ -22,6 +22,9 @@ the claimant's check, made just before, see :mod:`bot.claim_ttl`). A ``node`` on
 ``agent.progress``/``agent.end`` is the fencing token: the op is refused unless that node
 holds the row, so a node whose claim was taken over cannot write over the new owner's run
 (an ``agent.end`` without ``node`` is an admin's ``stop``, accepted from anyone).
+A ``note`` on ``agent.progress`` is a build node's notable line for the rooms (a tool use,
+a rate limit; at most one per ``TELL_EVERY_S``), which a chat daemon tells them
+(:mod:`bot.announcer`); it changes no row.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pipeline.op_fields import keys, project_name
 ROLES = ("coder", "qa", "merger")
 ACTIVE = ("pending", "running")
 ENDINGS = ("completed", "failed", "rate_limited")
-PROGRESS_KEYS = frozenset({"pid", "session_id", "turns"})
+PROGRESS_KEYS = frozenset({"pid", "session_id", "turns", "note"})
 
 
 def _cost(value: object) -> float:
@@ -129,6 +132,8 @@ class AgentProgress:
             require_text(checked["session_id"], "session id", spaces=False, limit=200)
         if "turns" in checked:
             require_count(checked["turns"], "turns")
+        if "note" in checked:
+            require_text(checked["note"], "note", limit=200)
         object.__setattr__(self, "fields", checked)
 
     def columns(self) -> tuple[str | None, int | None]:

@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.model import Origin
 from pipeline.ops import CHANGES, Change
+from pipeline.storage import Storage
 
 SIGNING_DOMAIN = b"musher.op.v1\n"
 """Prefix of every signed message, so an op signature can never pass for anything else."""
@@ -128,6 +129,12 @@ def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: 
         author=key.public_hex, seq=seq, ts=float(ts),
     )  # fmt: skip
     return replace(unsigned, sig=key.sign(unsigned.signed_message()))
+
+
+async def ops_after(storage: Storage, after: int, limit: int) -> list[SignedOp]:
+    """Up to ``limit`` ops of the log after insertion id ``after``, in insertion order."""
+    query = f"SELECT {OP_COLUMNS} FROM ops WHERE rowid > ? ORDER BY rowid LIMIT ?"
+    return [op_from_row(row) for row in await storage.read(query, (after, limit))]
 
 
 def op_from_row(row: Any) -> SignedOp:

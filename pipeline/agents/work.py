@@ -80,6 +80,9 @@ class Parts:
     works_on: Callable[[ProjectRecord], bool] | None = None
     """Which projects this pool takes items of (None: all; a build node: those it can
     clone)."""
+    notes_in_ops: bool = False
+    """A build node (no rooms): the notable lines it tells go into ``agent.progress`` as
+    ``note``, for a chat daemon to tell the rooms (:mod:`bot.announcer`)."""
 
     async def repo_of(self, record: ProjectRecord, number: int) -> Path:
         """Where item ``number``'s worktree is made from."""
@@ -109,9 +112,9 @@ class ItemRun:
     def key(self) -> tuple[str, int]:
         return self.a.project, self.a.number
 
-    def note(self, line: str, *, tell: bool = False, always: bool = False) -> None:
+    def note(self, line: str, *, tell: bool = False, always: bool = False) -> bool:
         """Log ``line`` for ``logs N``; tell the rooms when asked, rate-limited unless
-        ``always`` (state changes and gate results)."""
+        ``always`` (state changes and gate results). True if the rooms were told."""
         project, number = self.key
         self.p.logbook.append(project, number, line)
         self.a.last = line[:200]
@@ -119,6 +122,8 @@ class ItemRun:
         if always or (tell and now - self.a.last_told >= TELL_EVERY_S):
             self.a.last_told = now
             self.p.say(project, f"#{number} agent {self.a.profile.name}: {line[:160]}")
+            return True
+        return False
 
     async def run(self) -> None:
         retried_fresh = False
@@ -184,11 +189,11 @@ class ItemRun:
             fields["pid"] = process.pid
         if seen.new_session and process.stream.session_id:
             fields["session_id"] = process.stream.session_id
+        if seen.log and self.note(seen.log, tell=seen.notable) and self.p.notes_in_ops:
+            fields["note"] = seen.log[:160]
         if fields or now - self._beat >= HEARTBEAT_S:
             self._beat = now
             await self._write(AgentProgress(*self.key, {**fields, "turns": process.stream.turns}))
-        if seen.log:
-            self.note(seen.log, tell=seen.notable)
         await self._push_commits(now)
 
     async def _push_commits(self, now: float) -> None:

@@ -1,7 +1,8 @@
 """Headless build nodes for tests and ``bench.headless``: a real PostgreSQL store, a
 project whose remote is a bare repository served (with push) by ``git daemon`` on
-127.0.0.1, ``musher agent`` subprocesses with the fake agent CLI, and the daemon's side
-(items, trust, merges) through the engine in this process.
+127.0.0.1, ``musher agent`` subprocesses with the fake agent CLI, and the admin's side
+(items, trust) through the engine in this process (the tests add a real ``musher run``
+daemon that merges and tells its room, see ``test_headless_agents.chat_daemon``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Cluster:
     checkout: Path
     config: Path
     calls: Path
+    claim_ttl_s: float
     nodes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=dict)
 
     def workdir(self, name: str) -> Path:
@@ -142,7 +144,8 @@ async def cluster(
         await engine.ensure_project(PROJECT, str(checkout), origin=SETUP)
         gates = (tuple(json.loads(GATE)),)
         await store.append(SetProject(PROJECT, qa="server", gates=gates, remote=remote), SETUP)
-        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls)
+        env = Cluster(tmp_path, url, remote, served, db, store, engine, checkout, config, calls,
+                      claim_ttl_s)  # fmt: skip
         try:
             yield env
         finally:

@@ -1,7 +1,9 @@
 """``musher agent`` (K3, issue 15): headless build nodes on a real PostgreSQL, working a
 project whose remote is a real bare repository served by ``git daemon`` on 127.0.0.1, with
-the fake agent CLI. The daemon's side (creating and moving items, trusting keys, merging
-from its own checkout) runs in the test through the same engine and merge code.
+the fake agent CLI. A real ``musher run`` daemon on the same store (no agents of its own)
+merges from its checkout and tells its web room what the nodes did (:mod:`bot.announcer`);
+the admin's side (creating and moving items, trusting keys) runs in the test through the
+engine.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.agents.kill import kill_verified
-from pipeline.agents.merge import MergeJob, merge_item
 from pipeline.agents.naming import worktree_path
 from pipeline.model import ItemKind
-from pipeline.sandbox import make_sandbox
-from pipeline.transitions import Merged, Move
+from pipeline.transitions import Move
 from tests.fakes.git_server import git
 from tests.fakes.postgres import Postgres
+from tests.integration.daemon import DaemonProcess
 from tests.integration.headless_env import (
     ADMIN,
     PROJECT,
@@ -30,90 +31,92 @@ from tests.integration.headless_env import (
     all_in,
     cluster,
 )
+from tests.integration.test_cluster_daemons import MakeDaemon
+from tests.integration.test_timers_daemon import lines, say
 
 
-async def merge_all(env: Cluster) -> list[str]:
-    """What the daemon's merge queue does for each item in Merge: fetch, squash, push."""
-    record = await env.engine.project(PROJECT)
-    commits = []
-    for item in await env.engine.items(PROJECT):
-        if type(item.stage).__name__ != "Merge":
-            continue
-        job = MergeJob(record, item.number, item.title, env.tmp / "daemon",
-                       make_sandbox("none", data_dir=env.tmp / "daemon"),
-                       ("Musher", "musher@example.org"))  # fmt: skip
-        result = await merge_item(job)
-        await env.engine.apply(PROJECT, item.number, Merged(result.commit), SETUP)
-        commits.append(result.commit)
-    return commits
-
-
-async def test_two_build_nodes_claim_each_item_once_and_every_item_merges_once(
-    tmp_path: Path, postgres: Postgres
+async def test_two_build_nodes_claim_each_item_once_the_room_is_told_and_all_merge_once(
+    tmp_path: Path, postgres: Postgres, make_daemon: MakeDaemon
 ) -> None:
     async with cluster(tmp_path, postgres) as env:
         env.start("a")
+        env.start("b")
+        daemon = chat_daemon(env, make_daemon)
         first = await env.coding("story 1")
         await env.wait(lambda: _logged(env, "a", "not trusted yet"))
         assert await env.claims(first) == []  # an untrusted node writes nothing
 
         await env.trust("a")
         await env.trust("b")
-        env.start("b")
-        await env.wait(lambda: _logged(env, "b", "build node b"))
-        numbers = [first] + [await env.coding(f"story {n} fake:slow") for n in range(2, 7)]
-        await env.wait(lambda: all_in(env, numbers, "Merge"))
+        titles = {n: f"story {n}{' fake:slow' * (n in (2, 3))}" for n in range(1, 11)}
+        numbers = [first] + [await env.coding(titles[n]) for n in range(2, 11)]
+        await env.wait(lambda: all_in(env, numbers, "Done"))  # merged by the real daemon
 
-        nodes = set()
+        nodes = {}
         for number in numbers:
             [claim] = await env.claims(number)  # one claim per item, cluster-wide
-            nodes.add(claim["node"])
+            nodes[number] = claim["node"]
             assert len(env.calls_of(number)) == 1
-        assert nodes == {"agent:a", "agent:b"}
+        assert set(nodes.values()) == {"agent:a", "agent:b"}
         pushed = git("for-each-ref", "--format=%(refname:short)", cwd=env.served / "shop.git")
         assert {f"musher/shop-{n}" for n in numbers} <= set(pushed.split())
-
-        commits = await merge_all(env)
-        assert len(commits) == len(numbers) == len(set(commits))
         log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
-        assert sorted(line for line in log if line.startswith("musher: merge")) == sorted(
-            f"musher: merge #{n} story {n}{' fake:slow' * (n != first)}" for n in numbers
-        )
-        assert set((await env.stages()).values()) == {"Done"}
-        assert await merge_all(env) == []  # nothing merges twice
+        merged = sorted(line for line in log if line.startswith("musher: merge"))
+        assert merged == sorted(f"musher: merge #{n} {titles[n]}" for n in numbers)  # each once
+
+        last = numbers[-1]
+        told = await _room_lines(env, daemon, f"#{last} {titles[last]}: merge → done (by merge")
+        for number in numbers:  # who took each item, its notable line and its end, once
+            assert told.count(f"#{number} agent coder: started on {nodes[number]}") == 1
+            assert told.count(f"#{number} agent coder: gates passed") == 1
+            assert told.count(f"#{number} agent coder: On it. | tool Bash: git commit") == 1
 
         verify = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "bot", "audit", "verify", "--config", str(env.config),
-             "--data-dir", str(tmp_path / "daemon")],
+            [sys.executable, "-m", "bot", "audit", "verify", "--config", str(daemon.config),
+             "--data-dir", str(daemon.data_dir)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        assert "by 3 author(s)" in verify.stdout
+        assert "by 4 author(s)" in verify.stdout  # the test's setup, the daemon, a and b
 
 
-async def test_a_killed_nodes_claim_is_taken_over_after_the_ttl_and_it_stops_on_return(
-    tmp_path: Path, postgres: Postgres
+async def test_a_killed_nodes_claim_is_taken_over_the_room_told_once_and_merged_once(
+    tmp_path: Path, postgres: Postgres, make_daemon: MakeDaemon
 ) -> None:
     async with cluster(tmp_path, postgres, claim_ttl_s=3) as env:
+        daemon = chat_daemon(env, make_daemon)
         number, hung = await hung_on_a(env)
         await env.wait(lambda: _pushed(env, number))  # its commit, pushed while it works
         env.stop("a", signal.SIGKILL)
         await kill_verified(hung["pid"], worktree_path(env.workdir("a"), PROJECT, number))
 
         env.start("b")
-        await env.wait(lambda: all_in(env, [number], "Merge"))
+        await env.wait(lambda: all_in(env, [number], "Done"))  # merged by the real daemon
         branch = git("log", "--format=%s", f"musher/shop-{number}", cwd=env.served / "shop.git")
         assert f"fake agent: work in progress on #{number}" in branch  # a's pushed commit kept
         claims = await env.claims(number)
         assert next(c.get("takeover") for c in claims if c["node"] == "agent:b") == "agent:a"
         assert len([c for c in claims if c.get("takeover")]) == 1  # handed over once
+        log = git("log", "--format=%s", "main", cwd=env.served / "shop.git").splitlines()
+        assert log.count(f"musher: merge #{number} flaky fake:hang-once") == 1
+
+        done = f"#{number} flaky fake:hang-once: merge → done (by merge: squash merge)"
+        told = await _room_lines(env, daemon, done)
+        assert told.count(done) == 1
+        assert f"#{number} agent coder: started on agent:a" in told  # the node is named
+        took = (f"#{number}: agent:b took over from agent:a (silent for 3 s); continuing from"
+                " its pushed commits")  # fmt: skip
+        assert told.count(took) == 1
+        assert told.count(f"#{number} agent coder: gates passed") == 1  # b's end, once
+        assert told.count(f"#{number} flaky fake:hang-once: coding → merge (by agent coder)") == 1
 
         env.start("a")  # back after its claim was taken: it does not race the new owner
         await env.wait(lambda: _logged(env, "a", "build node a"))
         await asyncio.sleep(3)
         assert len(env.calls_of(number)) == 2  # the hung run and b's; none by the returned a
-        assert (await env.stages())[number] == "Merge"
+        assert (await env.stages())[number] == "Done"
+        assert lines(daemon, "lobby").count(took) == 1
 
 
 async def test_with_merge_on_agent_the_node_merges_its_items_and_pushes_the_base(
@@ -144,6 +147,31 @@ async def hung_on_a(env: Cluster) -> tuple[int, dict[str, Any]]:
     await env.wait(lambda: _running_on(env, number, "agent:a"))
     [hung] = env.calls_of(number)
     return number, hung
+
+
+def chat_daemon(env: Cluster, make_daemon: MakeDaemon) -> DaemonProcess:
+    """A real ``musher run`` on the cluster's store, started: it runs no agents (Coding is
+    left to the nodes), merges from the test's checkout, and its web room ``lobby`` follows
+    the project."""
+    extra = (f'\n[store]\nurl = "{env.url}"\nlease_ttl_s = 3.0\nclaim_ttl_s = {env.claim_ttl_s}\n'
+             '[projects]\nsandbox = "none"\ngit_user_name = "Musher"\n'
+             'git_user_email = "musher@example.org"\n')  # fmt: skip
+    daemon = make_daemon(extra=extra, window_ms=100).start()
+    say(daemon, f"switch {PROJECT}")
+    return daemon
+
+
+async def _room_lines(env: Cluster, daemon: DaemonProcess, until: str) -> list[str]:
+    """The lobby's notification lines once ``until`` is among them."""
+
+    async def seen() -> bool:
+        return any(until in line for line in lines(daemon, "lobby"))
+
+    try:
+        await env.wait(seen)
+    except TimeoutError:
+        raise AssertionError(f"{until!r} never told: {daemon.history('lobby')}") from None
+    return lines(daemon, "lobby")
 
 
 async def _pushed(env: Cluster, number: int) -> bool:

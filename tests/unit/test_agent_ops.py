@@ -70,9 +70,12 @@ def test_agent_ops_refuse_bad_fields_and_round_trip() -> None:
         EndAgent(PROJECT, 1, "exploded")
     with pytest.raises(PipelineError):
         AgentProgress(PROJECT, 1, {"cost": 1})
+    with pytest.raises(PipelineError, match="note"):
+        AgentProgress(PROJECT, 1, {"note": "x" * 201})
     for change in (
         ClaimAgent(PROJECT, 1, "coder", "qa", "n", 2, True),
         AgentProgress(PROJECT, 1, {"turns": 3}),
+        AgentProgress(PROJECT, 1, {"turns": 3, "note": "tool Bash: pytest"}, "agent:b"),
         EndAgent(PROJECT, 1, "rate_limited", None, "", 1234.5, 0, 0.0),
         ClearAgent(PROJECT, 1),
     ):
