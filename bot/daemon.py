@@ -28,7 +28,8 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,12 @@ from bot.turn_retry import TurnRetry
 from bot.turns import TurnParts, TurnRunner
 from config.errors import ConfigError, StoreError
 from config.models import Settings
+from pipeline import leases
 from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.agents.pool import AgentPool
 from pipeline.engine import Engine
 from pipeline.keys import load_or_create
+from pipeline.leases import Lease
 from pipeline.nodes import keep_beating, live_keys
 from pipeline.project_setup import ProjectSetup, SetupConfig
 from pipeline.projects import Projects
@@ -174,7 +177,8 @@ def build_core(
     clock = clock or LoopClock()
     pipeline = build_pipeline(settings, engine, journal, outbox, audit, clock)
     data_dir = db.data_dir
-    merges = MergeQueue(engine, MergeSettings.of(settings, data_dir), pipeline.notifier.announce)
+    merges = MergeQueue(engine, _merge_settings(settings, db, store.author),
+                        pipeline.notifier.announce)  # fmt: skip
     pipeline.bus.add(merges)
     provider = provider or make_provider(settings, db, mcp.config_for)
     sections = {name: getattr(settings.transports, name) for name in enabled_transports(settings)}
@@ -251,6 +255,18 @@ def _discarder(journal: Journal) -> Callable[[str, Sequence[QueuedText]], Awaita
         await journal.mark([i for m in batch for i in m.journal_ids], State.STOPPED)
 
     return discard
+
+
+def _merge_settings(settings: Settings, db: Db, node: str) -> MergeSettings:
+    """``[agents]``/``[projects]``'s merge settings; each merge is claimed under the
+    project's lease ``merge:<project>`` (with several daemons on one store, every daemon's
+    reconcile finds the items waiting in Merge)."""
+    merge, ttl = MergeSettings.of(settings, db.data_dir), settings.store.lease_ttl_s
+
+    def claim(project: str) -> AbstractAsyncContextManager[Lease | None]:
+        return leases.holding(db, f"merge:{project}", node, ttl)
+
+    return replace(merge, claim=claim)
 
 
 def _dispatcher(

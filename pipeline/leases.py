@@ -18,11 +18,19 @@ file) and PostgreSQL (several daemons).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from config.errors import MusherError
 from pipeline.errors import PipelineError
 from pipeline.storage import Conn, Storage, serialise
+
+log = logging.getLogger("musher.leases")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -134,3 +142,42 @@ async def holders(storage: Storage, now: float) -> list[Lease]:
         (now,),
     )
     return [_lease(row) for row in rows]
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    storage: Storage, name: str, owner: str, ttl_s: float, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Lease | None]:
+    """Hold ``name`` while the body runs, for work one node at a time does (a project's
+    merge): yields None, holding nothing, while another node holds it; else the lease,
+    renewed every third of ``ttl_s`` until the body ends and then released. A renewal that
+    fails is logged and the body goes on: what it guards is checked again by its own
+    writes (a merge records its end only on an item still in Merge)."""
+    got = await acquire(storage, name, owner, ttl_s, clock())
+    if got is None:
+        yield None
+        return
+    lease = got
+
+    async def keep() -> None:
+        nonlocal lease
+        while True:
+            await asyncio.sleep(ttl_s / 3)
+            try:
+                lease = await renew(storage, lease, ttl_s, clock())
+            except LeaseLost as err:
+                log.warning("%s; the work under it goes on unguarded", err)
+                return
+            except MusherError as err:
+                log.warning("renewing %s failed: %s; trying again", name, err)
+
+    keeper = asyncio.create_task(keep(), name=f"renew {name}")
+    try:
+        yield lease
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        try:
+            await release(storage, lease)
+        except MusherError as err:  # it runs out within the TTL
+            log.warning("releasing %s failed: %s", name, err)

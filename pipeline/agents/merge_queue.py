@@ -10,7 +10,10 @@ reason (besides the notifier's ``merge → done`` line). The reconciler (at star
 every ``reconcile_interval_s``) removes ``merge-*`` worktrees no running merge owns (a
 killed daemon's leftovers) and queues items sitting in Merge with no merge running, so a
 merge interrupted by a crash is finished after the restart. Locks are in memory only and
-released on every path (prior-art bug 498: a stale lock blocked merges forever).
+released on every path (prior-art bug 498: a stale lock blocked merges forever). With
+several daemons on one store every daemon's reconcile finds the same items, so a merge
+runs under the project's lease ``merge:<project>`` (:func:`pipeline.leases.holding`): a
+daemon that cannot take it leaves the item to the holder, or to its next reconcile.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -55,6 +59,9 @@ class MergeSettings:
     item); ``[agents] merge_on = "agent"`` leaves build nodes' items to them (K3)."""
     checkout: Callable[[ProjectRecord, int], Awaitable[Path]] | None = None
     """Where to merge (a build node's clone); None: the project's own path."""
+    claim: Callable[[str], AbstractAsyncContextManager[object]] | None = None
+    """``claim(project)``: held around each merge; yields something false while another
+    daemon merges in ``project`` (several daemons on one store). None: no claim."""
 
     @classmethod
     def of(cls, settings: Settings, data_dir: Path) -> MergeSettings:
@@ -161,6 +168,17 @@ class MergeQueue:
             del self._workers[project]
 
     async def _merge_one(self, project: str, number: int) -> None:
+        claim = self._settings.claim
+        if claim is None:
+            await self._merge_claimed(project, number)
+            return
+        async with claim(project) as ours:
+            if ours:
+                await self._merge_claimed(project, number)
+            else:
+                log.info("%s #%d: another daemon is merging in %s", project, number, project)
+
+    async def _merge_claimed(self, project: str, number: int) -> None:
         item = await self._engine.find(project, number)
         if item is None or item.stage != Merge():
             return

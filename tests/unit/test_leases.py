@@ -127,3 +127,25 @@ async def test_musher_nodes_lists_each_node_its_trust_and_its_leases(
     assert lines[0].endswith("leases: leader:slack:T1, room:web:lobby")
     assert lines[1].startswith(f"beta  {B[:12]}…  agent  trusted  heartbeat 40 s ago")
     assert lines[1].endswith("leases: none")
+
+
+async def test_a_lease_held_around_work_is_renewed_while_it_runs_and_released_after(
+    pair: tuple[Db, Db],
+) -> None:
+    first, second = pair
+    now = [T0]
+    async with leases.holding(first, "merge:app", A, 0.3, lambda: now[0]) as held:
+        assert held is not None
+        async with leases.holding(second, "merge:app", B, 0.3, lambda: now[0]) as other:
+            assert other is None  # and nothing of B's is held or released
+        now[0] = T0 + 0.2  # the first expiry is near: the holder renews
+
+        async def expiries() -> list[float]:
+            return [h.expires_at for h in await leases.holders(second, now[0])]
+
+        async with asyncio.timeout(10):
+            while await expiries() != [T0 + 0.5]:  # noqa: ASYNC110 - another task renews
+                await asyncio.sleep(0.02)
+        assert await leases.acquire(second, "merge:app", B, TTL, T0 + 0.4) is None
+    taken = await leases.acquire(second, "merge:app", B, TTL, T0 + 0.4)
+    assert taken is not None and taken.token == held.token + 1

@@ -4,11 +4,14 @@ away mid-merge, leftovers swept by reconcile, ``retry_merge`` refusals, ``git``.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from pipeline import leases
 from pipeline.agents.merge_queue import MergeQueue, MergeSettings
 from pipeline.agents.naming import merge_path
 from pipeline.model import Done, stage_name
@@ -145,3 +148,31 @@ async def test_bad_input_to_the_merge_commands_changes_nothing(app: MergeRoom) -
         == f"home ({app.room.root.parent / 'home'}) is not a git repository."
     )
     assert await app.room.ops() == ops
+
+
+async def test_a_merge_another_daemon_holds_is_left_to_it_and_taken_up_once_free(
+    app: MergeRoom, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Several daemons on one store all find the items waiting in Merge: a merge runs only
+    under the project's lease ``merge:app``, so while another node holds it this daemon
+    leaves the item alone; once it is free the next reconcile merges it, and lets go."""
+    caplog.set_level(logging.INFO, "musher.merge")
+    db, other, merges = app.room.db, "b" * 64, app.room.core.merges
+    assert merges is not None
+    theirs = await leases.acquire(db, "merge:app", other, 60.0, time.time())
+    assert theirs is not None
+    await in_coding(app)
+    app.agent_commit(1, {"a.txt": "agent\n"})
+    tip = app.main_tip()
+
+    await app.say("move 1 merge")
+    async with asyncio.timeout(20):
+        while "another daemon is merging" not in caplog.text:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert stage_name((await app.item(1)).stage) == "merge" and app.main_tip() == tip
+
+    await leases.release(db, theirs)
+    await merges.reconcile()
+    merged = await app.settled(1)
+    assert isinstance(merged.stage, Done) and app.main_tip() == merged.stage.merge_commit
+    assert not [h for h in await leases.holders(db, time.time()) if h.name == "merge:app"]
