@@ -10,7 +10,9 @@ is the median requests/s answered 2xx, with its p50/p99, and the ratios against 
 on SQLite and one on PostgreSQL measured in the same run. PostgreSQL is started by the bench
 (``tests/fakes/postgres.py``, ``fsync`` on). The load generator and the daemons share the
 machine's cores, so the two-daemon figure says what a second daemon costs or gains on one
-machine, not what a second machine would add. Asserts nothing.
+machine, not what a second machine would add; ``*_cpu_busy`` says how much of the machine's
+cores (0–1, from ``/proc/stat``, everything running) were busy under each setup's load,
+so a figure bounded by the machine shows as such. Asserts nothing.
 
     python -m bench.cluster_intake [--reps 3] [--duration 3]
 """
@@ -39,6 +41,16 @@ def _store(url: str) -> str:
     return f'\n[store]\nurl = "{url}"\n'
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot; (0, 0) where there is no /proc/stat."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _measure(servers: list[Server], duration: float, sticky: bool) -> dict[str, float]:
     """Load every server at once (``CONCURRENCY`` split between them); summed rps, and the
     worst p50/p99 of the parts. Each server gets the same rooms, or (``sticky``, as a load
@@ -49,8 +61,10 @@ def _measure(servers: list[Server], duration: float, sticky: bool) -> dict[str, 
         rooms = ("--rooms", f"d{i}-room") if sticky else ()
         return run_loadgen("bench.intake", servers[i].url, share, duration=duration, extra=rooms)
 
+    busy0, total0 = _cpu_times()
     with ThreadPoolExecutor(len(servers)) as pool:
         parts = list(pool.map(one, range(len(servers))))
+    busy1, total1 = _cpu_times()
     for server in servers:
         drain(server.url)
     return {
@@ -58,6 +72,7 @@ def _measure(servers: list[Server], duration: float, sticky: bool) -> dict[str, 
         "p50_ms": max(p["p50_ms"] for p in parts),
         "p99_ms": max(p["p99_ms"] for p in parts),
         "non_2xx": sum(n for p in parts for s, n in p["statuses"].items() if s[0] != "2"),
+        "cpu_busy": (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0,
     }
 
 
@@ -93,6 +108,7 @@ def run(reps: int, duration: float) -> dict[str, Any]:
         figures[f"{setup}_p50_ms"] = rnd(median(r[setup]["p50_ms"] for r in runs), 1)
         figures[f"{setup}_p99_ms"] = rnd(median(r[setup]["p99_ms"] for r in runs), 1)
         figures[f"{setup}_non_2xx"] = sum(int(r[setup]["non_2xx"]) for r in runs)
+        figures[f"{setup}_cpu_busy"] = rnd(median(r[setup]["cpu_busy"] for r in runs))
     sqlite, one, two, sticky = (median(r[s]["rps"] for r in runs) for s in SETUPS)
     figures["pg_one_over_sqlite"] = rnd(one / sqlite if sqlite else 0.0)
     figures["pg_two_over_pg_one"] = rnd(two / one if one else 0.0)
