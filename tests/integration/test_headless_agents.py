@@ -65,10 +65,15 @@ async def test_two_build_nodes_claim_each_item_once_the_room_is_told_and_all_mer
         merged = sorted(line for line in log if line.startswith("musher: merge"))
         assert merged == sorted(f"musher: merge #{n} {titles[n]}" for n in numbers)  # each once
 
-        expected = {n: [f"#{n} agent coder: started on {nodes[n]}",
-                        f"#{n} agent coder: On it. | tool Bash: git commit",
-                        f"#{n} agent coder: gates passed",
-                        f"#{n} {titles[n]}: coding → merge (by agent coder)"] for n in numbers}
+        expected = {
+            n: [
+                f"#{n} agent coder: started on {nodes[n]}",
+                f"#{n} agent coder: On it. | tool Bash: git commit",
+                f"#{n} agent coder: gates passed",
+                f"#{n} {titles[n]}: coding → merge (by agent coder)",
+            ]
+            for n in numbers
+        }
         await env.wait(lambda: _accounted(daemon, expected))  # told, or left to a summary
         told = lines(daemon, "lobby")
         for number in numbers:  # who took each item, its notable line and its end: never twice
