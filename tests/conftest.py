@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import tracemalloc
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +16,33 @@ from tests.fakes.postgres import Postgres, PostgresMissing, binaries, start_post
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.whatsapp_api import FakeWhatsApp
 from tests.integration.daemon import DaemonProcess
+
+LEAK_CHECK = os.environ.get("MUSHER_LEAK_CHECK") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if LEAK_CHECK:  # where each leaked object was made (this process only, not the daemons)
+        tracemalloc.start(25)
+
+
+@pytest.fixture(autouse=True)
+def _leak_check() -> Iterator[None]:
+    """With ``MUSHER_LEAK_CHECK=1``: a test that leaves a socket, file or transport for the
+    garbage collector fails itself, naming where it was made. Without it, the collector's
+    ``ResourceWarning`` fails whichever later test it happens to run in."""
+    yield
+    if not LEAK_CHECK:
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    leaks = [_leak(w) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, "left for the garbage collector:\n" + "\n".join(leaks)
+
+
+def _leak(warning: warnings.WarningMessage) -> str:
+    made = tracemalloc.get_object_traceback(warning.source) if warning.source else None
+    return f"{warning.message}" + ("\n" + "\n".join(made.format()) if made else "")
 
 
 @pytest.fixture
