@@ -20,16 +20,12 @@ from tests.integration.daemon import DaemonProcess
 LEAK_CHECK = os.environ.get("MUSHER_LEAK_CHECK") == "1"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if LEAK_CHECK:  # where each leaked object was made (this process only, not the daemons)
-        tracemalloc.start(25)
-
-
 @pytest.fixture(autouse=True)
 def _leak_check() -> Iterator[None]:
     """With ``MUSHER_LEAK_CHECK=1``: a test that leaves a socket, file or transport for the
-    garbage collector fails itself, naming where it was made. Without it, the collector's
-    ``ResourceWarning`` fails whichever later test it happens to run in."""
+    garbage collector fails itself (and names where it was made when the test process runs
+    with ``-X tracemalloc=25``, which its daemons do not inherit). Without it, the
+    collector's ``ResourceWarning`` fails whichever later test it happens to run in."""
     yield
     if not LEAK_CHECK:
         return
@@ -41,7 +37,8 @@ def _leak_check() -> Iterator[None]:
 
 
 def _leak(warning: warnings.WarningMessage) -> str:
-    made = tracemalloc.get_object_traceback(warning.source) if warning.source else None
+    traced = warning.source is not None and tracemalloc.is_tracing()
+    made = tracemalloc.get_object_traceback(warning.source) if traced else None
     return f"{warning.message}" + ("\n" + "\n".join(made.format()) if made else "")
 
 
