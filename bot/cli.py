@@ -118,15 +118,25 @@ def _data_dir(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.data_dir) if getattr(args, "data_dir", None) else settings.daemon.data_dir
 
 
+# Libraries that log every statement or request at DEBUG: their lines would bury the
+# daemon's own at log_level = "DEBUG", so they stay at INFO.
+CHATTY = ("aiosqlite", "httpcore", "psycopg.pool")
+
+
+def _log_to_stderr(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for name in CHATTY:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+
+
 def _run(args: argparse.Namespace) -> int:
     from bot.daemon import Daemon
 
     settings, _ = _settings(args)
-    logging.basicConfig(
-        level=settings.daemon.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_to_stderr(settings.daemon.log_level)
     asyncio.run(Daemon(settings, _data_dir(args, settings)).run())
     return 0
 
@@ -254,11 +264,7 @@ def _agent(args: argparse.Namespace) -> int:
             raise ConfigError(["musher agent: --max-agents must be at least 1"])
         agents = settings.agents.model_copy(update={"max_agents": args.max_agents})
         settings = settings.model_copy(update={"agents": agents})
-    logging.basicConfig(
-        level=settings.daemon.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_to_stderr(settings.daemon.log_level)
     name = args.name or socket.gethostname()
     asyncio.run(run_node(settings, url, workdir, name))
     return 0

@@ -31,7 +31,7 @@ def no_agent(running: Any, daemon: DaemonProcess) -> None:
         expect(running).to_have_count(0, timeout=WAIT_MS)
     except AssertionError as err:
         shown = running.all_inner_texts()
-        raise AssertionError(f"{err}\ncard shows {shown}\n{daemon.log_text()[-4000:]}") from None
+        raise AssertionError(f"{err}\ncard shows {shown}\n{daemon.log_text()[-12000:]}") from None
 
 
 def test_the_panel_shows_a_running_agent_and_stop_ends_it(
@@ -90,5 +90,6 @@ def test_the_panel_shows_a_running_agent_and_stop_ends_it(
     expect(running).to_have_attribute("aria-label", "agent running", timeout=WAIT_MS)
     expect(panel.locator(".agent-status")).to_have_text("Agent running", timeout=WAIT_MS)
     say(page, "stop 1")
+    expect(last_bot(page)).to_contain_text("Stopped the agent on #1", timeout=WAIT_MS)
     no_agent(running, daemon)
     assert daemon.terminate() == 0
