@@ -82,15 +82,18 @@ made before any daemon took the lease), not the older history."""
 AgentChange = ClaimAgent | AgentProgress | EndAgent
 
 
-def agent_line(change: AgentChange, run: AgentRun | None, claim_ttl_s: float) -> str | None:
+def agent_line(
+    change: AgentChange, run: AgentRun | None, claim_ttl_s: float | None = None
+) -> str | None:
     """What the rooms are told of a build node's agent op (``run``: the item's row now,
     for the profile and role), or None."""
     profile = change.profile if isinstance(change, ClaimAgent) else run.profile if run else "-"
     who = f"#{change.number} agent {profile}"
     match change:
         case ClaimAgent(node=node, takeover=str(old)):
-            return (f"#{change.number}: {node} took over from {old} (silent for "
-                    f"{claim_ttl_s:.0f} s); continuing from its pushed commits")  # fmt: skip
+            silent = f"silent for {claim_ttl_s:.0f} s" if claim_ttl_s else "silent too long"
+            return (f"#{change.number}: {node} took over from {old} ({silent});"
+                    " continuing from its pushed commits")  # fmt: skip
         case ClaimAgent(node=node, attempts=0, resume=False):
             return f"{who}: started on {node}"
         case AgentProgress(fields=fields) if fields.get("note"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -46,18 +47,12 @@ class CostBook:
         await self.db.write(self.job(row))
 
     async def record_agent(self, project: str, item: int, profile: str, cost_usd: float) -> None:
-        """Record one agent run's spend against its item (A2, L5): a row of its own (a
-        negative id, so it never meets a turn's) in room ``agent:<profile>``."""
-
-        def job(conn: Conn) -> None:
-            low = conn.execute("SELECT MIN(turn_id) FROM turn_costs").fetchall()[0][0]
-            conn.execute(
-                "INSERT INTO turn_costs VALUES (?, ?, ?, ?, 'agent', 0, 0, ?, ?)",
-                (min(int(low or 0), 0) - 1, f"agent:{profile}", project, item, cost_usd,
-                 time.time()),
-            )  # fmt: skip
-
-        await self.db.write(job)
+        """Record one agent run's spend against its item (A2, L5): a row of its own in room
+        ``agent:<profile>``. Its id is a random negative one, so it never meets a turn's
+        nor another node's row written at the same moment on a shared store."""
+        row = (-1 - secrets.randbits(62), f"agent:{profile}", project, item, "agent", 0, 0,
+               cost_usd)  # fmt: skip
+        await self.db.write(self.job(row))
 
     @staticmethod
     def job(row: tuple[object, ...]) -> Callable[[Conn], None]:

@@ -24,6 +24,8 @@ import signal
 from pathlib import Path
 
 from bot.claim_ttl import release_stale
+from bot.cost import SCHEMA as COSTS
+from bot.cost import CostBook
 from bot.db import Db
 from bot.pg_listen import PgListener
 from bot.store_url import open_db
@@ -59,10 +61,11 @@ def say(project: str, line: str) -> None:
 
 
 def build_pool(
-    settings: Settings, engine: Engine, workdir: Path, name: str
+    settings: Settings, engine: Engine, workdir: Path, name: str, costs: CostBook
 ) -> tuple[AgentPool, MergeQueue | None]:
-    """The node's pool (the daemon's, on clones of the remotes, pushing each attempt) and,
-    with ``[agents] merge_on = "agent"``, its merge queue for the items it worked."""
+    """The node's pool (the daemon's, on clones of the remotes, pushing each attempt; its
+    agents' spend booked in the shared cost book, for the rooms' ``cost``) and, with
+    ``[agents] merge_on = "agent"``, its merge queue for the items it worked."""
     network = settings.projects.sandbox_network
     checkouts = RemoteCheckouts(workdir)
     me = node_label(name)
@@ -72,7 +75,7 @@ def build_pool(
 
     parts = Parts(
         engine=engine, config=settings.agents, data_dir=workdir, node=me,
-        logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=None,
+        logbook=Logbook(workdir), sandbox_for=sandbox_for, say=say, record_cost=costs.record_agent,
         checkout=checkouts.checkout, publish=checkouts.publish,
         works_on=lambda record: bool(record.remote), notes_in_ops=True,
     )  # fmt: skip
@@ -94,7 +97,7 @@ async def trusted(store: OpStore, key: NodeKey, settings: Settings) -> bool:
 async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> None:
     """Run the build node until SIGTERM/SIGINT; then park its agents (killed, verified)."""
     key = load_or_create(workdir)
-    db = await open_db(url, workdir, nodes.SCHEMA + leases.SCHEMA)
+    db = await open_db(url, workdir, nodes.SCHEMA + leases.SCHEMA + COSTS)
     stop, wake = asyncio.Event(), asyncio.Event()
 
     def stopping() -> None:
@@ -107,7 +110,7 @@ async def run_node(settings: Settings, url: str, workdir: Path, name: str) -> No
     try:
         store = await OpStore.open(db, key, trusted=settings.store.trusted_keys,
                                    self_trusted=False)  # fmt: skip
-        pool, merges = build_pool(settings, Engine(store), workdir, name)
+        pool, merges = build_pool(settings, Engine(store), workdir, name, CostBook(db))
         interval = settings.store.lease_ttl_s / 3
         beat = asyncio.create_task(nodes.keep_beating(db, key.public_hex, name, ROLE, interval))
         log.info("build node %s (key %s) on %s", name, key.public_hex, db.describe())

@@ -368,6 +368,7 @@ class AgentPool:
         node = self.parts.node
         claim = ClaimAgent(*key, profile.name, profile.role, node, queued.attempts, queued.resume)
         await self.engine.store.append(claim, POOL)
+        log.info("%s #%d: %s claimed (attempt %d)", *key, profile.name, queued.attempts + 1)
         active = Active(key[0], key[1], profile, time.time())
         run = ItemRun(self.parts, active, queued.attempts, queued.session)
         active.task = asyncio.create_task(self._guard(run), name=f"agent:{key[0]}#{key[1]}")
@@ -420,6 +421,7 @@ class AgentPool:
             with contextlib.suppress(PipelineError):
                 await self.engine.store.append(end, POOL)
         active.last = f"stopped: {why}"
+        log.info("%s #%d: agent stopped %s", *key, why)
         self._changed()
         return True
 

@@ -31,7 +31,12 @@ def no_agent(running: Any, daemon: DaemonProcess) -> None:
         expect(running).to_have_count(0, timeout=WAIT_MS)
     except AssertionError as err:
         shown = running.all_inner_texts()
-        raise AssertionError(f"{err}\ncard shows {shown}\n{daemon.log_text()[-12000:]}") from None
+        daemon.token = "tok-boss-1"
+        with daemon.client() as http:
+            row = http.get("/api/v1/projects/shop/items/1/agent").text
+        raise AssertionError(
+            f"{err}\ncard shows {shown}\nagent: {row}\n{daemon.log_text()[-12000:]}"
+        ) from None
 
 
 def test_the_panel_shows_a_running_agent_and_stop_ends_it(

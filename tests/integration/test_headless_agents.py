@@ -79,6 +79,16 @@ async def test_two_build_nodes_claim_each_item_once_the_room_is_told_and_all_mer
         for number in numbers:  # who took each item, its notable line and its end: never twice
             assert max(told.count(line) for line in expected[number]) <= 1, told
 
+        assert daemon.post("lobby", "cost").status_code == 202  # the nodes booked their spend
+        told = await _room_lines(env, daemon, "Last 24 h")
+        assert "Last 24 h: $0.1000 over 10 turns (0 tokens in, 0 out)." in told
+        assert "  agent:coder: $0.1000 (10 turns)" in told
+        assert daemon.post("lobby", "logs 4").status_code == 202  # its output is on the node
+        told = await _room_lines(env, daemon, "#4 story 4's agent ran on")
+        assert (f"#4 story 4's agent ran on {nodes[4]}: its full output is in agent-logs/shop/4.log"
+                " under that node's --workdir.") in told  # fmt: skip
+        assert any(line.endswith(f"#4 agent coder: started on {nodes[4]}") for line in told)
+
         verify = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "bot", "audit", "verify", "--config", str(daemon.config),
