@@ -57,8 +57,7 @@ from bot.transport import Sink
 from config.errors import MusherError
 from config.models import Settings
 from pipeline import leases, nodes
-from pipeline.agent_ops import AgentProgress, ClaimAgent, EndAgent
-from pipeline.agent_rows import AgentRun
+from pipeline.agent_lines import AgentChange, agent_line
 from pipeline.agents.merge_queue import MergeQueue
 from pipeline.envelope import SignedOp, ops_after
 from pipeline.events import ItemChanged
@@ -77,37 +76,6 @@ POLL_S = 5.0
 FIRST_LOOK_S = 60.0
 """The first holder ever tells the ops of this last minute (a build node's first claims,
 made before any daemon took the lease), not the older history."""
-
-
-AgentChange = ClaimAgent | AgentProgress | EndAgent
-
-
-def agent_line(
-    change: AgentChange, run: AgentRun | None, claim_ttl_s: float | None = None
-) -> str | None:
-    """What the rooms are told of a build node's agent op (``run``: the item's row now,
-    for the profile and role), or None."""
-    profile = change.profile if isinstance(change, ClaimAgent) else run.profile if run else "-"
-    who = f"#{change.number} agent {profile}"
-    match change:
-        case ClaimAgent(node=node, takeover=str(old)):
-            silent = f"silent for {claim_ttl_s:.0f} s" if claim_ttl_s else "silent too long"
-            return (f"#{change.number}: {node} took over from {old} ({silent});"
-                    " continuing from its pushed commits")  # fmt: skip
-        case ClaimAgent(node=node, attempts=0, resume=False):
-            return f"{who}: started on {node}"
-        case AgentProgress(fields=fields) if fields.get("note"):
-            return f"{who}: {fields['note']}"
-        case EndAgent(state="completed"):
-            return f"{who}: {'review finished' if run and run.role == 'qa' else 'gates passed'}"
-        case EndAgent(state="rate_limited", resume_at=float() | int() as at):
-            return f"{who}: rate-limited until {time.strftime('%H:%M UTC', time.gmtime(at))}"
-        case EndAgent(state="failed", reason=reason, attempts=attempts):
-            first = reason.strip().splitlines()[0].rstrip(":") if reason.strip() else "failed"
-            if first.startswith("stopped"):
-                return f"{who}: {first[:160]}"
-            return f"{who}: attempt {max(attempts, 1)} failed: {first[:160]}"
-    return None
 
 
 class Announcer:

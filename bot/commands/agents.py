@@ -12,16 +12,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from bot.announcer import agent_line
 from bot.commands.args import Args, Flag, ItemNumber
 from bot.commands.board import age
 from bot.commands.pipeline import RoomProjects
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply
-from pipeline.agent_ops import AgentProgress, ClaimAgent, EndAgent
+from pipeline.agent_lines import told_by_node
 from pipeline.agent_rows import AgentRun
 from pipeline.agents.pool import AgentPool, AgentView
-from pipeline.store import OpStore
 
 
 class StartArgs(Args):
@@ -106,23 +104,6 @@ async def other_nodes(pool: AgentPool) -> list[AgentView]:
     now, mine = time.time(), pool.parts.node
     runs = [r for r in await pool.engine.store.agent_runs() if r.active and r.node != mine]
     return [_remote_view(r, now) for r in runs]
-
-
-async def told_by_node(store: OpStore, run: AgentRun, label: str, most: int) -> str:
-    """``logs N`` of an item whose agent ran on another node: its output stays on that
-    machine; what the op log holds of it (start, notable lines, ends) is shown instead."""
-    said = []
-    for applied in await store.item_ops(run.project, run.item):
-        change = applied.change
-        if isinstance(change, ClaimAgent | AgentProgress | EndAgent):
-            line = agent_line(change, run)
-            if line is not None:
-                said.append(f"{time.strftime('%H:%M:%S', time.gmtime(applied.op.ts))} {line}")
-    where = (f"{label}'s agent {'runs' if run.active else 'ran'} on {run.node}: its full output is in"
-             f" agent-logs/{run.project}/{run.item}.log under that node's --workdir.")  # fmt: skip
-    if not said:
-        return where
-    return f"{where}\nWhat it told the rooms:\n" + "\n".join(said[-most:])
 
 
 def _remote_view(r: AgentRun, now: float) -> AgentView:

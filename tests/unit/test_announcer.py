@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.announcer import AgentChange, Announcer, agent_line
+from bot.announcer import Announcer
 from bot.feed import RoomFeed
 from bot.followers import Followers
 from bot.journal import Journal
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from pipeline import leases, nodes
+from pipeline.agent_lines import AgentChange, agent_line
 from pipeline.agent_ops import AgentProgress, ClaimAgent, EndAgent
 from pipeline.agent_rows import AgentRun
 from pipeline.engine import Engine
