@@ -36,6 +36,7 @@ from bench.common import (
     quiet_logs,
     rnd,
 )
+from bot.loop import run as run_loop
 from bot.messages import InboundMessage
 from bot.transport import FeedResult
 
@@ -205,7 +206,7 @@ async def run(reps: int = REPS) -> dict[str, Any]:
 
 
 def main() -> None:
-    result = asyncio.run(run())
+    result = run_loop(run())
     emit(result["bench"], result["params"], result["figures"])
 
 

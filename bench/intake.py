@@ -47,6 +47,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import emit, machine, median, percentile, progress, rnd
+from bot.loop import run as run_loop
 
 NAME = "http_intake"
 CONCURRENCY = (8, 32, 64)
@@ -107,7 +108,7 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/api/v1/rooms/{room}/messages", post)
-    asyncio.run(serve_app(app))
+    run_loop(serve_app(app))  # the daemon's loop, so the ratio compares like with like
 
 
 # --- the load generator --------------------------------------------------------------------

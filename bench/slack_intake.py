@@ -76,6 +76,7 @@ from bench.intake import (
     sweep_arg,
     sweep_figures,
 )
+from bot.loop import run as run_loop
 
 NAME = "http_intake_slack"
 MODULE = "bench.slack_intake"
@@ -212,7 +213,7 @@ def _fake_api() -> None:
     app = web.Application()
     app.router.add_post("/api/{method}", method)
     app.router.add_get("/stats", stats)
-    asyncio.run(serve_app(app))
+    run_loop(serve_app(app))
 
 
 def _bare_server() -> None:
@@ -233,7 +234,7 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/slack", post)
-    asyncio.run(serve_app(app))
+    run_loop(serve_app(app))
 
 
 # --- the retry storm (R8) ------------------------------------------------------------------

@@ -7,7 +7,7 @@ else ``$FAKE_AGENT_MODE``, else ``commit``:
 * ``commit`` — write ``result.txt`` ("good") and ``agent-<item>.txt``, commit, exit 0;
 * ``bad`` — commit ``result.txt`` saying "bad" (a gate grepping for "good" fails);
 * ``no-commit`` — say something and exit 0 without committing;
-* ``rate-limit`` — report a hard rate limit (reset in 2 s) the first time, then ``commit``;
+* ``rate-limit`` — report a hard rate limit (reset in 3 s) the first time, then ``commit``;
 * ``hang`` — start a child ``sleep`` in the worktree, then print nothing more, forever;
 * ``slow`` — ``commit`` after two seconds (keeps an agent slot busy);
 * ``hang-once`` — the first time (per item, needs ``$FAKE_AGENT_DIR``): commit ``wip.txt``,
@@ -83,7 +83,7 @@ def main() -> int:
     emit({"type": "system", "subtype": "init", "session_id": session})
     if mode == "rate-limit" and state and not (Path(state) / "limited").exists():
         (Path(state) / "limited").touch()
-        reset = (datetime.now(UTC) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+        reset = (datetime.now(UTC) + timedelta(seconds=3)).isoformat().replace("+00:00", "Z")
         emit({"type": "rate_limit_event",
               "rate_limit_info": {"status": "rejected", "reset_at": reset}})  # fmt: skip
         hang()
