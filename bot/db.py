@@ -196,9 +196,13 @@ class Database(GroupWriter):
         return await asyncio.to_thread(_in_snapshot, self.path, job)
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        """Run a query on the reader connection (never blocked by the writer, WAL)."""
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """Run a query on the reader connection (never blocked by the writer, WAL).
+
+        The query runs to its end in one step on the reader's thread: a query left open
+        between its first row and the rest would hold its snapshot, and a read queued in
+        between would miss writes acknowledged before it began (S4).
+        """
+        return list(await self._reader.execute_fetchall(sql, params))
 
     def _commit(self, jobs: list[Job]) -> list[Outcome]:
         return _commit_group(self._writer, jobs)
