@@ -127,8 +127,9 @@ class AgentPool:
                 if seen is None and role_for(item.stage, record.qa) is None:
                     continue
                 async with self._lock:  # re-read under the lock: another pass may have acted
+                    now = await self.engine.find(*key)  # (a `start` may have moved it)
                     run = await self.engine.store.agent_run(*key)
-                    await self._reconcile_item(record, item, run)
+                    await self._reconcile_item(record, now, run)
         for key, run in runs.items():  # rows of items or projects gone: nothing may run
             async with self._lock:
                 await self._stop(key, "its item is gone", record=False)
@@ -280,11 +281,11 @@ class AgentPool:
 
     async def _follow(self, project: str, number: int) -> None:
         """An item changed stage: stop an agent that no longer fits, queue one that does."""
-        item = await self.engine.find(project, number)
         with contextlib.suppress(PipelineError):
             record = await self.engine.project(project)
-            run = await self.engine.store.agent_run(project, number)
-            async with self._lock:
+            async with self._lock:  # read under the lock: what the last holder did counts
+                item = await self.engine.find(project, number)
+                run = await self.engine.store.agent_run(project, number)
                 await self._reconcile_item(record, item, run, fresh=True)
         self._changed()
         await self._fill()

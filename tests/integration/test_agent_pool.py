@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from bot.http import HttpServer, build_app
 from bot.metrics import Metrics
 from config import load_settings
 from pipeline import audit
+from pipeline.agent_ops import EndAgent
 from pipeline.agents.kill import group_members, processes_in
 from pipeline.agents.naming import branch_name, worktree_path
 from pipeline.errors import PipelineError
+from pipeline.events import ItemCreated
 from pipeline.transitions import Move
 from tests.integration.agent_env import (
     ALICE,
@@ -113,6 +116,37 @@ async def test_twenty_concurrent_starts_run_one_agent(tmp_path: Path, monkeypatc
         assert "already has an agent" in str(refused[0])
         assert len(env.calls()) == 1
         assert await env.stage_is(item.number, "coding")
+
+
+async def test_a_start_racing_the_pools_look_at_a_new_item_leaves_its_agent_alone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with agent_env(tmp_path, monkeypatch) as env:
+        item = await env.story("Add a cart", body="fake:hang")
+        project = env.engine.project
+        injected = False
+
+        async def start_first(name: str) -> Any:  # `start` lands while the pool looks
+            nonlocal injected  # at the item's creation, before it takes its lock
+            if not injected:
+                injected = True
+                await env.pool.start(PROJECT, item.number, None, ALICE)
+            return await project(name)
+
+        monkeypatch.setattr(env.engine, "project", start_first)
+        created = ItemCreated(PROJECT, item.number, item.title, item.kind, item.stage, (),
+                              ALICE, time.time())  # fmt: skip
+        await env.pool.handle(created)  # #1 was in Backlog when the event was made
+        monkeypatch.setattr(env.engine, "project", project)
+        await env.settle(lambda: len(env.calls()) >= 1)
+        await asyncio.sleep(0.5)
+
+        run = await env.store.agent_run(PROJECT, item.number)
+        assert run is not None and run.state in ("pending", "running"), run
+        assert len(env.calls()) == 1 and [v.state for v in env.pool.views()] == ["running"]
+        ends = [a.change for a in await env.store.item_ops(PROJECT, item.number)
+                if isinstance(a.change, EndAgent)]  # fmt: skip
+        assert ends == []  # never stopped as "in Backlog" and started again
 
 
 async def test_stop_kills_the_agent_its_group_and_its_worktree_processes_first(
