@@ -35,6 +35,7 @@ Run alone: ``python -m bench.commands`` (``--items``, ``--calls``, ``--status-ca
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import sqlite3
 import tempfile
@@ -57,7 +58,6 @@ from bench.common import (
 )
 from bot.commands.board import render_board
 from bot.commands.registry import CommandContext
-from bot.loop import run as run_loop
 from bot.messages import Session
 from pipeline.model import (
     Abandoned,
@@ -331,7 +331,7 @@ def main() -> None:
     parser.add_argument("--status-calls", type=int, default=STATUS_CALLS, help="per rep")
     parser.add_argument("--reps", type=int, default=REPS)
     args = parser.parse_args()
-    result = run_loop(run(args.items, args.calls, args.status_calls, args.reps))
+    result = asyncio.run(run(args.items, args.calls, args.status_calls, args.reps))
     emit(result["bench"], result["params"], result["figures"])
 
 

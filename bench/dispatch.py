@@ -36,7 +36,6 @@ from bench.common import (
     quiet_logs,
     rnd,
 )
-from bot.loop import run as run_loop
 from bot.messages import InboundMessage
 from bot.transport import FeedResult
 
@@ -206,7 +205,7 @@ async def run(reps: int = REPS) -> dict[str, Any]:
 
 
 def main() -> None:
-    result = run_loop(run())
+    result = asyncio.run(run())
     emit(result["bench"], result["params"], result["figures"])
 
 

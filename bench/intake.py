@@ -47,7 +47,6 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import emit, machine, median, percentile, progress, rnd
-from bot.loop import run as run_loop
 
 NAME = "http_intake"
 CONCURRENCY = (8, 32, 64)
@@ -108,7 +107,7 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/api/v1/rooms/{room}/messages", post)
-    run_loop(serve_app(app))  # the daemon's loop, so the ratio compares like with like
+    asyncio.run(serve_app(app))
 
 
 # --- the load generator --------------------------------------------------------------------

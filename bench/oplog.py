@@ -47,7 +47,6 @@ from typing import Any
 
 from bench.common import emit, machine, median, percentile, progress, quiet_logs, rnd
 from bot.db import Database
-from bot.loop import run as run_loop
 from pipeline.audit import replay_into, verify
 from pipeline.keys import NodeKey
 from pipeline.materialise import create_tables, read_tables
@@ -332,7 +331,7 @@ def main() -> None:
     parser.add_argument("--log-ops", type=int, default=FULL_OPS, help="replay/verify log size")
     parser.add_argument("--reps", type=int, default=REPS)
     args = parser.parse_args()
-    result = run_loop(run(args.ops, args.reps, args.log_ops))
+    result = asyncio.run(run(args.ops, args.reps, args.log_ops))
     emit(result["bench"], result["params"], result["figures"])
 
 

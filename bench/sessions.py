@@ -52,7 +52,6 @@ from bench.common import (
     rnd,
     rss_bytes,
 )
-from bot.loop import run as run_loop
 from bot.messages import InboundMessage
 
 NAME = "session_scale"
@@ -202,13 +201,13 @@ def _child(args: list[str]) -> dict[str, Any]:
 def _child_main(kind: str) -> dict[str, Any]:
     quiet_logs()
     if kind == "timing":
-        return run_loop(_timing(SESSIONS, BASELINE_REPS))
+        return asyncio.run(_timing(SESSIONS, BASELINE_REPS))
     if kind == "held":
-        return run_loop(_memory(SESSIONS, HELD_TTL_S, False))
+        return asyncio.run(_memory(SESSIONS, HELD_TTL_S, False))
     if kind == "control":
-        return run_loop(_memory(SESSIONS, CONTROL_TTL_S, False))
+        return asyncio.run(_memory(SESSIONS, CONTROL_TTL_S, False))
     if kind == "traced":
-        return run_loop(_memory(TRACED_SESSIONS, HELD_TTL_S, True))
+        return asyncio.run(_memory(TRACED_SESSIONS, HELD_TTL_S, True))
     raise SystemExit(f"unknown child {kind!r}")
 
 

@@ -76,7 +76,6 @@ from bench.intake import (
     sweep_arg,
     sweep_figures,
 )
-from bot.loop import run as run_loop
 
 NAME = "http_intake_slack"
 MODULE = "bench.slack_intake"
@@ -213,7 +212,7 @@ def _fake_api() -> None:
     app = web.Application()
     app.router.add_post("/api/{method}", method)
     app.router.add_get("/stats", stats)
-    run_loop(serve_app(app))
+    asyncio.run(serve_app(app))
 
 
 def _bare_server() -> None:
@@ -234,7 +233,7 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/slack", post)
-    run_loop(serve_app(app))
+    asyncio.run(serve_app(app))
 
 
 # --- the retry storm (R8) ------------------------------------------------------------------

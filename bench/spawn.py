@@ -20,7 +20,6 @@ from pathlib import Path
 
 from bot.daemon import build_core
 from bot.db import Database
-from bot.loop import run as run_loop
 from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
 from config import load_settings
@@ -105,4 +104,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.getLogger("musher").setLevel(logging.ERROR)  # "no transport": replies only logged
-    run_loop(main())
+    asyncio.run(main())

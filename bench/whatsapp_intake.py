@@ -56,7 +56,6 @@ from bench.intake import (
     sweep_arg,
     sweep_figures,
 )
-from bot.loop import run as run_loop
 
 NAME = "http_intake_whatsapp"
 MODULE = "bench.whatsapp_intake"
@@ -143,7 +142,7 @@ def _fake_api() -> None:
     app = web.Application()
     app.router.add_post("/{version}/{pnid}/messages", messages)
     app.router.add_get("/stats", stats)
-    run_loop(serve_app(app))
+    asyncio.run(serve_app(app))
 
 
 def _bare_server() -> None:
@@ -161,7 +160,7 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/whatsapp", post)
-    run_loop(serve_app(app))
+    asyncio.run(serve_app(app))
 
 
 def sent_replies(api: Server) -> int:

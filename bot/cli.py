@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.loop import run as run_loop
 from config import Settings, config_path, load_settings, render_effective
 from config.errors import ConfigError, MusherError
 
@@ -138,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings, _ = _settings(args)
     _log_to_stderr(settings.daemon.log_level)
-    run_loop(Daemon(settings, _data_dir(args, settings)).run())
+    asyncio.run(Daemon(settings, _data_dir(args, settings)).run())
     return 0
 
 
@@ -267,7 +266,7 @@ def _agent(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"agents": agents})
     _log_to_stderr(settings.daemon.log_level)
     name = args.name or socket.gethostname()
-    run_loop(run_node(settings, url, workdir, name))
+    asyncio.run(run_node(settings, url, workdir, name))
     return 0
 
 
