@@ -100,9 +100,9 @@ def interleaved(per_writer: list[list[Change]]) -> list[Change]:
     return [c[i] for i in range(longest) for c in per_writer if i < len(c)]
 
 
-async def open_store(path: Path) -> tuple[Database, OpStore]:
+async def open_store(path: Path, key: NodeKey | None = None) -> tuple[Database, OpStore]:
     db = await Database.open(path)
-    store = await OpStore.open(db, NodeKey.generate())
+    store = await OpStore.open(db, key or NodeKey.generate())
     names = [project_of(w) for w in range(WRITERS)]
     await store.append_many([CreateProject(n, f"/srv/{n}", "main", "UTC") for n in names], SETUP)
     return db, store
@@ -180,7 +180,9 @@ async def _writer(store: OpStore, stop: asyncio.Event, latencies: list[float]) -
         await asyncio.sleep(WRITER_PAUSE_S)
 
 
-async def replay_and_verify(db: Database, store: OpStore, scratch_path: Path) -> Check:
+async def replay_and_verify(
+    db: Database, store: OpStore, key: NodeKey, scratch_path: Path
+) -> Check:
     check = Check()
     scratch = await Database.open(scratch_path)
     try:
@@ -199,7 +201,7 @@ async def replay_and_verify(db: Database, store: OpStore, scratch_path: Path) ->
     during = asyncio.create_task(_writer(store, stop, check.writes_during_verify_ms))
     try:
         start = time.perf_counter()
-        report = await verify(db)
+        report = await verify(db, key=key)
         check.verify_s = time.perf_counter() - start
     finally:
         stop.set()
@@ -231,7 +233,8 @@ async def one_rep(tmp: Path, total: int, index: int) -> Rep:
 
 async def big_log(tmp: Path, total: int, reps: int) -> tuple[list[Check], int, float]:
     """Replay and verify a log of ``total`` ops ``reps`` times; also its raw-insert time."""
-    db, store = await open_store(tmp / "big.db")
+    key = NodeKey.generate()
+    db, store = await open_store(tmp / "big.db", key)
     try:
         progress(f"B4: writing a log of {total} ops for replay and verify")
         changes = interleaved(workload(total))
@@ -242,7 +245,7 @@ async def big_log(tmp: Path, total: int, reps: int) -> tuple[list[Check], int, f
         checks = []
         for index in range(reps):
             progress(f"B4 rep {index + 1}: replay and verify {len(rows)} ops")
-            checks.append(await replay_and_verify(db, store, tmp / f"scratch-{index}.db"))
+            checks.append(await replay_and_verify(db, store, key, tmp / f"scratch-{index}.db"))
         return checks, len(rows), baseline_s
     finally:
         await db.aclose()
@@ -310,7 +313,8 @@ async def run(total: int, reps: int, log_ops: int) -> dict[str, Any]:
         "batched": f"one caller, OpStore.append_many of {BATCH} changes per transaction",
         "replay": f"audit.replay_into a fresh Database file, log of {big_ops} ops (one"
         " transaction)",
-        "verify": "audit.verify(): snapshot read, signatures, seq order, replay in memory,"
+        "verify": "audit.verify() with the node's key, as `musher audit verify` runs it:"
+        " snapshot read, signatures, seq order, replay in memory,"
         f" compare tables; meanwhile one writer appends a room.set op every {WRITER_PAUSE_S} s",
         "baseline": "the log's rows, plain sqlite3 executemany INSERT into the same ops table"
         " shape, one transaction, synchronous=FULL",

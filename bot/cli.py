@@ -10,9 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import Settings, config_path, load_settings, render_effective
 from config.errors import ConfigError, MusherError
+
+if TYPE_CHECKING:
+    from pipeline.keys import NodeKey
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,26 +223,32 @@ def _store_of(args: argparse.Namespace) -> tuple[str, Path, Settings]:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     url, data_dir, settings = _store_of(args)
-    return asyncio.run(_verify(url, data_dir, _trusted(data_dir, settings)))
+    return asyncio.run(_verify(url, data_dir, _trusted(data_dir, settings), _own_key(data_dir)))
+
+
+def _own_key(data_dir: Path) -> NodeKey | None:
+    """The data dir's node key, if it has one."""
+    if not (data_dir / "node.key").exists():
+        return None
+    from pipeline.keys import load_or_create
+
+    return load_or_create(data_dir)
 
 
 def _trusted(data_dir: Path, settings: Settings) -> set[str]:
     """``[store] trusted_keys`` and the data dir's own key, if it has one."""
-    trusted = set(settings.store.trusted_keys)
-    if (data_dir / "node.key").exists():
-        from pipeline.keys import load_or_create
-
-        trusted.add(load_or_create(data_dir).public_hex)
-    return trusted
+    key = _own_key(data_dir)
+    return set(settings.store.trusted_keys) | ({key.public_hex} if key else set())
 
 
-async def _verify(url: str, data_dir: Path, trusted: set[str]) -> int:
+async def _verify(url: str, data_dir: Path, trusted: set[str], key: NodeKey | None) -> int:
+    """Verify the log as trusted by ``[store] trusted_keys`` and the data dir's own key."""
     from bot.store_url import open_db
     from pipeline.audit import verify
 
     db = await open_db(url, data_dir)
     try:
-        report = await verify(db, trusted)
+        report = await verify(db, trusted, key)
     finally:
         await db.aclose()
     print(report)

@@ -120,6 +120,19 @@ def parse_canonical(text: object) -> Any:
         raise PipelineError(f"not JSON: {exc.msg} at offset {exc.pos}") from None
     except RecursionError:
         raise PipelineError("JSON value nested too deeply") from None
-    if canonical_json(value) != text:
+    # A parsed value holds only JSON types with string keys, so of canonical_json's checks
+    # only depth (possible only past _MAX_DEPTH brackets), finiteness (``1e999``: the
+    # encoder's allow_nan refuses it) and UTF-8 remain.
+    if text.count("[") + text.count("{") > _MAX_DEPTH:
+        _check(value, 0)
+    try:
+        again = _ENCODER.encode(value)
+    except ValueError:
+        raise PipelineError("JSON cannot carry a number of the text (not finite)") from None
+    if again != text:
         raise PipelineError("JSON text is not in canonical form")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PipelineError(f"JSON text must be valid UTF-8: {exc.reason}") from None
     return value

@@ -8,14 +8,14 @@ over the canonical JSON of all of those, prefixed with a domain tag.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.canonical import canonical_bytes, canonical_json, loads, parse_canonical
 from pipeline.errors import PipelineError
 from pipeline.keys import NodeKey
 from pipeline.model import Origin
-from pipeline.ops import CHANGES, Change
+from pipeline.ops import CHANGES, Change, UpdateItem
 from pipeline.storage import Storage
 
 SIGNING_DOMAIN = b"musher.op.v1\n"
@@ -32,6 +32,17 @@ def origin_json(origin: object) -> str:
         PipelineError: ``origin`` is not an :class:`Origin`, or any of its fields is blank.
             Checked before any write, so an unattributed change never reaches the log.
     """
+    if isinstance(origin, Origin):
+        return _origin_json(origin)  # origins are frozen and repeat: each is encoded once
+    return _checked_origin_json(origin)
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin_json(origin: Origin) -> str:
+    return _checked_origin_json(origin)
+
+
+def _checked_origin_json(origin: object) -> str:
     if not isinstance(origin, Origin):
         raise PipelineError(f"every change needs an origin (who caused it), got {origin!r}")
     fields = origin.to_dict()
@@ -66,6 +77,14 @@ class SignedOp:
                   "seq": self.seq, "ts": self.ts}  # fmt: skip
         return SIGNING_DOMAIN + canonical_bytes(fields)
 
+    def stored_as(self, rowid: int) -> SignedOp:
+        """This op as inserted at ``rowid``."""
+        return SignedOp(*self._fields(), self.sig, rowid)
+
+    def _fields(self) -> tuple[str | None, int | None, str, str, str, str, int, float]:
+        return (self.project, self.item, self.kind, self.payload, self.origin, self.author,
+                self.seq, self.ts)  # fmt: skip
+
     def decode(self) -> Change:
         """The change this op records, checked as strictly as a new one (origin included).
 
@@ -74,6 +93,9 @@ class SignedOp:
                 known shape or with a blank field, or fields the change refuses.
         """
         _check_origin(self.origin)
+        known = _UPDATES.get(self.payload) if self.kind == UpdateItem.KIND else None
+        if known is not None:
+            return known.of_item(self.project, self.item)
         cls = CHANGES.get(self.kind)
         if cls is None:
             raise PipelineError(f"unknown op kind {self.kind!r}")
@@ -86,7 +108,16 @@ class SignedOp:
             raise PipelineError(f"bad {self.kind} payload: {exc}") from None
         if change.columns() != (self.project, self.item):
             raise PipelineError(f"the op's project/item columns do not match its {self.kind}")
+        if isinstance(change, UpdateItem):
+            if len(_UPDATES) >= _SEEN_MAX:
+                _UPDATES.clear()
+            _UPDATES[self.payload] = change
         return change
+
+
+_UPDATES: dict[str, UpdateItem] = {}
+"""Item updates by payload text (at most ``_SEEN_MAX``): a log repeats the same few stage
+moves for every item, and :meth:`UpdateItem.of_item` reuses one's checked fields."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -124,11 +155,8 @@ def seal(change: Change, payload: str, origin: str, key: NodeKey, seq: int, ts: 
     :func:`origin_json`, both computed by the caller before it starts writing.
     """
     project, item = change.columns()
-    unsigned = SignedOp(
-        project=project, item=item, kind=change.KIND, payload=payload, origin=origin,
-        author=key.public_hex, seq=seq, ts=float(ts),
-    )  # fmt: skip
-    return replace(unsigned, sig=key.sign(unsigned.signed_message()))
+    unsigned = SignedOp(project, item, change.KIND, payload, origin, key.public_hex, seq, float(ts))
+    return SignedOp(*unsigned._fields(), key.sign(unsigned.signed_message()))
 
 
 async def ops_after(storage: Storage, after: int, limit: int) -> list[SignedOp]:
@@ -140,7 +168,4 @@ async def ops_after(storage: Storage, after: int, limit: int) -> list[SignedOp]:
 def op_from_row(row: Any) -> SignedOp:
     """An op from a row of ``SELECT {OP_COLUMNS}``; values are taken as stored, unchecked."""
     r = tuple(row)
-    return SignedOp(
-        rowid=r[0], project=r[1], item=r[2], kind=r[3], payload=r[4], origin=r[5],
-        author=r[6], seq=r[7], ts=r[8], sig=r[9],
-    )  # fmt: skip
+    return SignedOp(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[0])  # field order

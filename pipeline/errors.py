@@ -56,6 +56,8 @@ def require_string(value: object, what: str) -> str:
 
 def require_positive(value: object, what: str) -> int:
     """``value`` if it is an ``int`` ≥ 1 (``bool`` is not). Raises PipelineError otherwise."""
+    if type(value) is int and value >= 1:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PipelineError(f"{what} must be a positive integer, got {_shown(value)}")
     return value
@@ -63,6 +65,8 @@ def require_positive(value: object, what: str) -> int:
 
 def require_count(value: object, what: str) -> int:
     """``value`` if it is an ``int`` ≥ 0 (``bool`` is not). Raises PipelineError otherwise."""
+    if type(value) is int and value >= 0:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PipelineError(f"{what} must be a non-negative integer, got {_shown(value)}")
     return value
@@ -70,6 +74,8 @@ def require_count(value: object, what: str) -> int:
 
 def require_finite(value: object, what: str) -> float:
     """``value`` if it is a finite ``int`` or ``float`` (``bool`` is not), as given."""
+    if type(value) is float and math.isfinite(value):  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise PipelineError(f"{what} must be a finite number, got {_shown(value)}")
     return value

@@ -78,7 +78,9 @@ async def _scan(storage: Storage, key: NodeKey, trusted: int) -> _Scan:
         )
         if not rows:
             break
-        bad = await check_ops([op_from_row(row) for row in rows], progress, signed_after=trusted)
+        bad = await check_ops(
+            [op_from_row(row) for row in rows], progress, signed_after=trusted, key=key
+        )
         if bad is not None:
             raise OpLogError(bad)
         prefix = await asyncio.to_thread(_feed, hasher, rows, trusted, prefix)

@@ -9,7 +9,7 @@ clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeGuard, assert_never
 
@@ -294,6 +294,10 @@ def stage_from_dict(data: Mapping[str, Any]) -> Stage:
         PipelineError: unknown stage name, missing or extra keys, or field values the
             stage rejects. Nothing is coerced: ``{"stage": "superseded", "by": "3"}`` fails.
     """
+    if type(data) is dict and len(data) == 1 and type(data.get("stage")) is str:
+        bare = _BARE.get(data["stage"])  # most stages have no fields: one instance per name
+        if bare is not None:
+            return bare
     if not isinstance(data, Mapping):
         raise PipelineError(f"a stage must be an object, got {data!r}")
     name = data.get("stage")
@@ -308,6 +312,13 @@ def stage_from_dict(data: Mapping[str, Any]) -> Stage:
             raise PipelineError(f"a frozen item cannot resume to {stage_name(inner)}")
         return Frozen(resume_to=inner)
     return _BY_NAME[name](**{key: data[key] for key in _FIELDS[name]})
+
+
+_BARE: dict[str, Stage] = {name: cls() for name, cls in _BY_NAME.items() if not _FIELDS[name]}
+"""The stages without fields, one (frozen) instance of each, by name."""
+
+
+_ALL_STAGES = (*_RESUMABLE, *_FINISHED, Frozen)
 
 
 # --- the work item -------------------------------------------------------------------------
@@ -350,7 +361,7 @@ class Item:
             raise PipelineError(f"item kind must be an ItemKind, got {self.kind!r}")
         require_text(self.title, "item title", one_line=True)
         require_string(self.body, "item body")
-        if not isinstance(self.stage, _RESUMABLE + _FINISHED + (Frozen,)):
+        if type(self.stage) not in _NAMES and not isinstance(self.stage, _ALL_STAGES):
             raise PipelineError(f"not a stage: {self.stage!r}")
         if not isinstance(self.depends_on, tuple):
             raise PipelineError(f"depends_on must be a tuple, got {self.depends_on!r}")
@@ -367,7 +378,33 @@ class Item:
         require_finite(self.created_at, "created_at")
         require_finite(self.updated_at, "updated_at")
 
+    def changed(self, **changes: Any) -> Item:
+        """This item with ``changes`` (field values), checked as a new item is.
+
+        A move (only ``stage`` and ``updated_at`` change, as most updates in a log do) checks
+        just those two: every other field is this item's, checked when it was made.
+
+        Raises:
+            PipelineError: a changed value the item refuses.
+        """
+        if not changes.keys() <= _MOVE_FIELDS:
+            return replace(self, **changes)
+        stage = changes.get("stage", self.stage)
+        if type(stage) not in _NAMES:
+            raise PipelineError(f"not a stage: {stage!r}")
+        at = require_finite(changes.get("updated_at", self.updated_at), "updated_at")
+        moved = object.__new__(Item)
+        for name in _ITEM_FIELDS:
+            object.__setattr__(moved, name, getattr(self, name))
+        object.__setattr__(moved, "stage", stage)
+        object.__setattr__(moved, "updated_at", at)
+        return moved
+
     @property
     def label(self) -> str:
         """``#12 Login page``: how notifications and replies name the item."""
         return f"#{self.number} {self.title}"
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(Item))
+_MOVE_FIELDS = frozenset({"stage", "updated_at"})

@@ -28,9 +28,18 @@ KEEP = Keep.KEEP
 
 def project_name(value: object) -> str:
     """``value`` when it is a valid project name (N1), else :class:`PipelineError`."""
+    if type(value) is str and value in _VALID_NAMES:
+        return value
     if not isinstance(value, str) or not PROJECT_NAME.fullmatch(value):
         raise PipelineError(f"bad project name {value!r}: use a-z, 0-9 and '-', up to 63")
+    if len(_VALID_NAMES) >= 1024:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(value)
     return value
+
+
+_VALID_NAMES: set[object] = set()
+"""Project names already found valid: names repeat in every op of a log."""
 
 
 def keys(

@@ -22,6 +22,7 @@ form just as strictly. :class:`pipeline.envelope.SignedOp` carries a change into
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeAlias
@@ -121,7 +122,13 @@ def _stage_json(value: object) -> dict[str, Any]:
         stage_name(value)  # type: ignore[arg-type]
     except KeyError:
         raise PipelineError(f"not a stage: {value!r}") from None
-    return stage_to_dict(value)  # type: ignore[arg-type]
+    return dict(_stage_dict(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_dict(stage: Stage) -> dict[str, Any]:
+    """:func:`stage_to_dict`, once per distinct stage (a handful repeat across a log)."""
+    return stage_to_dict(stage)
 
 
 _UPDATE_CHECKS: dict[str, Callable[[Any], Any]] = {
@@ -166,6 +173,20 @@ class UpdateItem:
             raise PipelineError(f"an update of #{self.number} must change something")
         object.__setattr__(self, "_payload", changed)
 
+    def of_item(self, project: object, number: object) -> UpdateItem:
+        """The same change of another item (a log repeats stage moves word for word): its
+        fields were checked when this one was made, so only ``project`` and ``number`` are.
+
+        Raises:
+            PipelineError: a bad project name or item number.
+        """
+        other = object.__new__(UpdateItem)
+        for name in _UPDATE_FIELDS:
+            object.__setattr__(other, name, getattr(self, name))
+        object.__setattr__(other, "project", _project(project))
+        object.__setattr__(other, "number", require_positive(number, "item number"))
+        return other
+
     def changes(self) -> dict[str, Any]:
         """The changed fields as :class:`Item` values (``depends_on`` as a tuple)."""
         out = {name: getattr(self, name) for name in self._payload}
@@ -188,6 +209,9 @@ class UpdateItem:
         if "depends_on" in values:
             values["depends_on"] = tuple(_depends(values["depends_on"]))
         return cls(_project(project), require_positive(item, "item number"), **values)
+
+
+_UPDATE_FIELDS = (*_UPDATE_CHECKS, "_payload")
 
 
 @dataclass(frozen=True, slots=True)

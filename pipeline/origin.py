@@ -38,16 +38,9 @@ class Origin(ABC):
         Raises:
             PipelineError: the keys match no origin shape, or a value is blank or not a str.
         """
-        if not isinstance(data, Mapping):
-            raise PipelineError(f"an origin must be an object, got {data!r}")
-        keys = frozenset(data)
-        for cls in (UserOrigin, AgentOrigin, SystemOrigin):
-            if keys == frozenset(_field_names(cls)):
-                return cls(**data)
-        raise PipelineError(
-            "an origin needs {transport, user, room}, {agent, name} or {system, reason};"
-            f" got {sorted(data)}"
-        )
+        if type(data) is dict and all(type(value) is str for value in data.values()):
+            return _origin_of(tuple(data.items()))  # origins repeat: each is checked once
+        return _origin_from(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +81,23 @@ class SystemOrigin(Origin):
 def _field_names(cls: type[Origin]) -> tuple[str, ...]:
     """The field names of an origin class, computed once (decoding the log calls this a lot)."""
     return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin_of(items: tuple[tuple[str, str], ...]) -> Origin:
+    """:func:`_origin_from` of a dict of strings, once per distinct one (a log names the
+    same few people, agents and daemon reasons again and again); failures are not cached."""
+    return _origin_from(dict(items))
+
+
+def _origin_from(data: object) -> Origin:
+    if not isinstance(data, Mapping):
+        raise PipelineError(f"an origin must be an object, got {data!r}")
+    keys = frozenset(data)
+    for cls in (UserOrigin, AgentOrigin, SystemOrigin):
+        if keys == frozenset(_field_names(cls)):
+            return cls(**data)
+    raise PipelineError(
+        "an origin needs {transport, user, room}, {agent, name} or {system, reason};"
+        f" got {sorted(data)}"
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline import log_check
@@ -178,6 +178,9 @@ def _timer_from_row(r: Any) -> TimerRecord:
     )  # fmt: skip
 
 
+_CHANGE_TYPES = tuple(CHANGES.values())
+
+
 class OpStore:
     """The op log of one database, writing as one node key. Build with :meth:`open`.
 
@@ -277,7 +280,7 @@ class OpStore:
         """
         origin_text = origin_json(origin)
         for change in changes:
-            if not isinstance(change, tuple(CHANGES.values())):
+            if not isinstance(change, _CHANGE_TYPES):
                 raise PipelineError(f"not a change: {change!r}")
         payloads = [canonical_json(change.to_payload()) for change in changes]
 
@@ -338,7 +341,7 @@ class OpStore:
             op.project, op.item, op.kind, op.payload, op.origin, op.author, op.seq, op.ts,
             op.sig,
         )).fetchall()  # fmt: skip
-        op = replace(op, rowid=int(rows[0][0]))
+        op = op.stored_as(int(rows[0][0]))
         notify(conn, OPS_CHANNEL, str(op.rowid))  # other daemons' bus: see bot.cluster_bus
         return AppliedOp(op, change, apply(conn, op))
 

@@ -262,15 +262,21 @@ async def open_with(url: str, data_dir: Path, key: NodeKey) -> OpLogError | None
 
 @pytest.fixture
 def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Count the signature verifications the store performs (call counting only)."""
+    """Count the signature checks the store performs (call counting only): verifications,
+    and the re-signing that checks the node's own ops (:meth:`NodeKey.signed`)."""
     calls: list[object] = []
-    real = verify_signature
+    real, real_signed = verify_signature, NodeKey.signed
 
     def counting(author: object, message: bytes, signature: object) -> str | None:
         calls.append(author)
         return real(author, message, signature)
 
+    def counting_signed(key: NodeKey, message: bytes, signature: object) -> bool:
+        calls.append(key.public_hex)
+        return real_signed(key, message, signature)
+
     monkeypatch.setattr("pipeline.audit.verify_signature", counting)
+    monkeypatch.setattr(NodeKey, "signed", counting_signed)
     return calls
 
 
