@@ -22,7 +22,8 @@ ops of the same mix, written once with ``append_many`` in batches of ``LOG_BATCH
 * ``replay``: ``pipeline.audit.replay_into`` a fresh scratch ``Database`` (reads every op, rebuilds
   every materialised table in one transaction); the rebuilt tables are then checked equal to
   the live ones (not timed).
-* ``verify``: ``pipeline.audit.verify`` (every signature, seq order, full replay and compare)
+* ``verify``: ``pipeline.audit.verify`` with the node's key, as ``musher audit verify`` runs
+  it (every signature, seq order, full replay and compare)
   while a writer keeps appending one op at a time (a room setting, as a command would):
   reported are the writes acknowledged while verify ran and their latency, next to the same
   writer's latency alone just before (verify must not stall writes).
