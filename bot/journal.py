@@ -20,7 +20,7 @@ from typing import TypeVar
 from bot.db import Db
 from bot.messages import InboundMessage, session_key
 from config.errors import StoreUnavailable
-from pipeline.storage import Conn
+from pipeline.storage import Conn, insert_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound (
@@ -63,6 +63,14 @@ CREATE TABLE IF NOT EXISTS stranger_replies (
     PRIMARY KEY (transport, sender, day)
 );
 """
+
+_INSERT_INBOUND = (
+    "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at, kind,"
+    " state, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (transport, room, event_id) DO NOTHING"
+)
+_INSERT_TURN = "INSERT INTO turns (session, started_at) VALUES (?, ?)"
+_INSERT_LOG = "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)"
 
 DEDUPE_DAYS = 7
 NOTIFY_CHANNEL = "musher_journal"  # PostgreSQL: a session key, when its free text is journalled
@@ -157,16 +165,9 @@ class Journal:
         def job(conn: Conn) -> tuple[int, LogEntry | None] | None:
             values = (msg.transport, msg.event_id, msg.room, msg.sender, text, msg.ts, now, kind,
                       state, self.node)  # fmt: skip
-            cursor = conn.execute(
-                "INSERT INTO inbound (transport, event_id, room, sender, text, ts, received_at,"
-                " kind, state, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (transport, room, event_id) DO NOTHING RETURNING id",
-                values,
-            )
-            inserted = cursor.fetchall()
-            if not inserted:
+            row_id = insert_id(conn, _INSERT_INBOUND, values, "id")
+            if row_id is None:
                 return None
-            row_id = int(inserted[0][0])
             entry = None
             if state is State.PENDING:
                 entry = _append_log(conn, msg.session, "user", msg.sender, text, now)
@@ -196,11 +197,8 @@ class Journal:
         def job(conn: Conn) -> tuple[int, T]:
             if fence is not None:
                 fence(conn)
-            cursor = conn.execute(
-                "INSERT INTO turns (session, started_at) VALUES (?, ?) RETURNING id",
-                (session, time.time()),
-            )
-            turn_id = int(cursor.fetchall()[0][0])
+            turn_id = insert_id(conn, _INSERT_TURN, (session, time.time()), "id")
+            assert turn_id is not None  # no conflict clause: a failed insert raises
             conn.executemany(
                 "UPDATE inbound SET turn_id = ? WHERE id = ?", [(turn_id, i) for i in id_list]
             )
@@ -391,12 +389,8 @@ async def migrate(db: Db) -> None:
 
 
 def _append_log(conn: Conn, session: str, role: str, sender: str, text: str, ts: float) -> LogEntry:
-    cursor = conn.execute(
-        "INSERT INTO room_log (session, role, sender, text, ts) VALUES (?, ?, ?, ?, ?)"
-        " RETURNING seq",
-        (session, role, sender, text, ts),
-    )
-    seq = int(cursor.fetchall()[0][0])
+    seq = insert_id(conn, _INSERT_LOG, (session, role, sender, text, ts), "seq")
+    assert seq is not None  # no conflict clause: a failed insert raises
     return LogEntry(seq, session, role, sender, text, ts)
 
 

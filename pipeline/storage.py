@@ -13,17 +13,19 @@ Writing code against it:
   ``fetchall()``, ``fetchone()`` and ``rowcount``; rows index by position.
 - Reads are :meth:`Storage.read` (one query on a separate connection).
 - SQL is written once, in the SQLite dialect kept portable: ``?`` placeholders (``?1``…
-  numbered ones too), ``INSERT … ON CONFLICT (…) DO UPDATE/DO NOTHING``, ``RETURNING`` for
-  generated ids (never ``lastrowid``), no ``rowid`` other than the op log's own column, no
-  SQLite-only functions, plain ``INTEGER``/``TEXT``/``REAL``/``BLOB`` columns. The
-  PostgreSQL backend translates each statement once (``bot.pg_sql``): placeholders, column
-  types, ``INTEGER PRIMARY KEY`` ids handed out in commit order, the append-only triggers,
-  ``json_each`` over an integer array, and the three catalogue reads the migrations use
-  (``sqlite_master``'s table list, ``PRAGMA table_info``, ``sqlite_sequence``).
+  numbered ones too), ``INSERT … ON CONFLICT (…) DO UPDATE/DO NOTHING``, ``RETURNING`` or
+  :func:`insert_id` for generated ids (never ``lastrowid`` directly), no ``rowid`` other
+  than the op log's own column, no SQLite-only functions, plain
+  ``INTEGER``/``TEXT``/``REAL``/``BLOB`` columns. The PostgreSQL backend translates each
+  statement once (``bot.pg_sql``): placeholders, column types, ``INTEGER PRIMARY KEY`` ids
+  handed out in commit order, the append-only triggers, ``json_each`` over an integer array,
+  and the three catalogue reads the migrations use (``sqlite_master``'s table list, ``PRAGMA
+  table_info``, ``sqlite_sequence``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -61,6 +63,22 @@ class Storage(Protocol):
     async def write(self, job: Callable[[Conn], T]) -> T: ...
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+def insert_id(conn: Conn, sql: str, params: Sequence[Any], key: str) -> int | None:
+    """Inside a write job: run ``sql``, an ``INSERT`` of one row without ``RETURNING`` (it
+    may end ``ON CONFLICT … DO NOTHING``); the new row's ``key`` column (its ``INTEGER
+    PRIMARY KEY``), or None when nothing was inserted.
+
+    On SQLite the id is the insert's own rowid: the statement is stepped once, not twice
+    as with ``RETURNING``. Each step hands the GIL to the event loop's thread, and under
+    load the writer thread then waits for it longer than the step took. Elsewhere the
+    statement gets ``RETURNING key``."""
+    if isinstance(conn, sqlite3.Connection):
+        cursor = conn.execute(sql, params)
+        return cursor.lastrowid if cursor.rowcount > 0 else None
+    rows = conn.execute(f"{sql} RETURNING {key}", params).fetchall()
+    return int(rows[0][0]) if rows else None
 
 
 def hold_appends(conn: Conn, table: str) -> None:

@@ -38,7 +38,7 @@ from pipeline.model import Backlog, Column, Item, ItemKind, Origin, Stage
 from pipeline.node_ops import is_trusted, untrusted
 from pipeline.ops import CHANGES, Change, CreateItem
 from pipeline.project_rows import PROJECT_COLUMNS
-from pipeline.storage import Conn, Storage, notify
+from pipeline.storage import Conn, Storage, insert_id, notify
 
 __all__ = ["OPS_CHANNEL", "SCHEMA", "AppliedOp", "OpStore", "StoreWriteError"]
 
@@ -110,7 +110,7 @@ class RoomRecord:
 
 _INSERT_OP = (
     "INSERT INTO ops (project, item, kind, payload, origin, author, seq, ts, sig)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 OPS_CHANNEL = "musher_ops"
 """The PostgreSQL channel every op append notifies with its insertion id (at commit)."""
@@ -337,11 +337,12 @@ class OpStore:
             raise untrusted(self._key.public_hex)
         op = seal(change, payload, origin, self._key, self._next_seq, ts)
         self._next_seq += 1  # a rolled-back op leaves a gap; gaps are allowed, reuse is not
-        rows = conn.execute(_INSERT_OP, (
+        rowid = insert_id(conn, _INSERT_OP, (
             op.project, op.item, op.kind, op.payload, op.origin, op.author, op.seq, op.ts,
             op.sig,
-        )).fetchall()  # fmt: skip
-        op = op.stored_as(int(rows[0][0]))
+        ), "rowid")  # fmt: skip
+        assert rowid is not None  # no conflict clause: a failed insert raises
+        op = op.stored_as(rowid)
         notify(conn, OPS_CHANNEL, str(op.rowid))  # other daemons' bus: see bot.cluster_bus
         return AppliedOp(op, change, apply(conn, op))
 
