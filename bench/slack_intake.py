@@ -406,7 +406,7 @@ def run(
             "aiohttp handler: read body, verify X-Slack-Signature (HMAC-SHA256) and timestamp, "
             "parse JSON, 200 empty; own process and port"
         ),
-        "loadgen": "separate process, asyncio HTTP/1.1 client, closed loop, keep-alive, unique ts/event",
+        "loadgen": "separate process, asyncio client, closed loop, keep-alive, unique ts/event",
         "concurrency": list(concurrency),
         "warmup_s": WARMUP_S,
         "duration_s": duration,
