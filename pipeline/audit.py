@@ -176,18 +176,30 @@ async def check_ops(
     return None if shape is None else shape[1]
 
 
+_pauses = 0
+"""How many :func:`collections_paused` blocks are open (verify and replay may overlap)."""
+_resume = False
+"""Whether the collector ran before the outermost open pause began."""
+
+
 @contextlib.contextmanager
 def collections_paused() -> Iterator[None]:
-    """The cycle collector paused while a whole log is loaded: that makes one object per op,
-    all of which stay alive, and on a daemon's heap each collection the loading triggers
-    walks every one of them (a third of the load time at 100,000 ops). Reference counting
-    still frees everything else; the collector resumes (if it ran before) at the end."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """The cycle collector paused while a whole log is loaded and checked: that makes one
+    object per op, all of which stay alive, and on a daemon's heap each collection the work
+    triggers walks every one of them (a third of the load time at 100,000 ops, and a 300 ms
+    stall of every other thread during verify's replay). Reference counting still frees
+    everything else. Blocks may nest or overlap; the collector resumes (if it ran before)
+    when the last one ends."""
+    global _pauses, _resume
+    if _pauses == 0:
+        _resume = gc.isenabled()
+        gc.disable()
+    _pauses += 1
     try:
         yield
     finally:
-        if enabled:
+        _pauses -= 1
+        if _pauses == 0 and _resume:
             gc.enable()
 
 
@@ -342,10 +354,18 @@ async def verify(
     ``node.trust`` ops) is a per-op problem; None checks the log's integrity only. ``key``,
     the checking node's own, makes checking its own ops' signatures cheaper (same verdict).
     """
-    read = storage.snapshot if isinstance(storage, SnapshotStorage) else storage.write
     with collections_paused():
-        rows, issued, live = await read(_read_all)
-        ops = [op_from_row(row) for row in rows]
+        return await _verify(storage, trusted, key)
+
+
+async def _verify(
+    storage: Storage, trusted: Collection[str] | None, key: NodeKey | None
+) -> AuditReport:
+    """:func:`verify`'s work; the log it loads is freed when this returns."""
+    read = storage.snapshot if isinstance(storage, SnapshotStorage) else storage.write
+    rows, issued, live = await read(_read_all)
+    ops = [op_from_row(row) for row in rows]
+    del rows
     authors = len({op.author for op in ops})
     progress = Progress()
     problem: BadOp | RowMismatch | None = (
