@@ -76,6 +76,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time process ``pid`` has used so far, all its threads (Linux
+    ``/proc``; None where that cannot be read)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values: Iterable[float]) -> float:
     data = [v for v in values if not math.isnan(v)]
     return statistics.median(data) if data else math.nan

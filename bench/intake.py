@@ -46,7 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import emit, machine, median, percentile, progress, rnd
+from bench.common import cpu_seconds, emit, machine, median, percentile, progress, rnd
 
 NAME = "http_intake"
 CONCURRENCY = (8, 32, 64)
@@ -193,6 +193,7 @@ class _Load:
         self.latencies: list[float] = []
         self.statuses: dict[str, int] = {}
         self.errors = 0
+        self.answered = 0  # every response, warmup and tail included
 
     def request(self, worker: int) -> bytes:
         i = self.sent.get(worker, 0)
@@ -203,6 +204,7 @@ class _Load:
         return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
     def done(self, status: int, latency: float) -> None:
+        self.answered += 1
         if self.measure_from <= self.loop.time() <= self.end:
             self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
             if 200 <= status < 300:
@@ -243,6 +245,7 @@ async def load(
         "p99_ms": percentile(state.latencies, 99) * 1000,
         "statuses": state.statuses,
         "errors": state.errors,
+        "answered": state.answered,
     }
 
 
@@ -268,6 +271,25 @@ def run_loadgen(
         raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def measured_run(
+    module: str, server: Server, concurrency: int, duration: float, daemon: bool
+) -> tuple[dict[str, Any], float | None]:
+    """:func:`run_loadgen` against ``server``; for the ``daemon``, then wait until its turns
+    have drained (:func:`drain`, whose seconds are returned). Adds ``cpu_us_per_request``:
+    the server's CPU time over the run (and the drain: the turns and replies the requests
+    caused) per request it answered, warmup included. A figure the shared machine's noise
+    hardly moves, and the one that bounds requests/s on its cores."""
+    before = cpu_seconds(server.proc.pid)
+    out = run_loadgen(module, server.url, concurrency, duration=duration)
+    drained = drain(server.url) if daemon else None
+    after = cpu_seconds(server.proc.pid)
+    answered, cpu = out.get("answered", 0), None
+    if before is not None and after is not None and answered:
+        cpu = (after - before) / answered * 1e6
+    out["cpu_us_per_request"] = cpu
+    return out, drained
 
 
 # --- the servers under test ----------------------------------------------------------------
@@ -415,6 +437,8 @@ def sweep_figures(
         figures[f"{name}_{latency}_p99_ms_at_best"] = rnd(mid["p99_ms"], 2) if mid else None
         figures[f"{name}_best_concurrency"] = mid["concurrency"] if mid else None
         figures[f"{name}_best_concurrency_reps"] = [p["concurrency"] if p else None for p in points]
+        cpu = [p["cpu_us_per_request"] for p in found if p.get("cpu_us_per_request")]
+        figures[f"{name}_cpu_us_per_request_at_best"] = rnd(median(cpu), 1) if cpu else None
         figures[f"{name}_sweep"] = {
             str(c): {
                 "rps": rnd(median(s[c]["rps"] for s in sweeps), 1),
@@ -428,6 +452,13 @@ def sweep_figures(
     ours_best = figures["ours_rps_at_p99_lt_100ms"]
     bare_best = figures["bare_rps_at_p99_lt_100ms"]
     figures["ratio_ours_bare"] = rnd(ours_best / bare_best) if ours_best and bare_best else None
+    ours_cpu, bare_cpu = (
+        figures["ours_cpu_us_per_request_at_best"],
+        figures["bare_cpu_us_per_request_at_best"],
+    )
+    figures["cpu_per_request_ours_over_bare"] = (
+        rnd(ours_cpu / bare_cpu, 2) if ours_cpu and bare_cpu else None
+    )
     per_rep = [o / b for o, b in zip(best["ours"], best["bare"], strict=True) if o and b]
     figures["ratio_ours_bare_per_rep"] = [rnd(r) for r in per_rep]
     figures["ratio_ours_bare_median_of_reps"] = rnd(median(per_rep)) if per_rep else None
@@ -452,11 +483,12 @@ def run(
                 for c in concurrency:
                     for server in order:
                         progress(f"B2 web rep {rep + 1}/{reps} {server.name} c={c}")
-                        sweeps[server.name][c] = run_loadgen(
-                            "bench.intake", server.url, c, duration=duration
+                        out, drained = measured_run(
+                            "bench.intake", server, c, duration, server is ours
                         )
-                        if server is ours:
-                            drains.append(drain(ours.url))
+                        sweeps[server.name][c] = out
+                        if drained is not None:
+                            drains.append(drained)
                 results["ours"].append(sweeps["ours"])
                 results["bare"].append(sweeps["bare"])
             finally:

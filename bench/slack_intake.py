@@ -67,8 +67,8 @@ from bench.intake import (
     RequestFactory,
     Server,
     Sweep,
-    drain,
     load,
+    measured_run,
     run_loadgen,
     serve_app,
     start_child,
@@ -361,11 +361,11 @@ def run(
                 for c in concurrency:
                     for server in order:
                         progress(f"B2 slack rep {rep + 1}/{reps} {server.name} c={c}")
-                        out = run_loadgen(MODULE, server.url, c, duration=duration)
+                        out, drained = measured_run(MODULE, server, c, duration, server is ours)
                         sweeps[server.name][c] = out
-                        if server is ours:
+                        if drained is not None:
                             sent += out["sent"]
-                            drains.append(drain(ours.url))
+                            drains.append(drained)
                 accepted = inbound(ours.url).get("accepted", 0)
                 journalled.append(accepted / sent if sent else math.nan)
                 replies += api_calls(api).get("chat.postMessage", 0)

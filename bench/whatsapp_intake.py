@@ -47,9 +47,8 @@ from bench.intake import (
     RequestFactory,
     Server,
     Sweep,
-    drain,
     load,
-    run_loadgen,
+    measured_run,
     serve_app,
     start_child,
     start_daemon,
@@ -186,11 +185,10 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
                 for c in concurrency:
                     for server in [bare, ours] if rep % 2 == 0 else [ours, bare]:
                         progress(f"B2 whatsapp rep {rep + 1}/{reps} {server.name} c={c}")
-                        sweeps[server.name][c] = run_loadgen(
-                            MODULE, server.url, c, duration=duration
-                        )
-                        if server is ours:
-                            drains.append(drain(ours.url))
+                        out, drained = measured_run(MODULE, server, c, duration, server is ours)
+                        sweeps[server.name][c] = out
+                        if drained is not None:
+                            drains.append(drained)
                 replies += sent_replies(api)
                 results["ours"].append(sweeps["ours"])
                 results["bare"].append(sweeps["bare"])
