@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
-
 from bot.ratewindow import retry_after
 from config.errors import PermanentError, TransientError
 from config.models import WhatsAppTwilioConfig
-from transports.whatsapp.meta import DEFAULT_WAIT_S, LIMITS, json_body
+from transports.whatsapp.client import ApiClient, basic_auth
+from transports.whatsapp.meta import DEFAULT_WAIT_S
 from transports.whatsapp.send import OutsideWindow, RateLimited
 
 OUTSIDE_WINDOW = 63016  # "failed to send freeform message because you are outside the window"
@@ -21,31 +20,25 @@ class TwilioApi:
         assert cfg.auth_token is not None and cfg.account_sid and cfg.from_number
         self.sender = cfg.from_number
         self.path = f"/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
-        self.client = httpx.AsyncClient(
-            base_url=cfg.api_base_url.rstrip("/"),
-            auth=(cfg.account_sid, cfg.auth_token.get_secret_value()),
+        self.client = ApiClient(
+            cfg.api_base_url,
             timeout=timeout,
-            limits=LIMITS,
+            headers={"Authorization": basic_auth(cfg.account_sid, cfg.auth_token)},
         )
 
     async def post(self, number: str, text: str) -> str:
         form = {"To": f"whatsapp:{number}", "From": self.sender, "Body": text}
-        try:
-            response = await self.client.post(self.path, data=form)
-        except httpx.HTTPError as err:
-            raise TransientError(
-                f"whatsapp: sending to {number} may have failed: {err!r}"
-            ) from None
-        data = json_body(response)
-        if response.status_code in (200, 201):
+        answer = await self.client.post(self.path, number, form=form)
+        status, data = answer.status, answer.data
+        if status in (200, 201):
             return str(data.get("sid", ""))
-        code, message = data.get("code"), data.get("message") or f"HTTP {response.status_code}"
-        if response.status_code == 429 or code == RATE_LIMITED:
-            raise RateLimited(retry_after(response.headers, DEFAULT_WAIT_S))
+        code, message = data.get("code"), data.get("message") or f"HTTP {status}"
+        if status == 429 or code == RATE_LIMITED:
+            raise RateLimited(retry_after(answer.headers, DEFAULT_WAIT_S))
         if code == OUTSIDE_WINDOW:
             raise OutsideWindow(str(message))
-        if response.status_code >= 500:
-            raise TransientError(f"whatsapp: Twilio answered {response.status_code}: {message}")
+        if status >= 500:
+            raise TransientError(f"whatsapp: Twilio answered {status}: {message}")
         raise PermanentError(f"whatsapp: Twilio refused a send to {number}: {message} ({code})")
 
     async def aclose(self) -> None:
