@@ -274,15 +274,21 @@ def run_loadgen(
 
 
 def measured_run(
-    module: str, server: Server, concurrency: int, duration: float, daemon: bool
+    module: str,
+    server: Server,
+    concurrency: int,
+    duration: float,
+    daemon: bool,
+    extra: Sequence[str] = (),
 ) -> tuple[dict[str, Any], float | None]:
     """:func:`run_loadgen` against ``server``; for the ``daemon``, then wait until its turns
     have drained (:func:`drain`, whose seconds are returned). Adds ``cpu_us_per_request``:
     the server's CPU time over the run (and the drain: the turns and replies the requests
-    caused) per request it answered, warmup included. A figure the shared machine's noise
-    hardly moves, and the one that bounds requests/s on its cores."""
+    caused) per request it answered, warmup included: a figure the shared machine's noise
+    hardly moves, and the one that bounds requests/s on its cores. ``extra``: more
+    arguments for the load generator."""
     before = cpu_seconds(server.proc.pid)
-    out = run_loadgen(module, server.url, concurrency, duration=duration)
+    out = run_loadgen(module, server.url, concurrency, duration=duration, extra=extra)
     drained = drain(server.url) if daemon else None
     after = cpu_seconds(server.proc.pid)
     answered, cpu = out.get("answered", 0), None
