@@ -7,6 +7,7 @@ Synchronous tests (a daemon subprocess) and async tests can both use such a fake
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -32,11 +33,22 @@ class ThreadedServer:
 
     def __enter__(self) -> Self:
         self._thread.start()
-        self.call(self._start())
+        try:
+            self.call(self._start())
+        except BaseException:  # stop the thread, or the test process never exits
+            with contextlib.suppress(Exception):
+                self.call(self._stop())
+            self._halt()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.call(self._stop())
+        try:
+            self.call(self._stop())
+        finally:
+            self._halt()
+
+    def _halt(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
