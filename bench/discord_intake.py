@@ -40,21 +40,20 @@ from aiohttp import web
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from bench.common import emit, machine, progress
+from bench.common import emit
 from bench.intake import (
-    P99_LIMIT_MS,
-    TARGET,
-    WARMUP_S,
     RequestFactory,
     Server,
     Sweep,
-    load,
-    measured_run,
+    b2_parser,
+    loadgen_main,
+    print_result,
+    run_params,
     serve_app,
     start_child,
     start_daemon,
-    sweep_arg,
     sweep_figures,
+    sweep_pair,
 )
 from tests.fakes.discord_api import TOKEN, FakeDiscord
 from transports.discord.commands import LINE, MAIN
@@ -165,21 +164,19 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
                 shape = Path(tmp) / "interaction.json"
                 shape.write_text(template(fake))
                 extra = ["--template", str(shape), "--seed", seed.hex()]
-                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
-                for c in concurrency:
-                    for server in [bare, ours] if rep % 2 == 0 else [ours, bare]:
-                        progress(f"B2 discord rep {rep + 1}/{reps} {server.name} c={c}")
-                        out, _ = measured_run(MODULE, server, c, duration, False, extra)
-                        sweeps[server.name][c] = out
-                        for status, n in out["statuses"].items():
-                            answers[status] = answers.get(status, 0) + n
-                results["ours"].append(sweeps["ours"])
-                results["bare"].append(sweeps["bare"])
+                label = f"B2 discord rep {rep + 1}/{reps}"
+                pair = (ours, bare)
+                sweeps = sweep_pair(
+                    MODULE, label, pair, concurrency, duration, results, None, extra
+                )
+                for out in sweeps["ours"].values():
+                    for status, n in out["statuses"].items():
+                        answers[status] = answers.get(status, 0) + n
             finally:
                 for server in reversed(servers):
                     server.stop()
     figures = sweep_figures(results, concurrency)
-    figures["answers_by_status"] = answers
+    figures["ours_answers_by_status"] = answers
     params = {
         "endpoint": "POST /webhooks/discord (signed application-command interaction)",
         "ours": (
@@ -190,38 +187,22 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
         "bare": "aiohttp handler: read body, verify the Ed25519 signature, parse JSON, type 4",
         "command": "/musher line:status",
         "channels": CHANNELS,
-        "concurrency": list(concurrency),
-        "warmup_s": WARMUP_S,
-        "duration_s": duration,
-        "reps": reps,
-        "p99_limit_ms": P99_LIMIT_MS,
-        "target": TARGET,
-        "machine": machine(),
-        "wall_s": round(time.monotonic() - started, 1),
+        **run_params(concurrency, duration, reps, started),
     }
     return {"bench": NAME, "params": params, "figures": figures}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser = b2_parser(MODULE, DURATION_S, REPS, CONCURRENCY)
     parser.add_argument("--bare", metavar="PUBLIC_KEY", help=argparse.SUPPRESS)
-    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--template", help=argparse.SUPPRESS)
     parser.add_argument("--seed", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=16, help=argparse.SUPPRESS)
-    parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
-    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
-    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,16,32")
     args = parser.parse_args()
     if args.bare:
         _bare_server(args.bare)
     elif args.loadgen:
         made = Interactions(Path(args.template).read_text(), bytes.fromhex(args.seed))
-        out = asyncio.run(
-            load(args.loadgen, args.concurrency, args.warmup, args.duration, made.requests())
-        )
-        print(json.dumps(out), flush=True)
+        print_result(loadgen_main(args, made.requests()))
     else:
         result = run(args.reps, args.sweep, args.duration)
         emit(result["bench"], result["params"], result["figures"])

@@ -49,6 +49,7 @@ from aiohttp import web
 from bench.common import cpu_seconds, emit, machine, median, percentile, progress, rnd
 
 NAME = "http_intake"
+MODULE = "bench.intake"
 CONCURRENCY = (8, 32, 64)
 REPS = 3
 WARMUP_S = 0.5
@@ -471,6 +472,34 @@ def sweep_figures(
     return figures
 
 
+def sweep_pair(
+    module: str,
+    label: str,
+    servers: tuple[Server, Server],
+    concurrency: Sequence[int],
+    duration: float,
+    results: dict[str, list[Sweep]],
+    drains: list[float] | None = None,
+    extra: Sequence[str] = (),
+) -> dict[str, Sweep]:
+    """One repetition: every concurrency against both ``servers`` (ours, bare), the first
+    of the pair first; the sweeps are appended to ``results`` and returned. With ``drains``,
+    each run against the daemon waits for its turns to drain and appends the wait."""
+    ours, _ = servers
+    sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
+    for c in concurrency:
+        for server in servers if len(results["ours"]) % 2 else servers[::-1]:
+            progress(f"{label} {server.name} c={c}")
+            daemon = server is ours and drains is not None
+            out, drained = measured_run(module, server, c, duration, daemon, extra)
+            sweeps["ours" if server is ours else "bare"][c] = out
+            if drains is not None and drained is not None:
+                drains.append(drained)
+    results["ours"].append(sweeps["ours"])
+    results["bare"].append(sweeps["bare"])
+    return sweeps
+
+
 def run(
     reps: int = REPS, concurrency: Sequence[int] = CONCURRENCY, duration: float = DURATION_S
 ) -> dict[str, Any]:
@@ -483,20 +512,9 @@ def run(
             try:
                 servers.append(start_daemon(Path(tmp)))
                 servers.append(start_child("bare", "bench.intake", "--bare"))
-                ours, bare = servers
-                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
-                order = [bare, ours] if rep % 2 == 0 else [ours, bare]
-                for c in concurrency:
-                    for server in order:
-                        progress(f"B2 web rep {rep + 1}/{reps} {server.name} c={c}")
-                        out, drained = measured_run(
-                            "bench.intake", server, c, duration, server is ours
-                        )
-                        sweeps[server.name][c] = out
-                        if drained is not None:
-                            drains.append(drained)
-                results["ours"].append(sweeps["ours"])
-                results["bare"].append(sweeps["bare"])
+                label = f"B2 web rep {rep + 1}/{reps}"
+                pair = (servers[0], servers[1])
+                sweep_pair(MODULE, label, pair, concurrency, duration, results, drains)
             finally:
                 for server in servers:
                     server.stop()
@@ -511,19 +529,28 @@ def run(
         "rooms": ROOMS,
         "bare": "aiohttp handler parsing the JSON body, 202 {id}, own process and port",
         "loadgen": "separate process, asyncio HTTP/1.1 client, closed loop, keep-alive, unique ids",
+        "figure": "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare",
+        "slack_signed_event": "measured separately: python -m bench.slack_intake",
+        "host": "127.0.0.1, loadgen and server share the machine's 2 cores",
+        **run_params(concurrency, duration, reps, started),
+    }
+    return {"bench": NAME, "params": params, "figures": figures}
+
+
+def run_params(
+    concurrency: Sequence[int], duration: float, reps: int, started: float
+) -> dict[str, Any]:
+    """The params every B2 module reports about its run (``started``: its monotonic start)."""
+    return {
         "concurrency": list(concurrency),
         "warmup_s": WARMUP_S,
         "duration_s": duration,
         "reps": reps,
         "p99_limit_ms": P99_LIMIT_MS,
-        "figure": "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare",
-        "slack_signed_event": "measured separately: python -m bench.slack_intake",
-        "host": "127.0.0.1, loadgen and server share the machine's 2 cores",
         "target": TARGET,
         "machine": machine(),
         "wall_s": round(time.monotonic() - started, 1),
     }
-    return {"bench": NAME, "params": params, "figures": figures}
 
 
 def sweep_arg(text: str) -> tuple[int, ...]:
@@ -531,31 +558,42 @@ def sweep_arg(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.intake")
-    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+def b2_parser(
+    module: str, duration: float, reps: int, sweep: Sequence[int]
+) -> argparse.ArgumentParser:
+    """The arguments every B2 module takes: its load generator's (hidden: ``--loadgen URL``
+    and its ``--concurrency``/``--warmup``/``--duration``) and a run's size."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
     parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
-    parser.add_argument("--rooms", default="room", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
-    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
-    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,32,64")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds per run")
+    parser.add_argument("--reps", type=int, default=reps, help="repetitions (median)")
+    parser.add_argument("--sweep", type=sweep_arg, default=tuple(sweep), help="e.g. 8,32,64")
+    return parser
+
+
+def loadgen_main(args: argparse.Namespace, make: RequestFactory) -> dict[str, Any]:
+    """The ``--loadgen`` process's run: :func:`load` with ``make``'s requests. Its caller
+    adds what it counts itself and hands it to :func:`print_result`."""
+    return asyncio.run(load(args.loadgen, args.concurrency, args.warmup, args.duration, make))
+
+
+def print_result(out: dict[str, Any]) -> None:
+    """A load generator's result as the one JSON line :func:`run_loadgen` reads."""
+    print(json.dumps(out), flush=True)
+
+
+def main() -> None:
+    parser = b2_parser("bench.intake", DURATION_S, REPS, CONCURRENCY)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rooms", default="room", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
         _bare_server()
         return
     if args.loadgen:
-        out = asyncio.run(
-            load(
-                args.loadgen,
-                args.concurrency,
-                args.warmup,
-                args.duration,
-                web_requests(args.rooms),
-            )
-        )
-        print(json.dumps(out), flush=True)
+        print_result(loadgen_main(args, web_requests(args.rooms)))
         return
     result = run(args.reps, args.sweep, args.duration)
     emit(result["bench"], result["params"], result["figures"])

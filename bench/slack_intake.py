@@ -58,23 +58,22 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import emit, machine, median, percentile, progress, rnd
+from bench.common import emit, median, percentile, progress, rnd
 from bench.intake import (
-    P99_LIMIT_MS,
-    TARGET,
-    WARMUP_S,
     WINDOW_MS,
     RequestFactory,
     Server,
     Sweep,
-    load,
-    measured_run,
+    b2_parser,
+    loadgen_main,
+    print_result,
     run_loadgen,
+    run_params,
     serve_app,
     start_child,
     start_daemon,
-    sweep_arg,
     sweep_figures,
+    sweep_pair,
 )
 
 NAME = "http_intake_slack"
@@ -355,22 +354,14 @@ def run(
                 servers.append(api := start_child("fake-api", MODULE, "--fake-api"))
                 servers.append(ours := start_daemon(Path(tmp), _slack_config(api)))
                 servers.append(bare := start_child("bare", MODULE, "--bare"))
-                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
-                order = [bare, ours] if rep % 2 == 0 else [ours, bare]
-                sent = 0
-                for c in concurrency:
-                    for server in order:
-                        progress(f"B2 slack rep {rep + 1}/{reps} {server.name} c={c}")
-                        out, drained = measured_run(MODULE, server, c, duration, server is ours)
-                        sweeps[server.name][c] = out
-                        if drained is not None:
-                            sent += out["sent"]
-                            drains.append(drained)
+                label = f"B2 slack rep {rep + 1}/{reps}"
+                sweeps = sweep_pair(
+                    MODULE, label, (ours, bare), concurrency, duration, results, drains
+                )
+                sent = sum(out["sent"] for out in sweeps["ours"].values())
                 accepted = inbound(ours.url).get("accepted", 0)
                 journalled.append(accepted / sent if sent else math.nan)
                 replies += api_calls(api).get("chat.postMessage", 0)
-                results["ours"].append(sweeps["ours"])
-                results["bare"].append(sweeps["bare"])
             finally:
                 for server in reversed(servers):
                     server.stop()
@@ -407,11 +398,6 @@ def run(
             "parse JSON, 200 empty; own process and port"
         ),
         "loadgen": "separate process, asyncio client, closed loop, keep-alive, unique ts/event",
-        "concurrency": list(concurrency),
-        "warmup_s": WARMUP_S,
-        "duration_s": duration,
-        "reps": reps,
-        "p99_limit_ms": P99_LIMIT_MS,
         "figure": (
             "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare; "
             "ack p50/p99 at that point"
@@ -430,27 +416,19 @@ def run(
             else "skipped"
         ),
         "host": "127.0.0.1, loadgen, servers and fake API share the machine's 2 cores",
-        "target": TARGET,
-        "machine": machine(),
-        "wall_s": round(time.monotonic() - started, 1),
+        **run_params(concurrency, duration, reps, started),
     }
     return {"bench": NAME, "params": params, "figures": figures}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser = b2_parser(MODULE, DURATION_S, REPS, CONCURRENCY)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--storm", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
-    parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=STORM_RATE, help=argparse.SUPPRESS)
     parser.add_argument("--retries", type=int, default=STORM_RETRIES, help=argparse.SUPPRESS)
     parser.add_argument("--gap", type=float, default=STORM_GAP_S, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
-    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
-    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,32,64")
     parser.add_argument(
         "--storm-s", type=float, default=STORM_S, help="retry-storm length (0 = skip)"
     )
@@ -465,16 +443,15 @@ def main() -> None:
         _fake_api()
         return
     if args.loadgen and args.storm:
-        out = asyncio.run(storm(args.loadgen, args.rate, args.duration, args.retries, args.gap))
-        print(json.dumps(out), flush=True)
+        print_result(
+            asyncio.run(storm(args.loadgen, args.rate, args.duration, args.retries, args.gap))
+        )
         return
     if args.loadgen:
         events = Events()
-        out = asyncio.run(
-            load(args.loadgen, args.concurrency, args.warmup, args.duration, events.requests())
-        )
+        out = loadgen_main(args, events.requests())
         out["sent"] = next(events.seq)
-        print(json.dumps(out), flush=True)
+        print_result(out)
         return
     result = run(args.reps, args.sweep, args.duration, args.storm_s, args.storm_rate / 60)
     emit(result["bench"], result["params"], result["figures"])

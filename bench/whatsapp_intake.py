@@ -39,21 +39,20 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import emit, machine, median, progress, rnd
+from bench.common import emit, median, rnd
 from bench.intake import (
-    P99_LIMIT_MS,
-    TARGET,
-    WARMUP_S,
     RequestFactory,
     Server,
     Sweep,
-    load,
-    measured_run,
+    b2_parser,
+    loadgen_main,
+    print_result,
+    run_params,
     serve_app,
     start_child,
     start_daemon,
-    sweep_arg,
     sweep_figures,
+    sweep_pair,
 )
 
 NAME = "http_intake_whatsapp"
@@ -181,17 +180,9 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
                 config = CONFIG.format(pnid=PHONE_NUMBER_ID, secret=APP_SECRET, api=api.url)
                 servers.append(ours := start_daemon(Path(tmp), config))
                 servers.append(bare := start_child("bare", MODULE, "--bare"))
-                sweeps: dict[str, Sweep] = {"ours": {}, "bare": {}}
-                for c in concurrency:
-                    for server in [bare, ours] if rep % 2 == 0 else [ours, bare]:
-                        progress(f"B2 whatsapp rep {rep + 1}/{reps} {server.name} c={c}")
-                        out, drained = measured_run(MODULE, server, c, duration, server is ours)
-                        sweeps[server.name][c] = out
-                        if drained is not None:
-                            drains.append(drained)
+                label = f"B2 whatsapp rep {rep + 1}/{reps}"
+                sweep_pair(MODULE, label, (ours, bare), concurrency, duration, results, drains)
                 replies += sent_replies(api)
-                results["ours"].append(sweeps["ours"])
-                results["bare"].append(sweeps["bare"])
             finally:
                 for server in reversed(servers):
                     server.stop()
@@ -206,39 +197,22 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
         ),
         "bare": "aiohttp handler: read body, verify X-Hub-Signature-256, parse JSON, 200",
         "senders": SENDERS,
-        "concurrency": list(concurrency),
-        "warmup_s": WARMUP_S,
-        "duration_s": duration,
-        "reps": reps,
-        "p99_limit_ms": P99_LIMIT_MS,
-        "target": TARGET,
-        "machine": machine(),
-        "wall_s": round(time.monotonic() - started, 1),
+        **run_params(concurrency, duration, reps, started),
     }
     return {"bench": NAME, "params": params, "figures": figures}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser = b2_parser(MODULE, DURATION_S, REPS, CONCURRENCY)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=32, help=argparse.SUPPRESS)
-    parser.add_argument("--warmup", type=float, default=WARMUP_S, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per run")
-    parser.add_argument("--reps", type=int, default=REPS, help="repetitions (median)")
-    parser.add_argument("--sweep", type=sweep_arg, default=CONCURRENCY, help="e.g. 8,32,64")
     args = parser.parse_args()
     if args.bare:
         _bare_server()
     elif args.fake_api:
         _fake_api()
     elif args.loadgen:
-        deliveries = Deliveries()
-        out = asyncio.run(
-            load(args.loadgen, args.concurrency, args.warmup, args.duration, deliveries.requests())
-        )
-        print(json.dumps(out), flush=True)
+        print_result(loadgen_main(args, Deliveries().requests()))
     else:
         result = run(args.reps, args.sweep, args.duration)
         emit(result["bench"], result["params"], result["figures"])
