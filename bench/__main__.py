@@ -4,12 +4,13 @@ Each benchmark runs alone in its own interpreter (``python -m bench.<module>``),
 cannot leave threads, memory or a busy event loop behind for the next; its stdout (the JSON
 line) is passed through, its stderr (progress) goes straight to ours. A benchmark that fails
 gets a line with an ``error`` instead and the others still run; the exit status is then 1.
-Nothing asserts a timing: targets are printed next to the figures for context. B2 is four
+Nothing asserts a timing: targets are printed next to the figures for context. B2 is five
 modules: ``intake`` (the web API), ``slack_intake`` (a signed Slack event, plus a short
-retry storm), ``whatsapp_intake`` (a signed Meta webhook) and ``discord_intake`` (a signed
-Discord interaction); each takes ``--sweep``/``--reps``/``--duration`` for a full-size run
-and reports the server's CPU time per request beside requests/s. ``discord_gateway`` times a
-gateway message to its reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
+retry storm), ``whatsapp_intake`` (a signed Meta webhook), ``twilio_intake`` (a signed
+Twilio form post) and ``discord_intake`` (a signed Discord interaction); each takes
+``--sweep``/``--reps``/``--duration`` for a full-size run and reports the server's CPU
+time per request beside requests/s. ``discord_gateway`` times a gateway message to its
+reply against a bare discord.py bot. ``pg_driver`` (part of B7) starts
 its own PostgreSQL: psycopg against asyncpg, and the op log on PostgreSQL against SQLite;
 ``failover`` (also B7) SIGKILLs a room's lease holder mid-turn and times the takeover;
 ``leader_failover`` (B7 too) SIGKILLs the daemon holding the Discord gateway, ten times;
@@ -35,6 +36,7 @@ BENCHES = [
     ("B2", "intake", "http_intake"),
     ("B2", "slack_intake", "http_intake_slack"),
     ("B2", "whatsapp_intake", "http_intake_whatsapp"),
+    ("B2", "twilio_intake", "http_intake_twilio"),
     ("B2", "discord_intake", "http_intake_discord"),
     ("B2", "discord_gateway", "discord_gateway_reply"),
     ("B3", "commands", "B3_commands"),

@@ -1,8 +1,10 @@
 """B2 HTTP intake, WhatsApp half: a signed Meta webhook → ``POST /webhooks/whatsapp`` vs bare.
 
 BENCH.md B2 asks for each webhook against a bare handler that checks the same signature.
-Reuses :mod:`bench.intake`'s load generator, process handling and figures. All processes
-bind 127.0.0.1 and are stopped (SIGTERM, then SIGKILL) at the end:
+Reuses :mod:`bench.intake`'s load generator, process handling and figures; the Twilio
+webhook (:mod:`bench.twilio_intake`) runs through this module's :func:`run` and
+:func:`webhook_main` with its own :class:`Webhook`. All processes bind 127.0.0.1 and are
+stopped (SIGTERM, then SIGKILL) at the end:
 
 * the daemon: ``python -m bot run`` (echo provider, 50 ms coalesce window, durable
   journal) with ``[transports.whatsapp]`` on the Meta provider: the route reads the raw
@@ -33,7 +35,8 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +58,6 @@ from bench.intake import (
     sweep_pair,
 )
 
-NAME = "http_intake_whatsapp"
-MODULE = "bench.whatsapp_intake"
 CONCURRENCY = (8, 16, 32)
 REPS = 3
 DURATION_S = 2.0
@@ -64,22 +65,29 @@ SENDERS = 1024
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
 
-CONFIG = """
-[transports.whatsapp]
-enabled = true
-provider = "meta"
 
-[transports.whatsapp.meta]
-access_token = "bench-token"
-phone_number_id = "{pnid}"
-app_secret = "{secret}"
-verify_token = "bench-verify"
-graph_base_url = "{api}"
-"""
+@dataclass(frozen=True)
+class Webhook:
+    """What one WhatsApp provider's B2 run needs: its names, the daemon's config (a format
+    string taking ``api``, the fake API's URL) and what its three kinds of process serve
+    or send (each a function, so that only the process that needs it builds it)."""
+
+    name: str
+    module: str
+    config: str
+    params: dict[str, str]
+    requests: Callable[[], RequestFactory]
+    bare: Callable[[], web.Application]
+    fake_api: Callable[[], web.Application]
 
 
 def signature(raw: bytes) -> str:
     return "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def sender_number(w: int, n: int) -> str:
+    """The ``n``-th request's sender (of ``SENDERS``) for load-generator worker ``w``."""
+    return f"4477009{(w * 7919 + n) % SENDERS:05d}"
 
 
 class Deliveries:
@@ -91,7 +99,7 @@ class Deliveries:
 
     def make(self, w: int) -> bytes:
         n = next(self.seq)
-        sender = f"4477009{(w * 7919 + n) % SENDERS:05d}"
+        sender = sender_number(w, n)
         message = {
             "from": sender,
             "id": f"wamid.BENCH{self.prefix}{n:09d}",
@@ -122,28 +130,38 @@ class Deliveries:
         return make
 
 
-def _fake_api() -> None:
-    """``POST /{version}/{pnid}/messages`` → a message id; ``GET /stats`` → how many."""
-    sent = itertools.count(1)
+def counting_api(
+    route: str, answer: Callable[[int], tuple[int, dict[str, Any]]]
+) -> web.Application:
+    """A fake provider API: ``POST route`` answers ``answer(n)`` (status, JSON) for the
+    ``n``-th send; ``GET /stats`` says how many sends there were (``{"messages": n}``)."""
     count = {"messages": 0}
 
-    async def messages(request: web.Request) -> web.Response:
-        body = await request.json()
-        count["messages"] = next(sent)
-        contacts = [{"input": body.get("to"), "wa_id": body.get("to")}]
-        answer = {"messaging_product": "whatsapp", "contacts": contacts}
-        return web.json_response({**answer, "messages": [{"id": f"wamid.S{count['messages']}"}]})
+    async def send(request: web.Request) -> web.Response:
+        await request.read()
+        count["messages"] += 1
+        status, body = answer(count["messages"])
+        return web.json_response(body, status=status)
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(count)
 
     app = web.Application()
-    app.router.add_post("/{version}/{pnid}/messages", messages)
+    app.router.add_post(route, send)
     app.router.add_get("/stats", stats)
-    asyncio.run(serve_app(app))
+    return app
 
 
-def _bare_server() -> None:
+def _graph_api() -> web.Application:
+    """``POST /{version}/{pnid}/messages`` → a message id."""
+
+    def answer(n: int) -> tuple[int, dict[str, Any]]:
+        return 200, {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.S{n}"}]}
+
+    return counting_api("/{version}/{pnid}/messages", answer)
+
+
+def _bare_meta() -> web.Application:
     """``POST /webhooks/whatsapp``: read, verify the HMAC, parse, 200."""
 
     async def post(request: web.Request) -> web.Response:
@@ -158,7 +176,36 @@ def _bare_server() -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/whatsapp", post)
-    asyncio.run(serve_app(app))
+    return app
+
+
+META = Webhook(
+    name="http_intake_whatsapp",
+    module="bench.whatsapp_intake",
+    config=f"""
+[transports.whatsapp]
+enabled = true
+provider = "meta"
+
+[transports.whatsapp.meta]
+access_token = "bench-token"
+phone_number_id = "{PHONE_NUMBER_ID}"
+app_secret = "{APP_SECRET}"
+verify_token = "bench-verify"
+graph_base_url = "{{api}}"
+""",
+    params={
+        "endpoint": "POST /webhooks/whatsapp (signed Cloud API delivery, one text message)",
+        "ours": (
+            "python -m bot run, [transports.whatsapp] provider=meta: HMAC check on the raw "
+            "body, whole-payload parse, 24-hour window record, ingress journal before the 200"
+        ),
+        "bare": "aiohttp handler: read body, verify X-Hub-Signature-256, parse JSON, 200",
+    },
+    requests=lambda: Deliveries().requests(),
+    bare=_bare_meta,
+    fake_api=_graph_api,
+)
 
 
 def sent_replies(api: Server) -> int:
@@ -167,7 +214,7 @@ def sent_replies(api: Server) -> int:
     return int(httpx.get(f"{api.url}/stats", timeout=5).json()["messages"])
 
 
-def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any]:
+def run(hook: Webhook, reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, list[Sweep]] = {"ours": [], "bare": []}
     drains: list[float] = []
@@ -176,12 +223,11 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
         with tempfile.TemporaryDirectory(prefix="musher-b2w-") as tmp:
             servers: list[Server] = []
             try:
-                servers.append(api := start_child("fake-api", MODULE, "--fake-api"))
-                config = CONFIG.format(pnid=PHONE_NUMBER_ID, secret=APP_SECRET, api=api.url)
-                servers.append(ours := start_daemon(Path(tmp), config))
-                servers.append(bare := start_child("bare", MODULE, "--bare"))
-                label = f"B2 whatsapp rep {rep + 1}/{reps}"
-                sweep_pair(MODULE, label, (ours, bare), concurrency, duration, results, drains)
+                servers.append(api := start_child("fake-api", hook.module, "--fake-api"))
+                servers.append(ours := start_daemon(Path(tmp), hook.config.format(api=api.url)))
+                servers.append(bare := start_child("bare", hook.module, "--bare"))
+                label = f"B2 {hook.name} rep {rep + 1}/{reps}"
+                sweep_pair(hook.module, label, (ours, bare), concurrency, duration, results, drains)
                 replies += sent_replies(api)
             finally:
                 for server in reversed(servers):
@@ -189,34 +235,26 @@ def run(reps: int, concurrency: Sequence[int], duration: float) -> dict[str, Any
     figures = sweep_figures(results, concurrency)
     figures["ours_replies_sent_total"] = replies
     figures["daemon_drain_after_run_s_median"] = rnd(median(drains), 2)
-    params = {
-        "endpoint": "POST /webhooks/whatsapp (signed Cloud API delivery, one text message)",
-        "ours": (
-            "python -m bot run, [transports.whatsapp] provider=meta: HMAC check on the raw "
-            "body, whole-payload parse, 24-hour window record, ingress journal before the 200"
-        ),
-        "bare": "aiohttp handler: read body, verify X-Hub-Signature-256, parse JSON, 200",
-        "senders": SENDERS,
-        **run_params(concurrency, duration, reps, started),
-    }
-    return {"bench": NAME, "params": params, "figures": figures}
+    params = {**hook.params, "senders": SENDERS, **run_params(concurrency, duration, reps, started)}
+    return {"bench": hook.name, "params": params, "figures": figures}
 
 
-def main() -> None:
-    parser = b2_parser(MODULE, DURATION_S, REPS, CONCURRENCY)
+def webhook_main(hook: Webhook) -> None:
+    """A WhatsApp B2 module's entry: the whole run, or (hidden flags) one of its processes."""
+    parser = b2_parser(hook.module, DURATION_S, REPS, CONCURRENCY)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
-        _bare_server()
+        asyncio.run(serve_app(hook.bare()))
     elif args.fake_api:
-        _fake_api()
+        asyncio.run(serve_app(hook.fake_api()))
     elif args.loadgen:
-        print_result(loadgen_main(args, Deliveries().requests()))
+        print_result(loadgen_main(args, hook.requests()))
     else:
-        result = run(args.reps, args.sweep, args.duration)
+        result = run(hook, args.reps, args.sweep, args.duration)
         emit(result["bench"], result["params"], result["figures"])
 
 
 if __name__ == "__main__":
-    main()
+    webhook_main(META)
