@@ -50,6 +50,7 @@ from bench.intake import (
     print_result,
     run_params,
     serve_app,
+    spread,
     start_child,
     start_daemon,
     sweep_figures,
@@ -100,7 +101,7 @@ class Interactions:
     def requests(self) -> RequestFactory:
         def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
             n = next(self.seq)
-            channel = str(3000000000000000000 + (w * 7919 + n) % CHANNELS)
+            channel = str(3000000000000000000 + spread(w, i, CHANNELS))
             raw = str(self.first + n).join(self.parts).replace("{channel}", channel).encode()
             stamp = str(int(time.time()))
             signature = self.key.sign(stamp.encode() + raw).signature.hex()

@@ -118,6 +118,17 @@ RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
 """``(worker, i) -> (path, body, headers)`` of a load generator's ``i``-th request."""
 
 
+def spread(w: int, i: int, count: int) -> int:
+    """Which of ``count`` rooms the ``i``-th request of load-generator worker ``w`` goes to.
+
+    Each worker walks every room in turn from a start of its own, so workers that run in
+    step are never in one room at once. Not one counter shared by the workers: closed-loop
+    workers settle into a fixed round-robin order, and ``(w * k + n) % count`` over a shared
+    ``n`` then keeps all of them in a few rooms (64 of 1,024 at 16 workers), whose turns
+    then coalesce a hundred messages each."""
+    return (w * 7919 + i) % count
+
+
 def web_requests(rooms: str = "room") -> RequestFactory:
     """``POST /api/v1/rooms/{room}/messages`` over ``ROOMS`` rooms named ``<rooms>-<n>``, with
     unique message ids."""
@@ -125,7 +136,7 @@ def web_requests(rooms: str = "room") -> RequestFactory:
     headers = {"Content-Type": "application/json"}
 
     def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-        room = f"{rooms}-{(w * 7919 + i) % ROOMS}"
+        room = f"{rooms}-{spread(w, i, ROOMS)}"
         body = (
             f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
             f'"id":"{run_id}-{w}-{i}"}}'
@@ -286,8 +297,11 @@ def measured_run(
     have drained (:func:`drain`, whose seconds are returned). Adds ``cpu_us_per_request``:
     the server's CPU time over the run (and the drain: the turns and replies the requests
     caused) per request it answered, warmup included: a figure the shared machine's noise
-    hardly moves, and the one that bounds requests/s on its cores. ``extra``: more
+    hardly moves, and the one that bounds requests/s on its cores. For the daemon also
+    ``requests_per_turn``: how many of those requests each turn answered on average (the
+    coalescing the load allowed, which the per-request cost depends on). ``extra``: more
     arguments for the load generator."""
+    turns = turns_ended(server.url) if daemon else None
     before = cpu_seconds(server.proc.pid)
     out = run_loadgen(module, server.url, concurrency, duration=duration, extra=extra)
     drained = drain(server.url) if daemon else None
@@ -296,6 +310,9 @@ def measured_run(
     if before is not None and after is not None and answered:
         cpu = (after - before) / answered * 1e6
     out["cpu_us_per_request"] = cpu
+    if turns is not None:
+        ended = turns_ended(server.url) - turns
+        out["requests_per_turn"] = answered / ended if ended else None
     return out, drained
 
 
@@ -382,6 +399,24 @@ def _tail(path: Path) -> str:
 _METRIC = re.compile(r"^(musher_queue_depth|musher_turns_total)(\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
+def turns_ended(url: str) -> float:
+    """How many turns the daemon at ``url`` has ended so far (``musher_turns_total``)."""
+    import httpx
+
+    return _turns(httpx.get(f"{url}/metrics", timeout=5).text)[1]
+
+
+def _turns(metrics: str) -> tuple[float, float]:
+    """Queued messages and ended turns, from a ``/metrics`` page."""
+    depth, turns = 0.0, 0.0
+    for name, _, value in _METRIC.findall(metrics):
+        if name == "musher_queue_depth":
+            depth += float(value)
+        else:
+            turns += float(value)
+    return depth, turns
+
+
 def drain(url: str, timeout: float = 60.0) -> float:
     """Wait until the daemon has no queued messages and no turn ended for 0.3 s."""
     import httpx
@@ -390,13 +425,7 @@ def drain(url: str, timeout: float = 60.0) -> float:
     last: tuple[float, float] | None = None
     with httpx.Client(base_url=url, timeout=5) as client:
         while time.monotonic() - started < timeout:
-            text = client.get("/metrics").text
-            depth, turns = 0.0, 0.0
-            for name, _, value in _METRIC.findall(text):
-                if name == "musher_queue_depth":
-                    depth += float(value)
-                else:
-                    turns += float(value)
+            depth, turns = _turns(client.get("/metrics").text)
             if depth == 0 and last is not None and last[1] == turns:
                 break
             last = (depth, turns)
@@ -446,6 +475,9 @@ def sweep_figures(
         figures[f"{name}_best_concurrency_reps"] = [p["concurrency"] if p else None for p in points]
         cpu = [p["cpu_us_per_request"] for p in found if p.get("cpu_us_per_request")]
         figures[f"{name}_cpu_us_per_request_at_best"] = rnd(median(cpu), 1) if cpu else None
+        per_turn = [p["requests_per_turn"] for p in found if p.get("requests_per_turn")]
+        if per_turn:
+            figures[f"{name}_requests_per_turn_at_best"] = rnd(median(per_turn), 2)
         figures[f"{name}_sweep"] = {
             str(c): {
                 "rps": rnd(median(s[c]["rps"] for s in sweeps), 1),

@@ -60,7 +60,7 @@ class Forms:
     def requests(self) -> RequestFactory:
         def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
             n = next(self.seq)
-            sender = sender_number(w, n)
+            sender = sender_number(w, i)
             sid = f"SM{self.prefix}{n:024x}"
             params = [
                 ("SmsMessageSid", sid), ("NumMedia", "0"), ("ProfileName", "Bench"),

@@ -52,6 +52,7 @@ from bench.intake import (
     print_result,
     run_params,
     serve_app,
+    spread,
     start_child,
     start_daemon,
     sweep_figures,
@@ -85,9 +86,9 @@ def signature(raw: bytes) -> str:
     return "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
 
 
-def sender_number(w: int, n: int) -> str:
-    """The ``n``-th request's sender (of ``SENDERS``) for load-generator worker ``w``."""
-    return f"4477009{(w * 7919 + n) % SENDERS:05d}"
+def sender_number(w: int, i: int) -> str:
+    """The sender (of ``SENDERS``) of load-generator worker ``w``'s ``i``-th request."""
+    return f"4477009{spread(w, i, SENDERS):05d}"
 
 
 class Deliveries:
@@ -97,9 +98,9 @@ class Deliveries:
         self.prefix = f"{random.randrange(10**6):06d}"
         self.seq = itertools.count()
 
-    def make(self, w: int) -> bytes:
+    def make(self, w: int, i: int) -> bytes:
         n = next(self.seq)
-        sender = sender_number(w, n)
+        sender = sender_number(w, i)
         message = {
             "from": sender,
             "id": f"wamid.BENCH{self.prefix}{n:09d}",
@@ -123,7 +124,7 @@ class Deliveries:
 
     def requests(self) -> RequestFactory:
         def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-            raw = self.make(w)
+            raw = self.make(w, i)
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
             return "/webhooks/whatsapp", raw, headers
 

@@ -25,7 +25,7 @@ from bot.lanes import Action, Lanes
 from bot.mentions import strip_mention
 from bot.messages import InboundMessage, QueuedText, Reply, Session, session_key
 from bot.metrics import Metrics
-from bot.transport import FeedResult, Mailbox
+from bot.transport import FeedResult
 from config.models import AccessConfig
 from pipeline.crashpoints import crash_point
 
@@ -327,8 +327,11 @@ def _ambient_mode(invocation: Invocation | None) -> bool | None:
 
 
 def _settle(msg: InboundMessage) -> None:
-    if msg.reply_to is not None and isinstance(msg.reply_to, Mailbox):
-        msg.reply_to.settle()
+    """Tell a :class:`~bot.transport.Mailbox` ``reply_to`` that acting is over. (``getattr``
+    asks what ``isinstance`` on the protocol would, without walking it on every message.)"""
+    settle = getattr(msg.reply_to, "settle", None)
+    if settle is not None:
+        settle()
 
 
 def _settler(msg: InboundMessage) -> Action:

@@ -42,6 +42,20 @@ class TransportState:
 
         await self.db.write(job)
 
+    async def claim(self, transport: str, key: str, value: str) -> bool:
+        """Set ``(transport, key)`` to ``value`` unless it is set already; whether this call
+        set it. Durable on return; one write, no read, and of two callers only one wins."""
+
+        def job(conn: Conn) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (transport, key) DO NOTHING",
+                (transport, key, value),
+            )
+            return cursor.rowcount > 0
+
+        return await self.db.write(job)
+
     async def forget(self, transport: str, prefix: str, before: float) -> None:
         """Delete ``prefix…`` rows whose value (a Unix time) is older than ``before``."""
 

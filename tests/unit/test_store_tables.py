@@ -3,6 +3,7 @@ costs, transport state, LLM history, claude sessions, approvals, the journal's u
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,6 +55,15 @@ async def test_transport_state_keeps_and_forgets_values(db: Db) -> None:
     assert await state.get("matrix", "since") == "s2"
     assert await state.get("slack", "seen:%old") is None
     assert await state.get("slack", "seen:new") == str(now)
+
+
+async def test_a_transport_state_key_is_claimed_once(db: Db) -> None:
+    state = TransportState(db)
+    won = await asyncio.gather(*(state.claim("whatsapp", "sent:k", str(n)) for n in range(5)))
+    assert sorted(won) == [False, False, False, False, True]
+    assert await state.get("whatsapp", "sent:k") == str(won.index(True))
+    assert not await state.claim("whatsapp", "sent:k", "later")
+    assert await state.claim("whatsapp", "sent:other", "1")
 
 
 async def test_history_keeps_whole_turns(db: Db) -> None:

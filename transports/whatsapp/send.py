@@ -2,7 +2,8 @@
 never inside a rate-limit window.
 
 - Idempotent: each chunk's ``Reply.key`` is written to ``transport_state`` *before* the
-  request goes out; a send of a key already there is skipped. Neither API takes an
+  request goes out, in one write that also says whether it was there already (then the
+  send is skipped). Neither API takes an
   idempotency key, so a request that failed ambiguously (5xx, dropped connection) is not
   sent again: a reply may be lost, never shown twice (R11).
 - 24-hour customer-service window: free-form text only reaches a number that wrote within
@@ -99,11 +100,17 @@ class Outbound:
 
     async def send(self, number: str, text: str, key: str) -> str | None:
         """Send ``text`` to ``number`` unless ``key`` was sent before; see the module."""
-        if await self.state.get(TRANSPORT, SENT + key) is not None:
-            log.info("whatsapp: %s was already sent; not sending it again", key)
-            return None
-        await self._check_window(number)
-        await self.state.put(TRANSPORT, SENT + key, repr(self.clock()))
+        closed = await self._window_closed(number)
+        if closed is not None:
+            if await self.state.get(TRANSPORT, SENT + key) is None:
+                raise closed
+        elif await self.state.claim(TRANSPORT, SENT + key, repr(self.clock())):
+            return await self._post(number, text)
+        log.info("whatsapp: %s was already sent; not sending it again", key)
+        return None
+
+    async def _post(self, number: str, text: str) -> str:
+        """Post (the key is claimed), waiting out rate limits."""
         for _ in range(MAX_RATE_LIMITS):
             await self.window.wait()
             try:
@@ -130,14 +137,15 @@ class Outbound:
             self._stored[number] = float(value) if value is not None else None
         return self._stored[number]
 
-    async def _check_window(self, number: str) -> None:
+    async def _window_closed(self, number: str) -> PermanentError | None:
+        """None while ``number``'s 24-hour window is open, else the error to raise."""
         stored = await self._last_heard(number)
         last = max(self._heard.get(number, 0.0), stored or 0.0) or None
         if last is not None and self.clock() - last < WINDOW_S:
-            return
+            return None
         self.outside.add(number)
         when = "never" if last is None else f"{(self.clock() - last) / 3600:.0f} h ago"
-        raise PermanentError(
+        return PermanentError(
             f"whatsapp: not sending to {number}: they last wrote {when}, and WhatsApp allows"
             " free-form replies only within 24 h of a user's message"
         )
