@@ -20,7 +20,7 @@ bind 127.0.0.1 and are stopped at the end:
 Figures (as :mod:`bench.intake`): per server the best requests/s of the concurrency sweep
 whose p99 is under 100 ms, median over ``REPS``; the CPU per request; the ratio ours / bare.
 
-Run alone: ``python -m bench.discord_intake`` (``--sweep 8,16,32 --reps 5`` for full size).
+Run alone: ``python -m bench.discord_intake`` (``--reps 5 --duration 3`` for full size).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from transports.discord.commands import LINE, MAIN
 
 NAME = "http_intake_discord"
 MODULE = "bench.discord_intake"
-CONCURRENCY = (8, 16, 32)
+CONCURRENCY = (8, 16, 32, 64)
 REPS = 3
 DURATION_S = 2.0
 CHANNELS = 64

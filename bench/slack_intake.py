@@ -36,7 +36,7 @@ ack p50/p99/max, non-2xx, and the daemon's ``musher_inbound_total`` accepted vs 
 are not counted here (each takes 20 s); the reliability tests check that.
 
 Run alone: ``python -m bench.slack_intake``; full size e.g.
-``python -m bench.slack_intake --sweep 8,32,64 --reps 5 --duration 3 --storm-s 60``.
+``python -m bench.slack_intake --reps 5 --duration 3 --storm-s 60``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ from bench.intake import (
 
 NAME = "http_intake_slack"
 MODULE = "bench.slack_intake"
-CONCURRENCY = (8, 16, 32)
+CONCURRENCY = (8, 16, 32, 64)
 REPS = 3
 DURATION_S = 2.0
 CHANNELS = 1024

@@ -18,7 +18,7 @@ this is :mod:`bench.whatsapp_intake`'s run with the Twilio provider. All process
   it for an incoming WhatsApp text (a unique ``MessageSid``), from one of ``SENDERS``
   numbers.
 
-Run alone: ``python -m bench.twilio_intake`` (``--sweep 8,32,64 --reps 5`` for full size).
+Run alone: ``python -m bench.twilio_intake`` (``--reps 5 --duration 3`` for full size).
 """
 
 from __future__ import annotations

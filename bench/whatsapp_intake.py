@@ -21,7 +21,7 @@ stopped (SIGTERM, then SIGKILL) at the end:
 Figures (as :mod:`bench.intake`): per server the best requests/s of the concurrency sweep
 whose p99 is under 100 ms, median over ``REPS``; the ratio ours / bare.
 
-Run alone: ``python -m bench.whatsapp_intake`` (``--sweep 8,32,64 --reps 5`` for full size).
+Run alone: ``python -m bench.whatsapp_intake`` (``--reps 5 --duration 3`` for full size).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from bench.intake import (
     sweep_pair,
 )
 
-CONCURRENCY = (8, 16, 32)
+CONCURRENCY = (8, 16, 32, 64)
 REPS = 3
 DURATION_S = 2.0
 SENDERS = 1024
