@@ -3,9 +3,9 @@ never inside a rate-limit window.
 
 - Idempotent: each chunk's ``Reply.key`` is written to ``transport_state`` *before* the
   request goes out, in one write that also says whether it was there already (then the
-  send is skipped). Neither API takes an
-  idempotency key, so a request that failed ambiguously (5xx, dropped connection) is not
-  sent again: a reply may be lost, never shown twice (R11).
+  send is skipped). Neither API takes an idempotency key, so a request that failed
+  ambiguously (5xx, dropped connection) is not sent again: a reply may be lost, never
+  shown twice (R11).
 - 24-hour customer-service window: free-form text only reaches a number that wrote within
   the last 24 h. Outside it nothing is sent; the log says why and ``/readyz`` lists the
   number (it clears when the number writes again).
