@@ -120,15 +120,26 @@ RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
 """``(worker, i) -> (path, body, headers)`` of a load generator's ``i``-th request."""
 
 
+BURST = 5
+"""Messages a load-generator worker sends to one room before it moves on: the 5-message
+burst of the issue's W1, so a turn answers one burst (``requests_per_turn`` ≈ 5)."""
+MAX_WORKERS = 128
+"""The most concurrent connections a B2 sweep opens; workers below it never share a room."""
+
+
 def spread(w: int, i: int, count: int) -> int:
     """Which of ``count`` rooms the ``i``-th request of load-generator worker ``w`` goes to.
 
-    Each worker walks every room in turn from a start of its own, so workers that run in
-    step are never in one room at once. Not one counter shared by the workers: closed-loop
-    workers settle into a fixed round-robin order, and ``(w * k + n) % count`` over a shared
-    ``n`` then keeps all of them in a few rooms (64 of 1,024 at 16 workers), whose turns
-    then coalesce a hundred messages each."""
-    return (w * 7919 + i) % count
+    Each worker is a person who sends a burst of :data:`BURST` messages to a room, then the
+    next burst to the next of its own rooms: ``w``, ``w + 128``, ``w + 256``, … So no two
+    workers are ever in one room (with ``count`` a multiple of :data:`MAX_WORKERS`, or at
+    most ``count`` workers), and every turn answers one burst, whatever the concurrency.
+
+    Not ``(w * k + i) % count``: whether two workers' walks meet in a room then depends on
+    ``k``'s arithmetic (``7919 * 15 ≡ 1 (mod 1024)`` made workers 15 apart trail each
+    other by one room), so the messages per turn, and with them the cost per request,
+    changed with the concurrency (2 to 8 per turn)."""
+    return (w + MAX_WORKERS * (i // BURST)) % count
 
 
 def web_requests(rooms: str = "room") -> RequestFactory:

@@ -126,7 +126,8 @@ def parse_json(raw: bytes) -> Any:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"malformed JSON: {err}") from None
-    _check_tree(value)
+    if _SURROGATE_ESCAPE.search(text) or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
+        _check_tree(value)  # else it has no lone surrogate and cannot nest that deep
     return value
 
 
@@ -155,6 +156,8 @@ def _check_tree(value: Any) -> None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""How a surrogate gets into a decoded body: strict UTF-8 decoding refuses them as bytes."""
 
 
 class HttpServer:

@@ -24,6 +24,7 @@ from transports.web.wire import WireError, parse_after, parse_post
         (b'{"a": Infinity}', "Infinity is not a number"),
         (b'["\\ud800"]', "lone surrogates"),
         (b'{"\\udc00": 1}', "lone surrogates"),
+        (b'{"a": {"b": "\\uDBFF x"}}', "lone surrogates"),
         (b"[" * 40 + b"]" * 40, "nested deeper than 32"),
         (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 32"),
         (b"{", "malformed JSON"),
@@ -43,6 +44,34 @@ def test_strict_json_reads_what_json_writes(value: object) -> None:
         assert parse_json(encoded) == value
     except ValueError as err:  # only for the refusals above
         assert "surrogates" in str(err) or "nested" in str(err)
+
+
+_SURROGATE_TEXT = st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=4)
+
+
+@given(st.recursive(st.integers() | _SURROGATE_TEXT, st.lists, max_leaves=40))
+def test_strict_json_refuses_exactly_what_it_must(value: object) -> None:
+    """The quick look at the raw text (no surrogate escape, too few brackets to nest that
+    deep) never lets through a body the full walk of the parsed tree refuses."""
+    import json
+
+    def depth(node: object) -> int:
+        return 1 + max(map(depth, node), default=0) if isinstance(node, list) else 0
+
+    def lone(node: object) -> bool:
+        if isinstance(node, list):
+            return any(map(lone, node))
+        return isinstance(node, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in node)
+
+    encoded = json.dumps(value).encode()  # ensure_ascii: surrogates as \\u escapes
+    decoded = json.loads(encoded)  # a high and a low surrogate in a row: one character
+    must_refuse = lone(decoded) or depth(decoded) > 32
+    try:
+        parse_json(encoded)
+    except ValueError:
+        assert must_refuse
+    else:
+        assert not must_refuse
 
 
 @pytest.mark.parametrize(
