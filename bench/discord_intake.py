@@ -99,9 +99,9 @@ class Interactions:
         self.seq = itertools.count()
 
     def requests(self) -> RequestFactory:
-        def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
+        def make(w: int, i: int, workers: int) -> tuple[str, bytes, dict[str, str]]:
             n = next(self.seq)
-            channel = str(3000000000000000000 + spread(w, i, CHANNELS))
+            channel = str(3000000000000000000 + spread(w, i, CHANNELS, workers))
             raw = str(self.first + n).join(self.parts).replace("{channel}", channel).encode()
             stamp = str(int(time.time()))
             signature = self.key.sign(stamp.encode() + raw).signature.hex()

@@ -123,23 +123,24 @@ RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
 BURST = 5
 """Messages a load-generator worker sends to one room before it moves on: the 5-message
 burst of the issue's W1, so a turn answers one burst (``requests_per_turn`` ≈ 5)."""
-MAX_WORKERS = 128
-"""The most concurrent connections a B2 sweep opens; workers below it never share a room."""
 
 
-def spread(w: int, i: int, count: int) -> int:
-    """Which of ``count`` rooms the ``i``-th request of load-generator worker ``w`` goes to.
+def spread(w: int, i: int, count: int, workers: int) -> int:
+    """Which of ``count`` rooms the ``i``-th request of load-generator worker ``w`` (of
+    ``workers``) goes to.
 
     Each worker is a person who sends a burst of :data:`BURST` messages to a room, then the
-    next burst to the next of its own rooms: ``w``, ``w + 128``, ``w + 256``, … So no two
-    workers are ever in one room (with ``count`` a multiple of :data:`MAX_WORKERS`, or at
-    most ``count`` workers), and every turn answers one burst, whatever the concurrency.
+    next burst to the next of its own ``count // workers`` rooms (``w``, ``w + workers``, …),
+    and round again. No two workers are ever in one room, a worker comes back to a room only
+    after ``count // workers`` bursts (long after its turn), and so every turn answers one
+    burst, whatever the concurrency.
 
     Not ``(w * k + i) % count``: whether two workers' walks meet in a room then depends on
     ``k``'s arithmetic (``7919 * 15 ≡ 1 (mod 1024)`` made workers 15 apart trail each
     other by one room), so the messages per turn, and with them the cost per request,
     changed with the concurrency (2 to 8 per turn)."""
-    return (w + MAX_WORKERS * (i // BURST)) % count
+    own = max(1, count // workers)
+    return (w + workers * ((i // BURST) % own)) % count
 
 
 def web_requests(rooms: str = "room") -> RequestFactory:
@@ -148,8 +149,8 @@ def web_requests(rooms: str = "room") -> RequestFactory:
     run_id = secrets.token_hex(4)
     headers = {"Content-Type": "application/json"}
 
-    def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-        room = f"{rooms}-{spread(w, i, ROOMS)}"
+    def make(w: int, i: int, workers: int) -> tuple[str, bytes, dict[str, str]]:
+        room = f"{rooms}-{spread(w, i, ROOMS, workers)}"
         body = (
             f'{{"sender":"user-{w % 7}","text":"please have a look at this, message {i}",'
             f'"id":"{run_id}-{w}-{i}"}}'
@@ -208,10 +209,12 @@ class _Client(asyncio.Protocol):
 class _Load:
     """What :func:`load`'s connections share: the requests, the clock and the tallies."""
 
-    def __init__(self, url: str, make: RequestFactory, warmup: float, duration: float) -> None:
+    def __init__(
+        self, url: str, make: RequestFactory, workers: int, warmup: float, duration: float
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.host = url.removeprefix("http://").split("/")[0]
-        self.make = make
+        self.make, self.workers = make, workers
         self.sent: dict[int, int] = {}
         self.measure_from = self.loop.time() + warmup
         self.end = self.measure_from + duration
@@ -223,7 +226,7 @@ class _Load:
     def request(self, worker: int) -> bytes:
         i = self.sent.get(worker, 0)
         self.sent[worker] = i + 1
-        path, body, headers = self.make(worker, i)
+        path, body, headers = self.make(worker, i, self.workers)
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{lines}"
         return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
@@ -247,7 +250,7 @@ async def load(
     with the server it measures, and an HTTP client library (aiohttp's took about 250 µs
     per request here) would cap the bare baseline at its own speed. A connection the server
     closes is opened again."""
-    state = _Load(url, make, warmup, duration)
+    state = _Load(url, make, concurrency, warmup, duration)
     host, _, port = state.host.partition(":")
 
     async def connection(worker: int) -> None:

@@ -163,16 +163,16 @@ class Events:
         self.prefix = f"{random.randrange(10_000):04d}"
         self.seq = itertools.count()
 
-    def make(self, w: int, i: int) -> bytes:
+    def make(self, w: int, i: int, workers: int) -> bytes:
         n = next(self.seq)
-        channel = f"C{spread(w, i, CHANNELS):07d}"
+        channel = f"C{spread(w, i, CHANNELS, workers):07d}"
         ts = f"{int(time.time())}.{self.prefix}{n:08d}"
         text = f"<@{BOT_USER}> please have a look at this, message {n}"
         return signed_event(channel, ts, f"U{w % 7:04d}", text, f"Ev{self.prefix}{n:08d}")
 
     def requests(self) -> RequestFactory:
-        def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-            raw = self.make(w, i)
+        def make(w: int, i: int, workers: int) -> tuple[str, bytes, dict[str, str]]:
+            raw = self.make(w, i, workers)
             return "/webhooks/slack", raw, headers_for(raw)
 
         return make
@@ -275,7 +275,7 @@ async def storm(url: str, rate: float, duration: float, retries: int, gap: float
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         jobs = []
         for k in range(count):
-            raw = events.make(k, 0)
+            raw = events.make(k, 0, count)
             at = start + k / rate
             for retry in range(retries + 1):
                 jobs.append(deliver(session, at + retry * gap, raw, retry))

@@ -58,9 +58,9 @@ class Forms:
         self.seq = itertools.count()
 
     def requests(self) -> RequestFactory:
-        def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
+        def make(w: int, i: int, workers: int) -> tuple[str, bytes, dict[str, str]]:
             n = next(self.seq)
-            sender = sender_number(w, i)
+            sender = sender_number(w, i, workers)
             sid = f"SM{self.prefix}{n:024x}"
             params = [
                 ("SmsMessageSid", sid), ("NumMedia", "0"), ("ProfileName", "Bench"),

@@ -86,9 +86,9 @@ def signature(raw: bytes) -> str:
     return "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
 
 
-def sender_number(w: int, i: int) -> str:
+def sender_number(w: int, i: int, workers: int) -> str:
     """The sender (of ``SENDERS``) of load-generator worker ``w``'s ``i``-th request."""
-    return f"4477009{spread(w, i, SENDERS):05d}"
+    return f"4477009{spread(w, i, SENDERS, workers):05d}"
 
 
 class Deliveries:
@@ -98,9 +98,9 @@ class Deliveries:
         self.prefix = f"{random.randrange(10**6):06d}"
         self.seq = itertools.count()
 
-    def make(self, w: int, i: int) -> bytes:
+    def make(self, w: int, i: int, workers: int) -> bytes:
         n = next(self.seq)
-        sender = sender_number(w, i)
+        sender = sender_number(w, i, workers)
         message = {
             "from": sender,
             "id": f"wamid.BENCH{self.prefix}{n:09d}",
@@ -123,8 +123,8 @@ class Deliveries:
         return json.dumps(body, separators=(",", ":")).encode()
 
     def requests(self) -> RequestFactory:
-        def make(w: int, i: int) -> tuple[str, bytes, dict[str, str]]:
-            raw = self.make(w, i)
+        def make(w: int, i: int, workers: int) -> tuple[str, bytes, dict[str, str]]:
+            raw = self.make(w, i, workers)
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
             return "/webhooks/whatsapp", raw, headers
 
