@@ -17,6 +17,7 @@ whose values are merged.
 
 from __future__ import annotations
 
+import re
 import shlex
 import typing
 from dataclasses import dataclass
@@ -87,10 +88,17 @@ ItemNumber = Annotated[int, BeforeValidator(_item_number), Field(ge=1, descripti
 
 def split_words(text: str) -> list[str]:
     """Split like a shell where quotes are balanced, else on whitespace (``don't`` stays whole)."""
+    if _SHELL_WORDS.fullmatch(text):
+        return text.split()  # no quote, no backslash, no other blank: what shlex would say
     try:
         return shlex.split(text)
     except ValueError:
         return text.split()
+
+
+_SHELL_WORDS = re.compile(r"[^'\"\\\s]*(?:[ \t\r\n]+[^'\"\\\s]+)*[ \t\r\n]*")
+"""Text ``shlex.split`` splits exactly like ``str.split``: no quotes, no backslash, and no
+whitespace but the four shlex splits on (``str.split`` also splits on form feeds, NBSP, …)."""
 
 
 def parse_args(model: type[Args], words: list[str], usage: str) -> Args:

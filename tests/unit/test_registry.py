@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated, Any, Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest, parse_args
+from bot.commands.args import Args, ItemNumber, NoArgs, Option, Rest, parse_args, split_words
 from bot.commands.registry import CommandContext, Permission, Registry
 from bot.messages import Reply, Session
 from config.errors import UsageError
@@ -148,3 +151,14 @@ async def test_a_handler_gets_exactly_the_parts_it_names() -> None:
     assert invocation is not None
     assert (await registry.run(invocation, ctx())).text == "1 in web/lobby"
     assert seen == [counter]
+
+
+@given(st.text(st.sampled_from("ab1 \t\r\n\x0b\x0c\u00a0\u2003'\"\\#"), max_size=12))
+def test_words_split_as_the_shell_would(text: str) -> None:
+    """Plain words take a quick path; whatever the text, the words are shlex's (or, with
+    unbalanced quotes, the whitespace split)."""
+    try:
+        expected = shlex.split(text)
+    except ValueError:
+        expected = text.split()
+    assert split_words(text) == expected
