@@ -12,10 +12,11 @@ ephemerally; commands that change something, publicly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.commands.registry import Registry
 from bot.messages import InboundMessage
@@ -37,6 +38,7 @@ ALREADY = "This command was already received."
 
 FollowUp = Callable[[str, bool], Awaitable[None]]
 HandIn = Callable[[InboundMessage], "asyncio.Task[FeedResult]"]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -126,7 +128,9 @@ class Interactions:
         result = await _bounded(self.hand_in(msg), self.budget)
         expect = result is None or (result is FeedResult.ACCEPTED and invocation is not None)
         if expect and not handle.texts:
-            await _bounded(handle.arrived.wait(), max(0.0, deadline - loop.time()))
+            with contextlib.suppress(TimeoutError):  # no text yet: the first response defers
+                async with asyncio.timeout_at(deadline):
+                    await handle.arrived.wait()
         texts = handle.close()
         return self._first(line, result, expect, texts, handle), handle
 
@@ -164,12 +168,7 @@ async def flush(handle: InteractionReply) -> None:
         handle.answered.set()
 
 
-async def _bounded(aw: Awaitable[Any], seconds: float) -> Any:
-    """``aw``'s result, or ``None`` if it takes longer than ``seconds`` (it keeps running)."""
-    task = aw if isinstance(aw, asyncio.Task) else asyncio.ensure_future(aw)
+async def _bounded(task: asyncio.Task[T], seconds: float) -> T | None:
+    """``task``'s result, or ``None`` if it takes longer than ``seconds`` (it keeps running)."""
     done, _ = await asyncio.wait({task}, timeout=seconds)
-    if task in done:
-        return task.result()
-    if not isinstance(aw, asyncio.Task):
-        task.cancel()
-    return None
+    return task.result() if task in done else None
