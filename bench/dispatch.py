@@ -12,6 +12,10 @@ returned, i.e. the durable journal commit before the dispatcher sees the message
 ``close_to_start`` (the last message's submit + window → provider start: timer lateness,
 task start and the ``turns`` row committed before the LLM is called, D6).
 
+The process sets the cycle collector up as ``musher run`` does (``bot.cli.collect_cycles_less``):
+with Python's default thresholds its collections would be part of the tail measured here,
+and the daemon does not have them.
+
 Run alone: ``python -m bench.dispatch``.
 """
 
@@ -36,6 +40,7 @@ from bench.common import (
     quiet_logs,
     rnd,
 )
+from bot.cli import GC_THRESHOLD, collect_cycles_less
 from bot.messages import InboundMessage
 from bot.transport import FeedResult
 
@@ -187,6 +192,7 @@ async def run(reps: int = REPS) -> dict[str, Any]:
         "seconds_per_rep": {str(k): v for k, v in DURATION_S.items()},
         "reps": reps,
         "journal": "SQLite file in a temp dir, WAL, synchronous=FULL, group commit",
+        "gc_threshold": list(GC_THRESHOLD),
         "provider": "instant: records loop.time() when run starts, yields Done()",
         "sender": "in-process, paced on the loop clock, one feed task per message",
         "achieved_rate": "messages sent / sending span (the offered load)",
@@ -205,6 +211,7 @@ async def run(reps: int = REPS) -> dict[str, Any]:
 
 
 def main() -> None:
+    collect_cycles_less()  # the cycle collector as ``musher run`` sets it up
     result = asyncio.run(run())
     emit(result["bench"], result["params"], result["figures"])
 

@@ -141,13 +141,14 @@ GC_THRESHOLD = (50_000, 10, 10)
 """The cycle collector's thresholds while the daemon runs (Python's default: 700, 10, 10)."""
 
 
-def _collect_cycles_less() -> None:
+def collect_cycles_less() -> None:
     """Under load the daemon holds thousands of objects for the requests in flight, and
     reference counting frees nearly all of them. With Python's default first threshold (700
     allocations) the cycle collector ran every few dozen requests, found next to nothing, and
     took 10-15% of each request's CPU (B2), more with more connections open. Cycles are
     still collected, after 50,000 allocations; the objects made while starting (modules,
-    configuration) are moved out of the collector's way first."""
+    configuration) are moved out of the collector's way first. B1 (``bench.dispatch``)
+    runs its in-process stack the same way."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
@@ -158,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings, _ = _settings(args)
     _log_to_stderr(settings.daemon.log_level)
-    _collect_cycles_less()
+    collect_cycles_less()
     asyncio.run(Daemon(settings, _data_dir(args, settings)).run())
     return 0
 
