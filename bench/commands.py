@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -80,6 +79,7 @@ from pipeline.model import (
     UserOrigin,
 )
 from pipeline.ops import CreateItem
+from pipeline.storage import Conn
 
 NAME = "B3_commands"
 PROJECT = "bench"
@@ -194,7 +194,7 @@ async def one_rep(
         assert invocation is not None
         return (await registry.run(invocation, ctx)).text
 
-    def touch(conn: sqlite3.Connection) -> None:
+    def touch(conn: Conn) -> None:
         conn.execute("UPDATE bench_scratch SET v = v + 1 WHERE k = 1")
 
     status_at = {i * calls // status_calls for i in range(status_calls)} if status_calls else set()
@@ -266,7 +266,7 @@ async def run(count: int, calls: int, status_calls: int, reps: int) -> dict[str,
             pool = await populate(stack, count)
             setup_s = time.monotonic() - setup_start
 
-            def scratch(conn: sqlite3.Connection) -> None:
+            def scratch(conn: Conn) -> None:
                 conn.execute("CREATE TABLE IF NOT EXISTS bench_scratch (k PRIMARY KEY, v)")
                 conn.execute("INSERT OR IGNORE INTO bench_scratch VALUES (1, 0)")
 

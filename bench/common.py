@@ -24,12 +24,13 @@ from typing import Any
 from bot.daemon import Core, build_core
 from bot.db import Database
 from bot.ingress import Ingress
-from bot.journal import LogEntry
+from bot.journal import BotLine, LogEntry
 from bot.llm.base import Done, TurnEvent, TurnRequest
 from bot.messages import QueuedText
 from bot.schema import DAEMON_SCHEMA
 from config import Settings, load_settings
 from pipeline.keys import load_or_create
+from pipeline.storage import Job
 from pipeline.store import OpStore
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -184,13 +185,15 @@ class Stack:
         original, saying = journal.finish_turn, journal.finish_turn_saying
 
         async def finish_turn(
-            turn_id: int, ids: Iterable[int], outcome: str, **kwargs: Any
+            turn_id: int, ids: Iterable[int], outcome: str, also: Job[None] | None = None
         ) -> None:
-            await original(turn_id, ids, outcome, **kwargs)
+            await original(turn_id, ids, outcome, also)
             self._finished()
 
-        async def finish_turn_saying(*args: Any) -> LogEntry:
-            entry = await saying(*args)
+        async def finish_turn_saying(
+            turn_id: int, ids: Iterable[int], outcome: str, also: Job[None] | None, line: BotLine
+        ) -> LogEntry:
+            entry = await saying(turn_id, ids, outcome, also, line)
             self._finished()
             return entry
 

@@ -116,8 +116,9 @@ def _bare_server() -> None:
 # --- the load generator --------------------------------------------------------------------
 
 
-RequestFactory = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
-"""``(worker, i) -> (path, body, headers)`` of a load generator's ``i``-th request."""
+RequestFactory = Callable[[int, int, int], tuple[str, bytes, dict[str, str]]]
+"""``(worker, i, workers) -> (path, body, headers)``: the ``i``-th request of load-generator
+worker ``worker`` of ``workers``."""
 
 
 BURST = 5

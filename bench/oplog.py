@@ -75,7 +75,7 @@ def project_of(writer: int) -> str:
 
 def changes_of(writer: int, count: int) -> list[Change]:
     """``count`` changes of one writer: create item k, move it to coding, qa, merge; repeat."""
-    project, out = project_of(writer), []
+    project, out = project_of(writer), list[Change]()
     stages = (Coding(), Qa(), Merge())
     number = 0
     while len(out) < count:
