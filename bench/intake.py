@@ -549,27 +549,51 @@ def sweep_pair(
     return sweeps
 
 
+def core_ceiling(duration: float) -> dict[str, Any]:
+    """:mod:`bench.core_ceiling` in a process of its own (as the daemon is): its figures."""
+    argv = [sys.executable, "-m", "bench.core_ceiling", "--duration", str(duration)]
+    done = subprocess.run(argv, capture_output=True, env=_env(), timeout=600, check=True)
+    figures: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])["figures"]
+    return figures
+
+
+def ceiling_figures(cores: list[dict[str, Any]], bare_reps: list[float | None]) -> dict[str, Any]:
+    """The core's messages/s with no HTTP (median of reps) and, per rep, over the bare
+    handler's best requests/s: the most the ratio ours/bare could be if HTTP cost nothing."""
+    over = [c["core_msgs_per_s"] / b for c, b in zip(cores, bare_reps, strict=True) if b]
+    return {
+        "core_msgs_per_s_no_http": rnd(median(c["core_msgs_per_s"] for c in cores), 1),
+        "core_cpu_us_per_msg_no_http": rnd(median(c["core_cpu_us_per_msg"] for c in cores), 1),
+        "core_over_bare_per_rep": [rnd(r) for r in over],
+        "core_over_bare_median_of_reps": rnd(median(over)) if over else None,
+    }
+
+
 def run(
     reps: int = REPS, concurrency: Sequence[int] = CONCURRENCY, duration: float = DURATION_S
 ) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, list[Sweep]] = {"ours": [], "bare": []}
     drains: list[float] = []
+    cores: list[dict[str, Any]] = []
     for rep in range(reps):
+        label = f"B2 web rep {rep + 1}/{reps}"
         with tempfile.TemporaryDirectory(prefix="musher-b2-") as tmp:
             servers: list[Server] = []
             try:
                 servers.append(start_daemon(Path(tmp)))
                 servers.append(start_child("bare", "bench.intake", "--bare"))
-                label = f"B2 web rep {rep + 1}/{reps}"
                 pair = (servers[0], servers[1])
                 sweep_pair(MODULE, label, pair, concurrency, duration, results, drains)
             finally:
                 for server in servers:
                     server.stop()
+        progress(f"{label} core ceiling (no HTTP)")
+        cores.append(core_ceiling(duration))
 
     figures = sweep_figures(results, concurrency)
     figures["daemon_drain_after_run_s_median"] = rnd(median(drains), 2)
+    figures |= ceiling_figures(cores, figures["bare_rps_at_p99_lt_100ms_reps"])
     params = {
         "endpoint": "POST /api/v1/rooms/{room}/messages",
         "ours": "python -m bot run (web transport, journal durable: WAL, synchronous=FULL)",
@@ -580,6 +604,9 @@ def run(
         "loadgen": "separate process, asyncio HTTP/1.1 client, closed loop, keep-alive, unique ids",
         "figure": "best rps with p99 < 100 ms over the sweep, median over reps; ratio ours/bare",
         "slack_signed_event": "measured separately: python -m bench.slack_intake",
+        "core_no_http": "python -m bench.core_ceiling: ingress, durable journal, dispatcher and"
+        " turns in one process fed directly, no HTTP, turns that say nothing (an upper bound);"
+        " core_over_bare is the most ratio_ours_bare could be if HTTP cost nothing",
         "host": "127.0.0.1, loadgen and server share the machine's 2 cores",
         **run_params(concurrency, duration, reps, started),
     }
